@@ -1,0 +1,304 @@
+"""Typed configuration: pydantic models (extra="forbid") loaded from YAML.
+
+Every error becomes one line `file.yaml:LINE: dotted.path: message` (ConfigError).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
+
+
+class ConfigError(Exception):
+    """A config problem, already formatted as one line naming file, line and path."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Model):
+    id: str
+    url: str
+    type: Literal["auto", "file", "network", "synthetic"] = "auto"
+    loop: bool = False
+    realtime: bool = True
+    # network sources: seconds without a packet before the connection counts as dead
+    timeout_s: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("id")
+    @classmethod
+    def _id_charset(cls, v: str) -> str:
+        if not CAMERA_ID.match(v):
+            raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]+")
+        return v
+
+    @model_validator(mode="after")
+    def _resolve_type(self) -> "CameraConfig":
+        kind = self.type
+        if kind == "auto":
+            if self.url.startswith("synthetic:"):
+                kind = "synthetic"
+            elif self.url.lower().startswith(NETWORK_SCHEMES):
+                kind = "network"
+            else:
+                kind = "file"
+            object.__setattr__(self, "type", kind)
+        if self.loop and kind != "file":
+            raise ValueError("loop: applies to files only")
+        return self
+
+    @property
+    def is_live(self) -> bool:
+        """Live sources never wait on the pipeline: they drop the oldest frame instead."""
+        return self.type == "network" or self.realtime
+
+
+class ModelConfig(_Model):
+    path: Path
+    backend: str = "onnxruntime"
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    labels: list[str]
+    input_size: int = Field(640, ge=32, le=4096)
+    score_threshold: float = Field(0.35, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    max_detections: int = Field(300, ge=1, le=10000)
+
+    @field_validator("input_size")
+    @classmethod
+    def _stride(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"input_size {v} must be a multiple of 32")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_nonempty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("labels must name at least one class")
+        return v
+
+
+class DecodeConfig(_Model):
+    device: Literal["cpu", "gpu"] = "cpu"
+    gpu_id: int = Field(0, ge=0)
+
+
+class PreprocessConfig(_Model):
+    device: Literal["cpu", "gpu"] = "cpu"
+    num_threads: int = Field(2, ge=1, le=64)
+
+
+class SchedulerConfig(_Model):
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(20, ge=0, le=10000)
+    queue_per_camera: int = Field(4, ge=1, le=1000)
+
+
+class PublishConfig(_Model):
+    bind: str = "tcp://127.0.0.1:5555"
+    high_water_mark: int = Field(10000, ge=1)
+    linger_ms: int = Field(1000, ge=0)
+
+    @field_validator("bind")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^(tcp|ipc|inproc)://\S+$", v):
+            raise ValueError(f"bind {v!r} must look like tcp://HOST:PORT or ipc://PATH")
+        return v
+
+
+class MetricsConfig(_Model):
+    bind: str | None = "127.0.0.1:9108"  # null turns the HTTP endpoint off
+
+
+class PipelineConfig(_Model):
+    cameras: list[CameraConfig]
+    model: ModelConfig
+    decode: DecodeConfig = DecodeConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    publish: PublishConfig = PublishConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for cam in v:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice")
+            seen.add(cam.id)
+        if not v:
+            raise ValueError("at least one camera is needed")
+        return v
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+Loc = tuple[Any, ...]
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML into plain data plus a map from each path to its 1-based line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}:{line}: YAML syntax: {problem}") from None
+    lines: dict[Loc, int] = {}
+
+    def build(n: yaml.Node, loc: Loc) -> Any:
+        lines[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+                out[key] = build(value_node, loc + (key,))
+                lines[loc + (key,)] = key_node.start_mark.line + 1
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(item, loc + (i,)) for i, item in enumerate(n.value)]
+        loader = yaml.SafeLoader("")
+        try:
+            value = loader.construct_object(n)
+        finally:
+            loader.dispose()
+        return value
+
+    if node is None:
+        return None, {(): 1}
+    return build(node, ()), lines
+
+
+def _expand_env(data: Any, loc: Loc, lines: dict[Loc, int], source: str, env: dict[str, str]) -> Any:
+    if isinstance(data, dict):
+        return {k: _expand_env(v, loc + (k,), lines, source, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand_env(v, loc + (i,), lines, source, env) for i, v in enumerate(data)]
+    if isinstance(data, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: "
+                                  f"environment variable ${{{name}}} is not set")
+            return env[name]
+        return ENV_REF.sub(sub, data)
+    return data
+
+
+def _line_for(loc: Loc, lines: dict[Loc, int]) -> int:
+    loc = tuple(loc)
+    while loc not in lines and loc:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    elif err["type"] == "missing":
+        msg = f"required key {loc[-1]!r} is missing"
+        line = _line_for(loc[:-1], lines)
+        return ConfigError(f"{source}:{line}: {_dotted(loc)}: {msg}")
+    msg = msg.removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    if more:
+        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    return ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: {msg}")
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative file paths resolve against the config file's folder."""
+    model = data.get("model")
+    if isinstance(model, dict):
+        if isinstance(model.get("path"), str):
+            model["path"] = str((base / model["path"]))
+        labels = model.get("labels")
+        if isinstance(labels, str):
+            model["labels"] = str(base / labels)
+    cams = data.get("cameras")
+    if isinstance(cams, list):
+        for cam in cams:
+            if isinstance(cam, dict) and isinstance(cam.get("url"), str):
+                url = cam["url"]
+                if "://" not in url and not url.startswith("synthetic:"):
+                    cam["url"] = str(base / url)
+    return data
+
+
+def _read_labels(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> None:
+    model = data.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("labels"), str):
+        return
+    path = Path(model["labels"])
+    line = _line_for(("model", "labels"), lines)
+    try:
+        model["labels"] = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise ConfigError(f"{source}:{line}: model.labels: cannot read {path}: {exc.strerror}") from None
+
+
+def parse_config(text: str, source: str = "<config>", base: Path | None = None,
+                 env: dict[str, str] | None = None, check_files: bool = True) -> PipelineConfig:
+    """Validate YAML text; raise ConfigError with a one-line message on any problem."""
+    data, lines = _compose(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: (top level): expected a mapping with cameras: and model:")
+    data = _expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
+    base = base or Path.cwd()
+    data = _resolve_paths(data, base)
+    _read_labels(data, source, lines)
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, source, lines) from None
+    if check_files:
+        _check_files(cfg, source, lines)
+    return cfg
+
+
+def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
+    if not cfg.model.path.is_file():
+        raise ConfigError(f"{source}:{_line_for(('model', 'path'), lines)}: model.path: "
+                          f"no such file {cfg.model.path}")
+    for i, cam in enumerate(cfg.cameras):
+        if cam.type == "file" and not Path(cam.url).exists():
+            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'url'), lines)}: "
+                              f"cameras[{i}].url: no such file {cam.url}")
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
+                check_files: bool = True) -> PipelineConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}:1: config is not UTF-8 text") from None
+    return parse_config(text, source=str(path), base=path.resolve().parent, env=env,
+                        check_files=check_files)

@@ -1,0 +1,143 @@
+"""Data that crosses stage boundaries. Every type is a frozen dataclass.
+
+Flow: Source -> Frame -> BatchScheduler -> FrameBatch -> Preprocessor -> TensorBatch
+-> Backend/Postprocessor -> FrameDetections -> Publisher.  Sources also emit StatusEvent.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LetterboxTransform:
+    """How a source frame maps into the square model input (and back).
+
+    model_xy = source_xy * scale + (pad_x, pad_y)
+    """
+
+    src_width: int
+    src_height: int
+    input_size: int
+    scale: float
+    resized_width: int
+    resized_height: int
+    pad_x: int
+    pad_y: int
+
+    @classmethod
+    def fit(cls, src_width: int, src_height: int, input_size: int) -> "LetterboxTransform":
+        scale = min(input_size / src_width, input_size / src_height)
+        rw = max(1, min(input_size, int(round(src_width * scale))))
+        rh = max(1, min(input_size, int(round(src_height * scale))))
+        pad_x = (input_size - rw) // 2
+        pad_y = (input_size - rh) // 2
+        return cls(src_width, src_height, input_size, scale, rw, rh, pad_x, pad_y)
+
+    def to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """Map [N,4] x1,y1,x2,y2 boxes from model-input pixels to source pixels, clipped."""
+        out = np.asarray(boxes, dtype=np.float32).copy()
+        sx = self.resized_width / self.src_width
+        sy = self.resized_height / self.src_height
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / sx
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / sy
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.src_width)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.src_height)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded picture from one camera.
+
+    image: HxWx3 uint8 RGB. On the CPU path a numpy array; on the GPU path an object
+    exposing __cuda_array_interface__ (the pixels never visit host memory).
+    index: the source's frame counter (gaps mean frames were dropped before decode/queue).
+    pts: presentation time in seconds from the stream (None if unknown).
+    captured_at: Unix seconds when the frame was decoded (live) or read (files).
+    """
+
+    camera_id: str
+    index: int
+    pts: float | None
+    captured_at: float
+    width: int
+    height: int
+    image: Any
+
+
+@dataclass(frozen=True, eq=False)
+class FrameBatch:
+    """Frames from one or more cameras that the scheduler released together."""
+
+    frames: tuple[Frame, ...]
+    formed_at: float  # monotonic seconds when released
+    oldest_wait_s: float  # how long the oldest frame waited in the scheduler
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass(frozen=True, eq=False)
+class TensorBatch:
+    """Preprocessed model input for a FrameBatch.
+
+    tensor: [B,3,S,S] float32/float16, 0..1, RGB, CHW. numpy on CPU; a device buffer
+    (__cuda_array_interface__) on the GPU path.
+    """
+
+    frames: tuple[Frame, ...]
+    transforms: tuple[LetterboxTransform, ...]
+    tensor: Any
+    formed_at: float
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceResult:
+    """Raw model output for a TensorBatch: YOLOv8 layout [B, 4+classes, N] on the host."""
+
+    frames: tuple[Frame, ...]
+    transforms: tuple[LetterboxTransform, ...]
+    output: np.ndarray
+    formed_at: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    label: str
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+
+
+@dataclass(frozen=True, eq=False)
+class FrameDetections:
+    """Everything the publisher needs for one detections message (seq is the publisher's)."""
+
+    camera_id: str
+    index: int
+    pts: float | None
+    captured_at: float
+    width: int
+    height: int
+    detections: tuple[Detection, ...]
+
+
+class CameraState(str, enum.Enum):
+    STARTING = "starting"
+    UP = "up"
+    RECONNECTING = "reconnecting"
+    DOWN = "down"
+    EOF = "eof"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    camera_id: str
+    state: CameraState
+    at: float  # Unix seconds
+    reason: str = ""
