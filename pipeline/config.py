@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -28,7 +28,8 @@ class _Model(BaseModel):
 class CameraConfig(_Model):
     id: str
     url: str
-    type: Literal["auto", "file", "network", "synthetic"] = "auto"
+    # validate_default: "auto" is resolved from the url even when the key is absent
+    type: Literal["auto", "file", "network", "synthetic"] = Field("auto", validate_default=True)
     loop: bool = False
     realtime: bool = True
     # network sources: seconds without a packet before the connection counts as dead
@@ -37,24 +38,28 @@ class CameraConfig(_Model):
     @field_validator("id")
     @classmethod
     def _id_charset(cls, v: str) -> str:
-        if not CAMERA_ID.match(v):
+        if not CAMERA_ID.fullmatch(v):
             raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]+")
         return v
 
-    @model_validator(mode="after")
-    def _resolve_type(self) -> "CameraConfig":
-        kind = self.type
-        if kind == "auto":
-            if self.url.startswith("synthetic:"):
-                kind = "synthetic"
-            elif self.url.lower().startswith(NETWORK_SCHEMES):
-                kind = "network"
-            else:
-                kind = "file"
-            object.__setattr__(self, "type", kind)
-        if self.loop and kind != "file":
+    @field_validator("type")
+    @classmethod
+    def _resolve_type(cls, v: str, info: ValidationInfo) -> str:
+        url = info.data.get("url", "")
+        if v != "auto":
+            return v
+        if url.startswith("synthetic:"):
+            return "synthetic"
+        if url.lower().startswith(NETWORK_SCHEMES):
+            return "network"
+        return "file"
+
+    @field_validator("loop")
+    @classmethod
+    def _loop_for_files(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("type") not in (None, "file"):
             raise ValueError("loop: applies to files only")
-        return self
+        return v
 
     @property
     def is_live(self) -> bool:
@@ -250,6 +255,21 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
+def _check_unique_ids(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> None:
+    """Point at the second use of an id (pydantic would only point at the list)."""
+    cams = data.get("cameras")
+    if not isinstance(cams, list):
+        return
+    seen: set[str] = set()
+    for i, cam in enumerate(cams):
+        cam_id = cam.get("id") if isinstance(cam, dict) else None
+        if isinstance(cam_id, str) and cam_id in seen:
+            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'id'), lines)}: cameras[{i}].id: "
+                              f"camera id {cam_id!r} is used twice")
+        if isinstance(cam_id, str):
+            seen.add(cam_id)
+
+
 def _read_labels(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> None:
     model = data.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("labels"), str):
@@ -269,6 +289,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: (top level): expected a mapping with cameras: and model:")
     data = _expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
+    _check_unique_ids(data, source, lines)
     base = base or Path.cwd()
     data = _resolve_paths(data, base)
     _read_labels(data, source, lines)

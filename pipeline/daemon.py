@@ -1,0 +1,267 @@
+"""Wires the stages into threads and queues, supervises them, and shuts them down in reverse order.
+
+    camera threads -> BatchScheduler -> batch thread (preprocess) -> infer thread (infer + postprocess)
+    -> publish thread (ZeroMQ).  Status events from sources go straight to the publish thread.
+
+The daemon holds no stage logic: each stage lives in its own module.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from pipeline.config import CameraConfig, PipelineConfig
+from pipeline.frame import Frame, FrameBatch, FrameDetections, StatusEvent, TensorBatch
+from pipeline.health import CameraStatusBoard
+from pipeline.infer import Backend, create_backend
+from pipeline.metrics import Metrics
+from pipeline.postprocess import YoloPostprocessor
+from pipeline.preprocess import Preprocessor, create_preprocessor
+from pipeline.publish import Publisher
+from pipeline.scheduler import BatchScheduler, OverflowPolicy
+from pipeline.sources import create_source
+
+log = logging.getLogger("pipeline.daemon")
+
+_END = object()  # end-of-stream marker passed down the stage queues
+# Shutdown budget (SIGTERM must exit within 5 s): sources, then the drain, then the stage threads.
+SOURCE_JOIN_S = 1.0
+DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
+THREAD_JOIN_S = 0.5
+
+
+@dataclass
+class _Camera:
+    config: CameraConfig
+    stop: threading.Event
+    thread: threading.Thread
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    status_interval_s: float = 5.0  # 0 turns the periodic per-camera lines off
+    wait_for_subscribers: int = 0  # hold sources until this many subscribers are connected
+    wait_for_subscribers_timeout_s: float = 10.0
+    on_status_lines: Callable[[list[str]], None] | None = None
+
+
+class Daemon:
+    def __init__(self, config: PipelineConfig, options: DaemonOptions = DaemonOptions(),
+                 metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.board = CameraStatusBoard(self.metrics)
+        self._cameras: dict[str, _Camera] = {}
+        self._threads: list[threading.Thread] = []
+        self._abort = threading.Event()  # drain deadline passed: drop instead of process
+        self._inference_done = threading.Event()  # batch and infer threads have drained
+        sched = config.scheduler
+        self.scheduler = BatchScheduler(sched.max_batch, sched.max_wait_ms / 1000.0,
+                                        sched.queue_per_camera, metrics=self.metrics)
+        # Two batches in flight between preprocess and inference, so both stages stay busy.
+        self._infer_q: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._publish_q: queue.Queue[object] = queue.Queue(maxsize=sched.max_batch * 8 + 256)
+        self._zmq: zmq.Context | None = None
+        self._publisher: Publisher | None = None
+        self._backend: Backend | None = None
+        self._preprocess: Preprocessor | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Create every stage (errors here are startup errors) and start the threads."""
+        cfg = self.config
+        self._backend = create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)
+        dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
+        self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
+                                               cfg.scheduler.max_batch, cfg.preprocess.num_threads)
+        self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
+                                              cfg.model.iou_threshold, cfg.model.max_detections)
+        self._zmq = zmq.Context()
+        try:
+            self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
+                                        cfg.publish.linger_ms, self.metrics)
+        except Exception:
+            self._zmq.term()
+            raise
+        if self.options.wait_for_subscribers:
+            got = self._publisher.wait_for_subscribers(self.options.wait_for_subscribers,
+                                                       self.options.wait_for_subscribers_timeout_s)
+            log.info("%d subscriber(s) connected", got)
+        for target, name in ((self._publish_loop, "publish"), (self._infer_loop, "infer"),
+                             (self._batch_loop, "batch")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        for cam in cfg.cameras:
+            self.add_camera(cam)
+        log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
+                 len(cfg.cameras), cfg.model.path.name, cfg.model.backend, cfg.preprocess.device,
+                 cfg.scheduler.max_batch, cfg.scheduler.max_wait_ms, cfg.publish.bind)
+
+    def add_camera(self, cam: CameraConfig) -> None:
+        policy = OverflowPolicy.DROP_OLDEST if cam.is_live else OverflowPolicy.WAIT
+        self.scheduler.add_camera(cam.id, policy)
+        stop = threading.Event()
+        source = create_source(cam, self.config.decode, self._submit_frame, self._submit_status, stop,
+                               self.metrics)
+        thread = threading.Thread(target=source.run, name=f"camera-{cam.id}", daemon=True)
+        self._cameras[cam.id] = _Camera(cam, stop, thread)
+        thread.start()
+
+    def run(self, stop: threading.Event) -> int:
+        """Supervise until `stop` is set or every (file) camera has ended and drained."""
+        interval = self.options.status_interval_s
+        next_lines = time.monotonic() + interval if interval > 0 else float("inf")
+        while not stop.wait(0.1):
+            if self._inference_done.is_set():
+                break
+            if not self.scheduler.closed and self._cameras and all(
+                    not c.thread.is_alive() for c in self._cameras.values()):
+                log.info("every camera has ended; draining")
+                self.scheduler.close()
+            if time.monotonic() >= next_lines:
+                next_lines += interval
+                self._emit_status_lines()
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        """Reverse order: sources, scheduler, stages (with a drain deadline), publisher, context."""
+        for cam in self._cameras.values():
+            cam.stop.set()
+        self.scheduler.close()  # also releases sources blocked on a full queue
+        deadline = time.monotonic() + SOURCE_JOIN_S
+        for cam in self._cameras.values():
+            cam.thread.join(max(0.0, deadline - time.monotonic()))
+            if cam.thread.is_alive():
+                log.warning("camera %s did not stop within %.1fs; abandoning its thread",
+                            cam.config.id, SOURCE_JOIN_S)
+        if not self._inference_done.wait(DRAIN_S):
+            log.warning("drain deadline passed; remaining queued frames are counted as dropped")
+            self._abort.set()
+        # Only now does the publisher get its end marker, so the sources' last status
+        # events ('stopped', 'eof') and every detection are sent before it closes.
+        self._publish_q.put(_END)
+        for t in self._threads:
+            t.join(THREAD_JOIN_S)
+            if t.is_alive():
+                log.warning("%s thread did not stop within %.1fs", t.name, THREAD_JOIN_S)
+        for closable in (self._preprocess, self._backend):
+            if closable is not None:
+                closable.close()
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._zmq is not None:
+            self._zmq.term()
+        batches = self.metrics.value("pipeline_batch_size_count")
+        frames = self.metrics.value("pipeline_batch_size_sum")
+        log.info("summary batches %d, frames %d, mean batch %.2f", batches, frames,
+                 frames / batches if batches else 0.0)
+        for line in self.board.summary_lines():
+            log.info("summary %s", line)
+
+    # ------------------------------------------------------------------ wiring callbacks
+
+    def _submit_frame(self, frame: Frame) -> None:
+        if not self.scheduler.put(frame):
+            self.metrics.frames_dropped.labels(frame.camera_id, "shutdown").inc()
+
+    def _submit_status(self, event: StatusEvent) -> None:
+        self.board.update(event)  # the source itself logs the transition
+        self.metrics.camera_up.labels(event.camera_id).set(1 if event.state.value == "up" else 0)
+        self._publish_q.put(event)
+
+    def _count_dropped(self, frames: tuple[Frame, ...], reason: str) -> None:
+        for f in frames:
+            self.metrics.frames_dropped.labels(f.camera_id, reason).inc()
+
+    def _emit_status_lines(self) -> None:
+        lines = self.board.status_lines()
+        if self.options.on_status_lines:
+            self.options.on_status_lines(lines)
+        else:
+            for line in lines:
+                log.info("status %s", line)
+
+    # ------------------------------------------------------------------ stage threads
+
+    def _batch_loop(self) -> None:
+        assert self._preprocess is not None
+        try:
+            while True:
+                batch = self.scheduler.next_batch(timeout=0.2)
+                if batch is None:
+                    if self.scheduler.closed_and_empty:
+                        break
+                    continue
+                if self._abort.is_set():
+                    self._count_dropped(batch.frames, "shutdown")
+                    continue
+                self._run_preprocess(batch)
+        finally:
+            self._infer_q.put(_END)
+
+    def _run_preprocess(self, batch: FrameBatch) -> None:
+        assert self._preprocess is not None
+        started = time.perf_counter()
+        try:
+            tensor = self._preprocess(batch)
+        except Exception as exc:  # one bad batch must not stop the pipeline
+            log.error("preprocess failed for a batch of %d: %s", len(batch), exc)
+            self._count_dropped(batch.frames, "preprocess_error")
+            return
+        self.metrics.stage_seconds.labels("preprocess").observe(time.perf_counter() - started)
+        self._infer_q.put(tensor)
+
+    def _infer_loop(self) -> None:
+        try:
+            while True:
+                item = self._infer_q.get()
+                if item is _END:
+                    break
+                assert isinstance(item, TensorBatch)
+                if self._abort.is_set():
+                    self._count_dropped(item.frames, "shutdown")
+                    continue
+                self._run_inference(item)
+        finally:
+            self._inference_done.set()
+
+    def _run_inference(self, tensor: TensorBatch) -> None:
+        assert self._backend is not None
+        started = time.perf_counter()
+        try:
+            result = self._backend.infer(tensor)
+            infer_done = time.perf_counter()
+            per_frame = self._postprocess(result)
+        except Exception as exc:
+            log.error("inference failed for a batch of %d: %s", len(tensor.frames), exc)
+            self._count_dropped(tensor.frames, "inference_error")
+            return
+        self.metrics.stage_seconds.labels("inference").observe(infer_done - started)
+        self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - infer_done)
+        for fd in per_frame:
+            self._publish_q.put(fd)
+
+    def _publish_loop(self) -> None:
+        assert self._publisher is not None
+        while True:
+            item = self._publish_q.get()
+            if item is _END:
+                return
+            try:
+                if isinstance(item, FrameDetections):
+                    self._publisher.publish_detections(item)
+                elif isinstance(item, StatusEvent):
+                    self._publisher.publish_status(item)
+            except Exception as exc:  # a bad message is logged; the next one still goes out
+                log.error("publish failed: %s", exc)

@@ -1,0 +1,118 @@
+"""Inference backend contract: TensorBatch in, InferenceResult ([B, 4+C, N] float32 on the host) out.
+
+Subclasses declare `type_key`, register with `@register_backend`, and implement `_run_chunk`
+for at most `max_batch` images; `infer` does the splitting and the dtype cast.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from pipeline.config import ModelConfig
+from pipeline.frame import InferenceResult, TensorBatch
+
+_BACKENDS: dict[str, type["Backend"]] = {}
+
+B = TypeVar("B", bound=type["Backend"])
+
+
+def register_backend(cls: B) -> B:
+    key = getattr(cls, "type_key", None)
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"{cls.__name__} must declare a non-empty type_key")
+    if key in _BACKENDS and _BACKENDS[key] is not cls:
+        raise TypeError(f"backend type_key {key!r} is already registered by {_BACKENDS[key].__name__}")
+    _BACKENDS[key] = cls
+    return cls
+
+
+def known_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def create_backend(model: ModelConfig, max_batch: int, device: str = "cpu", **options: Any) -> "Backend":
+    """Build the backend named by model.backend. `options` go to its constructor (e.g. intra_op_threads)."""
+    cls = _BACKENDS.get(model.backend)
+    if cls is None:
+        raise ValueError(f"model.backend: unknown backend {model.backend!r}; known: {', '.join(known_backends())}")
+    return cls(model, max_batch, device, **options)
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """'cpu' | 'gpu' | 'cuda' | 'gpu:N' | 'cuda:N' -> ('cpu' | 'gpu', device id)."""
+    kind, _, index = device.strip().lower().partition(":")
+    if kind == "cuda":
+        kind = "gpu"
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ValueError(f"device {device!r}: expected cpu, gpu or gpu:N")
+    return kind, int(index or 0)
+
+
+class Backend(ABC):
+    type_key: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def input_name(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def input_size(self) -> int:
+        """S of the model's [B,3,S,S] input."""
+
+    @property
+    @abstractmethod
+    def input_dtype(self) -> np.dtype: ...
+
+    @property
+    @abstractmethod
+    def max_batch(self) -> int:
+        """Most images one model call takes; larger TensorBatches are split."""
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int: ...
+
+    @abstractmethod
+    def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:
+        """Run `count` (<= max_batch) images: a numpy array already of input_dtype, or whatever
+        `_device_chunks` produced. Returns [count, 4+C, N] float32 on the host."""
+
+    def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:
+        """Split a device buffer (__cuda_array_interface__) into pieces of at most max_batch."""
+        raise ValueError(f"{self.type_key}: this backend takes host (numpy) tensors only; "
+                         f"use preprocess.device: cpu or device gpu for the model")
+
+    def infer(self, batch: TensorBatch) -> InferenceResult:
+        count = len(batch.frames)
+        if count == 0:
+            raise ValueError(f"{self.type_key}: empty batch")
+        tensor = batch.tensor
+        if hasattr(tensor, "__cuda_array_interface__"):
+            chunks = self._device_chunks(tensor, count)
+        else:
+            tensor = np.asarray(tensor)
+            s = self.input_size
+            if tensor.shape != (count, 3, s, s):
+                raise ValueError(f"{self.type_key}: input tensor is {list(tensor.shape)}, model wants "
+                                 f"[{count}, 3, {s}, {s}] for a batch of {count} frames")
+            if tensor.dtype != self.input_dtype:
+                tensor = tensor.astype(self.input_dtype)
+            step = self.max_batch  # numpy slices are views: splitting copies nothing
+            chunks = [(tensor[i:i + step], min(step, count - i)) for i in range(0, count, step)]
+        outputs = [self._run_chunk(chunk, n) for chunk, n in chunks]
+        output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+        return InferenceResult(frames=batch.frames, transforms=batch.transforms, output=output,
+                               formed_at=batch.formed_at)
+
+    def close(self) -> None:
+        """Release the model (sessions, device memory). Safe to call twice."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

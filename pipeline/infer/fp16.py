@@ -1,0 +1,67 @@
+"""fp32 -> fp16 ONNX conversion for GPU inference, cached by the source model's sha256.
+
+The converted model takes a float16 input (the preprocessor emits float16 when
+model.precision is fp16, so the GPU buffer binds without a cast) and keeps float32 outputs
+(the postprocess wants float32 and the outputs are small).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CONVERTER_TAG = "fp16v1"  # bump when the conversion settings change, so old cache entries are not reused
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pipeline" / "models"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fp16_model_path(source: Path, cache_dir: Path | None = None) -> Path:
+    """Path of the fp16 version of `source`, converting on first use. A model whose inputs are
+    not float32 (already fp16, or quantised) is returned as is."""
+    import onnx
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache_dir / f"{source.stem}.{file_sha256(source)[:16]}.{CONVERTER_TAG}.onnx"
+    if target.is_file():
+        log.info("fp16 model for %s: using cached %s", source, target)
+        return target
+    model = onnx.load(str(source))
+    float_inputs = [i for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+                    and i.name not in {t.name for t in model.graph.initializer}]
+    if not float_inputs:
+        log.info("%s: input is not float32; running it without fp16 conversion", source)
+        return source
+    converted = _convert(model, keep_io_types=[o.name for o in model.graph.output])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    onnx.save(converted, str(partial))
+    os.replace(partial, target)  # atomic: a concurrent reader never sees half a file
+    log.info("converted %s to fp16: %s", source, target)
+    return target
+
+
+def _convert(model: Any, keep_io_types: list[str]) -> Any:
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        try:
+            from onnxconverter_common.float16 import convert_float_to_float16
+        except ImportError:
+            raise RuntimeError("model.precision fp16 needs onnxruntime.transformers or onnxconverter-common "
+                               "to convert the fp32 model") from None
+    return convert_float_to_float16(model, keep_io_types=keep_io_types)

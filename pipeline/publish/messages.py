@@ -1,0 +1,155 @@
+"""Wire format of published messages: topics, payload dicts, JSON encoding and the packaged schemas.
+
+A message is two ZeroMQ frames: [topic, JSON utf-8]. Topics end in '/' so that ZeroMQ's prefix
+filtering is exact per camera (`det/cam1/` is never a prefix of `det/cam10/`). docs/messages.md
+is the consumer-facing description; the JSON Schemas in schemas/ are the exact contract.
+"""
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+from typing import Any
+
+from pipeline.config import CAMERA_ID
+from pipeline.frame import CameraState, FrameDetections, StatusEvent
+
+DETECTIONS_SCHEMA = "pipeline.detections/1"
+STATUS_SCHEMA = "pipeline.status/1"
+DETECTION_PREFIX = "det/"
+STATUS_PREFIX = "status/"
+KIND_PREFIXES = {"det": DETECTION_PREFIX, "status": STATUS_PREFIX}
+SCHEMA_FILES = {"detections": "detections.schema.json", "status": "status.schema.json"}
+
+
+class MessageError(ValueError):
+    """A payload that cannot be sent or understood, as one line naming the message and field."""
+
+
+def _checked_camera(camera: str) -> str:
+    if not isinstance(camera, str) or not CAMERA_ID.fullmatch(camera):  # fullmatch: "$" would let "cam1\n" in
+        raise MessageError(f"topic: camera id {camera!r} must match [A-Za-z0-9_-]+")
+    return camera
+
+
+def detection_topic(camera: str) -> str:
+    return f"{DETECTION_PREFIX}{_checked_camera(camera)}/"
+
+
+def status_topic(camera: str) -> str:
+    return f"{STATUS_PREFIX}{_checked_camera(camera)}/"
+
+
+def topic_prefixes(kinds: tuple[str, ...] | list[str], camera: str | None = None) -> list[str]:
+    """The SUB subscriptions for these kinds ("det", "status"), for one camera or all."""
+    prefixes = []
+    for kind in kinds:
+        if kind not in KIND_PREFIXES:
+            raise MessageError(f"subscribe: unknown message kind {kind!r} (expected 'det' or 'status')")
+        prefix = KIND_PREFIXES[kind]
+        prefixes.append(prefix if camera is None else f"{prefix}{_checked_camera(camera)}/")
+    return prefixes
+
+
+def _finite(value: Any, where: str) -> float:
+    # numpy scalars (float32 scores, boxes) are not JSON-serialisable; float() also rejects junk early
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise MessageError(f"{where}: {value!r} is not a number") from None
+    if not math.isfinite(out):
+        raise MessageError(f"{where}: {out} is not a finite number")
+    return out
+
+
+def _count(value: Any, where: str) -> int:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise MessageError(f"{where}: {value!r} is not an integer") from None
+    if out != value or out < 0:
+        raise MessageError(f"{where}: {value!r} must be an integer >= 0")
+    return out
+
+
+def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> dict[str, Any]:
+    """The pipeline.detections/1 dict for one frame. Raises MessageError on values JSON or the
+    schema cannot carry (NaN, negative counts, score outside 0..1)."""
+    where = f"{detection_topic(fd.camera_id)} frame {fd.index}"
+    pts = None if fd.pts is None else float(fd.pts)
+    if pts is not None and not math.isfinite(pts):
+        pts = None  # an unknown presentation time is null, never NaN (invalid JSON)
+    detections = []
+    for i, det in enumerate(fd.detections):
+        at = f"{where}: detections[{i}]"
+        score = _finite(det.score, f"{at}.score")
+        if not 0.0 <= score <= 1.0:
+            raise MessageError(f"{at}.score: {score} is outside 0..1")
+        if len(det.box) != 4:
+            raise MessageError(f"{at}.box: expected 4 numbers x1,y1,x2,y2, got {len(det.box)}")
+        detections.append({
+            "label": str(det.label),
+            "class_id": _count(det.class_id, f"{at}.class_id"),
+            "score": score,
+            "box": [_finite(v, f"{at}.box") for v in det.box],
+        })
+    return {
+        "schema": DETECTIONS_SCHEMA,
+        "camera": fd.camera_id,
+        "seq": _count(seq, f"{where}: seq"),
+        "frame": _count(fd.index, f"{where}: frame"),
+        "pts": pts,
+        "captured_at": _finite(fd.captured_at, f"{where}: captured_at"),
+        "published_at": _finite(published_at, f"{where}: published_at"),
+        "width": _count(fd.width, f"{where}: width"),
+        "height": _count(fd.height, f"{where}: height"),
+        "detections": detections,
+    }
+
+
+def status_payload(ev: StatusEvent) -> dict[str, Any]:
+    """The pipeline.status/1 dict for one camera state transition."""
+    where = status_topic(ev.camera_id)
+    try:
+        state = CameraState(ev.state).value  # also accepts the plain string value
+    except ValueError:
+        raise MessageError(f"{where}: state {ev.state!r} is not one of "
+                           f"{', '.join(s.value for s in CameraState)}") from None
+    return {
+        "schema": STATUS_SCHEMA,
+        "camera": ev.camera_id,
+        "state": state,
+        "at": _finite(ev.at, f"{where}: at"),
+        # one line on the wire as everywhere else: a multi-line reason keeps only its first line
+        "reason": (str(ev.reason).strip().splitlines() or [""])[0],
+    }
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; labels may be non-ASCII."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_message(frames: list[bytes], source: str) -> tuple[str, dict[str, Any]]:
+    """[topic, JSON] frames -> (topic, dict); MessageError names `source` and the topic."""
+    if len(frames) != 2:
+        raise MessageError(f"{source}: expected 2 frames [topic, JSON], got {len(frames)}")
+    try:
+        topic = frames[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise MessageError(f"{source}: topic {frames[0][:40]!r} is not UTF-8") from None
+    try:
+        message = json.loads(frames[1])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"{source}: {topic}: payload is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise MessageError(f"{source}: {topic}: payload is {type(message).__name__}, expected a JSON object")
+    return topic, message
+
+
+def load_schema(kind: str) -> dict[str, Any]:
+    """The packaged JSON Schema (draft 2020-12) for "detections" or "status"; a fresh dict each call."""
+    if kind not in SCHEMA_FILES:
+        raise MessageError(f"schema: unknown kind {kind!r} (expected 'detections' or 'status')")
+    text = resources.files("pipeline.publish").joinpath("schemas").joinpath(SCHEMA_FILES[kind]).read_text("utf-8")
+    return json.loads(text)

@@ -1,0 +1,138 @@
+"""The PyAV open + demux/decode loop shared by file and network sources."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import av
+import av.error
+import numpy as np
+from av.codec.hwaccel import HWAccel
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
+from pipeline.config import DecodeConfig
+
+log = logging.getLogger(__name__)
+
+# Consecutive demux read errors (InvalidDataError) tolerated before the input counts as broken.
+MAX_CONSECUTIVE_DEMUX_ERRORS = 50
+DEFAULT_FPS = 25.0
+
+
+class OpenFailed(Exception):
+    """The input could not be opened as video; str() is a one-line reason without the URL."""
+
+
+@dataclass(frozen=True)
+class DecodedPicture:
+    image: np.ndarray  # HxWx3 uint8 RGB
+    pts: float | None  # seconds
+
+
+@dataclass
+class VideoInput:
+    """An open container and its first video stream. Close it when done."""
+
+    container: InputContainer
+    stream: VideoStream
+
+    @property
+    def fps(self) -> float:
+        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
+        try:
+            value = float(rate) if rate else 0.0
+        except (TypeError, ZeroDivisionError):
+            value = 0.0
+        return value if 0 < value <= 1000 else DEFAULT_FPS
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - closing a broken input must not mask the real error
+            log.debug("closing input failed", exc_info=True)
+
+
+def ffmpeg_message(exc: BaseException) -> str:
+    """FFmpeg's text for an error, without the file name/URL PyAV appends to str(exc)."""
+    message = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(message).split())
+
+
+def open_video(url: str, hwaccel: HWAccel | None = None, options: dict[str, str] | None = None,
+               timeout: float | tuple[float, float] | None = None,
+               thread_type: str | None = None) -> VideoInput:
+    """Open `url` and pick its first video stream; raise OpenFailed with a one-line reason.
+
+    `timeout` is PyAV's interrupt-callback timeout in seconds (open, read): it bounds every
+    blocking FFmpeg call, for every protocol.
+    """
+    try:
+        container = av.open(url, mode="r", options=options or {}, timeout=timeout, hwaccel=hwaccel)
+    except (av.error.FFmpegError, OSError) as exc:  # OSError: e.g. a directory
+        raise OpenFailed(ffmpeg_message(exc)) from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise OpenFailed(f"no video stream (streams: {', '.join(kinds)})")
+    stream = container.streams.video[0]
+    if thread_type:
+        stream.thread_type = thread_type
+    return VideoInput(container, stream)
+
+
+def gpu_hwaccel(decode: DecodeConfig, camera_id: str) -> HWAccel | None:
+    """The NVDEC (FFmpeg cuda hwaccel) settings for `decode.device: gpu`, or None for the CPU.
+
+    Decoded pictures still come back to host memory (to_ndarray). Without a usable CUDA device
+    this logs one warning and returns None: the camera decodes on the CPU instead of failing.
+    Codecs NVDEC cannot decode fall back to software inside FFmpeg.
+    """
+    if decode.device != "gpu":
+        return None
+    hwaccel = HWAccel("cuda", device=decode.gpu_id, allow_software_fallback=True)
+    try:
+        hwaccel.create(av.Codec("h264", "r"))  # opens the CUDA device: fails fast without one
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        log.warning("camera %s: GPU decode on cuda:%d unavailable (%s); decoding on the CPU",
+                    camera_id, decode.gpu_id, ffmpeg_message(exc))
+        return None
+    return hwaccel
+
+
+def decode_pictures(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:
+    """Decode every picture of the video stream in presentation order.
+
+    Undecodable packets (and unreadable chunks, up to MAX_CONSECUTIVE_DEMUX_ERRORS in a row) are
+    reported through `on_corrupt` and skipped. Other read errors (timeouts, lost connections)
+    propagate. Ends at end of input, after flushing the decoder.
+    """
+    stream = video.stream
+    consecutive_demux_errors = 0
+    packets = video.container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError as exc:
+            consecutive_demux_errors += 1
+            if consecutive_demux_errors > MAX_CONSECUTIVE_DEMUX_ERRORS:
+                raise
+            on_corrupt(f"demux: {ffmpeg_message(exc)}")
+            packets = video.container.demux(stream)  # a generator that raised is finished
+            continue
+        consecutive_demux_errors = 0
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:  # decoder errors are per packet: skip it
+            on_corrupt(f"decode: {ffmpeg_message(exc)}")
+            continue
+        for frame in frames:
+            try:
+                image = frame.to_ndarray(format="rgb24")
+            except (av.error.FFmpegError, ValueError) as exc:
+                on_corrupt(f"convert: {ffmpeg_message(exc)}")
+                continue
+            yield DecodedPicture(image, frame.time)

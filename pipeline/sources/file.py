@@ -1,0 +1,55 @@
+"""Video files: decode with PyAV, optionally paced at the native frame rate and looped."""
+from __future__ import annotations
+
+import av.error
+
+from pipeline.frame import CameraState
+from pipeline.sources.base import Ending, Source, register_source
+from pipeline.sources.decoding import (OpenFailed, VideoInput, decode_pictures, ffmpeg_message, gpu_hwaccel,
+                                       open_video)
+from pipeline.sources.pacing import FramePacer
+
+
+@register_source
+class FileSource(Source):
+    """`realtime: true` releases frames at their pts (a camera replay); `false` decodes as fast as
+    the sink accepts (the sink may block: that is the backpressure). `loop: true` reopens the
+    file at its end; frame indices keep counting, pts restart with the file."""
+
+    type_key = "file"
+
+    def _stream(self) -> Ending:
+        pacer: FramePacer | None = None
+        hwaccel = gpu_hwaccel(self.decode, self.camera.id)
+        while not self._stop.is_set():
+            try:
+                # Frame threading: files want throughput, and their latency does not matter.
+                video = open_video(self.camera.url, hwaccel, thread_type="AUTO")
+            except OpenFailed as exc:
+                return Ending(CameraState.DOWN, f"cannot open: {exc}")
+            try:
+                if self.camera.realtime and pacer is None:
+                    pacer = FramePacer(self._stop, video.fps)
+                delivered = self._play(video, pacer)
+            except av.error.FFmpegError as exc:
+                return Ending(CameraState.DOWN, f"read failed: {ffmpeg_message(exc)}")
+            finally:
+                video.close()
+            if self._stop.is_set():
+                break
+            if delivered == 0:
+                return Ending(CameraState.DOWN, "no decodable frames in file")
+            if not self.camera.loop:
+                return Ending(CameraState.EOF, "end of file")
+        return Ending(CameraState.STOPPED, "stop requested")
+
+    def _play(self, video: VideoInput, pacer: FramePacer | None) -> int:
+        """Deliver one pass over the file; the number of frames delivered."""
+        delivered = 0
+        for picture in decode_pictures(video, self._count_decode_error):
+            if pacer is not None and not pacer.wait(picture.pts):
+                break
+            if not self._deliver(picture.image, picture.pts):
+                break
+            delivered += 1
+        return delivered

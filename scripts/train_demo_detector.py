@@ -1,0 +1,393 @@
+"""Train the demo detector on CPU from rendered street scenes, export ONNX, evaluate on the demo clips.
+
+    python3 scripts/train_demo_detector.py [--minutes 18] [--images 6000] [--resume]
+
+1. renders --images training frames with demo_scenes (seeds TRAIN_SEED_BASE + i, never the demo
+   seeds), ~35 % of them after an H.264 encode/decode round trip and some after JPEG compression,
+   letterboxed with pipeline.preprocess.reference.letterbox_reference exactly as at inference;
+   the result is cached in .cache/demo_train/ (rerunning skips the rendering);
+2. trains DemoDetector with focal loss + GIoU (FCOS-style centre sampling, one size range per
+   stride), AdamW, cosine schedule whose progress is max(step fraction, time fraction), so that the
+   run ends within --minutes whatever the machine's load; EMA weights are what gets exported;
+   a checkpoint is written every --checkpoint-every steps (.cache/demo_detector/last.pt, --resume);
+3. exports assets/demo/detector.onnx (opset 17, dynamic batch), checks it against torch with
+   onnxruntime, evaluates it on the demo clips (scripts/eval_demo_model.py) and writes
+   docs/model-card.md with the measured numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import multiprocessing as mp
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+import demo_scenes  # noqa: E402
+from demo_detector_model import STRIDES, DemoDetector, level_points  # noqa: E402
+from pipeline.preprocess.reference import letterbox_reference  # noqa: E402
+
+TRAIN_SEED_BASE = 1_000_000
+TRAIN_RESOLUTIONS = ((1280, 720), (960, 540), (854, 480), (768, 576), (640, 480), (1024, 768), (704, 576))
+FRAMES_PER_CLIP = 12
+# max(box side) ranges in model pixels handled by each stride (they overlap on purpose)
+LEVEL_RANGES = {8: (0.0, 96.0), 16: (64.0, 192.0), 32: (128.0, 1e9)}
+CENTRE_RADIUS = 2.5  # strides
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def _h264_round_trip(frames: list[np.ndarray], fps: int, bit_rate: int) -> list[np.ndarray]:
+    import av
+
+    h, w = frames[0].shape[:2]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = w, h, "yuv420p", bit_rate
+        stream.options = {"preset": "veryfast", "bf": "0", "threads": "1"}
+        for k, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def render_training_clip(seed: int, input_size: int, backdrop: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """-> (uint8 [n,3,S,S] letterboxed images, per image float32 [m,5] (class, x1, y1, x2, y2) in model px)."""
+    rng = np.random.default_rng(seed)
+    width, height = TRAIN_RESOLUTIONS[int(rng.integers(len(TRAIN_RESOLUTIONS)))]
+    fps = int(rng.choice([10, 15, 25, 30]))
+    encode = rng.random() < 0.35
+    n_frames = FRAMES_PER_CLIP * 2 if encode else int(rng.integers(24, 90))
+    plan = demo_scenes.plan_clip(seed, width, height, fps, n_frames, backdrop, n_tracks=int(rng.integers(3, 17)))
+    if encode:
+        rendered = [demo_scenes.render_frame(plan, k) for k in range(n_frames)]
+        bpp = rng.uniform(0.05, 0.2)  # bits per pixel per frame: 720p15 at 0.09 is ~1.2 Mbit/s
+        decoded = _h264_round_trip([r[0] for r in rendered], fps, int(bpp * width * height * fps))
+        samples = [(decoded[k], rendered[k][1]) for k in range(1, n_frames, 2)]
+    else:
+        ks = np.sort(rng.choice(n_frames, FRAMES_PER_CLIP, replace=False))
+        samples = []
+        for k in ks:
+            image, objects = demo_scenes.render_frame(plan, int(k))
+            if rng.random() < 0.3:
+                ok, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+                image = cv2.imdecode(jpg, cv2.IMREAD_UNCHANGED)
+            samples.append((image, objects))
+    images, targets = [], []
+    for image, objects in samples:
+        tensor, t = letterbox_reference(image, input_size)
+        images.append(np.round(tensor * 255.0).astype(np.uint8))  # exact: letterbox output is k/255
+        sx, sy = t.resized_width / t.src_width, t.resized_height / t.src_height
+        rows = [[demo_scenes.CLASSES.index(o["label"]), o["box"][0] * sx + t.pad_x, o["box"][1] * sy + t.pad_y,
+                 o["box"][2] * sx + t.pad_x, o["box"][3] * sy + t.pad_y] for o in objects]
+        targets.append(np.array(rows, np.float32).reshape(-1, 5))
+    return np.stack(images), targets
+
+
+def _render_worker(args):
+    seed, input_size, backdrop = args
+    return render_training_clip(seed, input_size, backdrop)
+
+
+def build_dataset(n_images: int, input_size: int, cache_dir: Path, workers: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    n_clips = math.ceil(n_images / FRAMES_PER_CLIP)
+    path = cache_dir / f"train_s{input_size}_c{n_clips}_f{FRAMES_PER_CLIP}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        counts = data["counts"]
+        flat = data["targets"]
+        targets = np.split(flat, np.cumsum(counts)[:-1])
+        print(f"loaded {len(data['images'])} cached training images from {path}", flush=True)
+        return data["images"], targets
+    backdrop = demo_scenes.load_vtest_backdrop()
+    t0 = time.time()
+    images, targets = [], []
+    jobs = [(TRAIN_SEED_BASE + i, input_size, backdrop) for i in range(n_clips)]
+    with mp.get_context("fork").Pool(workers) as pool:
+        for i, (imgs, tgts) in enumerate(pool.imap(_render_worker, jobs, chunksize=4)):
+            images.append(imgs)
+            targets.extend(tgts)
+            if (i + 1) % 50 == 0:
+                print(f"rendered {i + 1}/{n_clips} clips ({time.time() - t0:.0f} s)", flush=True)
+    images_arr = np.concatenate(images)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images_arr, targets=np.concatenate(targets), counts=np.array([len(t) for t in targets]))
+    print(f"rendered {len(images_arr)} training images in {time.time() - t0:.0f} s -> {path}", flush=True)
+    return images_arr, targets
+
+
+# ----------------------------------------------------------------------------------------------
+# targets and loss
+
+
+def assign_targets(points: torch.Tensor, strides: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FCOS-style: a point is positive for a box that contains it, lies within CENTRE_RADIUS strides
+    of the box centre, and whose size suits the point's stride; ties go to the smaller box; a box that
+    got no point takes the nearest one of its level. -> (class per point, -1 = background; box xyxy)."""
+    n = points.shape[0]
+    cls = torch.full((n,), -1, dtype=torch.long)
+    boxes = torch.zeros((n, 4))
+    if gt.shape[0] == 0:
+        return cls, boxes
+    b = gt[:, 1:]
+    px, py = points[:, 0:1], points[:, 1:2]
+    inside = (px > b[:, 0]) & (px < b[:, 2]) & (py > b[:, 1]) & (py < b[:, 3])
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    rad = CENTRE_RADIUS * strides[:, None]
+    centre = ((px - cx).abs() < rad) & ((py - cy).abs() < rad)
+    size = torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    lo = torch.tensor([LEVEL_RANGES[int(s)][0] for s in STRIDES])
+    hi = torch.tensor([LEVEL_RANGES[int(s)][1] for s in STRIDES])
+    level = torch.searchsorted(torch.tensor(STRIDES, dtype=torch.float32), strides)
+    level_ok = (size[None, :] >= lo[level][:, None]) & (size[None, :] <= hi[level][:, None])
+    cand = inside & centre & level_ok
+    area = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :].expand(n, -1)
+    area = torch.where(cand, area, torch.full_like(area, float("inf")))
+    best_area, best = area.min(1)
+    pos = torch.isfinite(best_area)
+    cls[pos] = gt[best[pos], 0].long()
+    boxes[pos] = b[best[pos]]
+    for j in torch.nonzero(~cand.any(0)).flatten().tolist():  # tiny or odd boxes: nearest point of the level
+        want = 0 if size[j] <= 64 else (1 if size[j] <= 160 else 2)
+        d = (px[:, 0] - cx[j]) ** 2 + (py[:, 0] - cy[j]) ** 2 + torch.where(level == want, 0.0, 1e12)
+        k = int(d.argmin())
+        if cls[k] < 0:
+            cls[k] = int(gt[j, 0])
+            boxes[k] = b[j]
+    return cls, boxes
+
+
+def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    ix1, iy1 = torch.maximum(pred[:, 0], target[:, 0]), torch.maximum(pred[:, 1], target[:, 1])
+    ix2, iy2 = torch.minimum(pred[:, 2], target[:, 2]), torch.minimum(pred[:, 3], target[:, 3])
+    inter = (ix2 - ix1).clamp(min=0) * (iy2 - iy1).clamp(min=0)
+    ap = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    at = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    union = ap + at - inter + 1e-6
+    iou = inter / union
+    ex1, ey1 = torch.minimum(pred[:, 0], target[:, 0]), torch.minimum(pred[:, 1], target[:, 1])
+    ex2, ey2 = torch.maximum(pred[:, 2], target[:, 2]), torch.maximum(pred[:, 3], target[:, 3])
+    enclose = (ex2 - ex1) * (ey2 - ey1) + 1e-6
+    return (1 - iou + (enclose - union) / enclose).mean()
+
+
+def detection_loss(model: DemoDetector, images: torch.Tensor, gts: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    dist, logits = model.raw(images)
+    points, strides = level_points(dist)
+    b, c = images.shape[0], model.num_classes
+    d = torch.cat([x.reshape(b, 4, -1) for x in dist], 2).permute(0, 2, 1) * strides[None, :, None]
+    cls_logits = torch.cat([x.reshape(b, c, -1) for x in logits], 2).permute(0, 2, 1)
+    targets = [assign_targets(points, strides, g) for g in gts]
+    t_cls = torch.stack([t[0] for t in targets])
+    t_box = torch.stack([t[1] for t in targets])
+    pos = t_cls >= 0
+    n_pos = max(1, int(pos.sum()))
+    onehot = torch.zeros_like(cls_logits)
+    onehot[pos] = F.one_hot(t_cls[pos], c).float()
+    focal = torchvision_sigmoid_focal(cls_logits, onehot).sum() / n_pos
+    pp = points[None].expand(b, -1, -1)[pos]
+    dd = d[pos]
+    pred = torch.stack([pp[:, 0] - dd[:, 0], pp[:, 1] - dd[:, 1], pp[:, 0] + dd[:, 2], pp[:, 1] + dd[:, 3]], 1)
+    box = giou_loss(pred, t_box[pos]) if pos.any() else d.sum() * 0
+    loss = focal + 2.0 * box
+    return loss, {"cls": float(focal.detach()), "box": float(box.detach()), "pos": n_pos / b}
+
+
+def torchvision_sigmoid_focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    return loss * (alpha * targets + (1 - alpha) * (1 - targets))
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+class WeightAverage:
+    """Exponential moving average of the weights (and a copy of BN statistics)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.998, ramp: float = 200.0):
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.ramp, self.updates = decay, ramp, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.ramp))
+        msd = model.state_dict()
+        for k, v in self.model.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def train(args) -> tuple[DemoDetector, dict]:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images, targets = build_dataset(args.images, args.input_size, args.cache / "demo_train", args.threads)
+    model = DemoDetector(len(demo_scenes.CLASSES))
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    ema = WeightAverage(model)
+    ckpt_path = args.cache / "demo_detector" / "last.pt"
+    step, spent = 0, 0.0
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        ema.updates = ck["ema_updates"]
+        opt.load_state_dict(ck["opt"])
+        step, spent = ck["step"], ck["spent_s"]
+        print(f"resumed at step {step} ({spent:.0f} s spent)", flush=True)
+    n = len(images)
+    steps_per_epoch = n // args.batch
+    total_steps = args.epochs * steps_per_epoch
+    budget = args.minutes * 60.0
+    rng = np.random.default_rng(step)
+    t_start = time.time() - spent
+    warmup = 150
+    log = {"steps": 0, "images_seen": 0}
+    model.train()
+    order = rng.permutation(n)
+    while True:
+        elapsed = time.time() - t_start
+        progress = max(step / total_steps, elapsed / budget)
+        if progress >= 1.0:
+            break
+        lr = args.lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        pos = (step % steps_per_epoch) * args.batch
+        if pos == 0 and step > 0:
+            order = rng.permutation(n)
+        idx = np.sort(order[pos:pos + args.batch])
+        batch = torch.from_numpy(images[idx]).float().div_(255.0)
+        gts = [torch.from_numpy(targets[i].copy()) for i in idx]
+        flip = rng.random(len(idx)) < 0.5
+        if flip.any():
+            fl = torch.from_numpy(np.nonzero(flip)[0])
+            batch[fl] = batch[fl].flip(-1)
+            s = args.input_size
+            for j in np.nonzero(flip)[0]:
+                g = gts[j]
+                g[:, [1, 3]] = s - g[:, [3, 1]]
+        loss, parts = detection_loss(model, batch, gts)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        ema.update(model)
+        step += 1
+        if step % 20 == 0:
+            el = time.time() - t_start
+            print(f"step {step} ep {step / steps_per_epoch:.2f} lr {lr:.2e} loss {float(loss):.3f} cls {parts['cls']:.3f} "
+                  f"box {parts['box']:.3f} pos/img {parts['pos']:.1f} {step * args.batch / el:.1f} img/s {el:.0f} s", flush=True)
+        if step % args.checkpoint_every == 0:
+            save_checkpoint(ckpt_path, model, ema, opt, step, time.time() - t_start)
+    spent = time.time() - t_start
+    save_checkpoint(ckpt_path, model, ema, opt, step, spent)
+    log.update(steps=step, images_seen=step * args.batch, train_s=round(spent, 1), dataset_images=n,
+               epochs=round(step / steps_per_epoch, 2))
+    return ema.model, log
+
+
+def save_checkpoint(path: Path, model, ema: WeightAverage, opt, step: int, spent: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "ema": ema.model.state_dict(), "ema_updates": ema.updates,
+                "opt": opt.state_dict(), "step": step, "spent_s": spent}, tmp)
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+
+
+def export_onnx(model: DemoDetector, input_size: int, path: Path) -> float:
+    """Export with a dynamic batch axis; returns the max abs difference torch vs onnxruntime."""
+    import onnxruntime as ort
+
+    model = model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, input_size, input_size)
+    torch.onnx.export(model, (dummy,), str(path), input_names=["images"], output_names=["output0"], opset_version=17,
+                      dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}}, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    gen = torch.Generator().manual_seed(1)
+    for b in (1, 3):
+        x = torch.rand(b, 3, input_size, input_size, generator=gen)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run(None, {"images": x.numpy()})[0]
+        assert got.shape == ref.shape, (got.shape, ref.shape)
+        worst = max(worst, float(np.abs(got - ref).max()))
+    if worst > 1e-2:
+        raise SystemExit(f"{path}: onnxruntime differs from torch by {worst}")
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=6000, help="training images to render")
+    parser.add_argument("--input-size", type=int, default=320)
+    parser.add_argument("--epochs", type=int, default=6, help="upper bound; --minutes usually ends the run")
+    parser.add_argument("--minutes", type=float, default=18.0, help="training time budget (rendering excluded)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache")
+    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "demo" / "detector.onnx")
+    parser.add_argument("--model-card", type=Path, default=ROOT / "docs" / "model-card.md")
+    parser.add_argument("--no-eval", action="store_true")
+    args = parser.parse_args()
+    t0 = time.time()
+    model, log = train(args)
+    diff = export_onnx(model, args.input_size, args.out)
+    log["total_s"] = round(time.time() - t0, 1)
+    log["onnx_max_abs_diff"] = diff
+    log["params"] = sum(p.numel() for p in model.parameters())
+    print(json.dumps(log), flush=True)
+    (args.cache / "demo_detector").mkdir(parents=True, exist_ok=True)
+    (args.cache / "demo_detector" / "train_log.json").write_text(json.dumps(log, indent=2))
+    if not args.no_eval:
+        import eval_demo_model
+
+        results = eval_demo_model.evaluate_all(args.out, args.out.parent, args.input_size)
+        print(eval_demo_model.format_results(results), flush=True)
+        (args.cache / "demo_detector" / "eval.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

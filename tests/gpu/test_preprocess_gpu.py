@@ -1,0 +1,121 @@
+"""DaliLetterbox on the GPU (needs a CUDA device and CuPy; skipped elsewhere).
+
+Device frames (CuPy arrays, i.e. __cuda_array_interface__) of mixed resolutions go in; a
+DaliDeviceTensor comes out and is compared, copied to the host, with the OpenCV reference under
+the same tolerance as the cpu variant.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+dali_backend = pytest.importorskip("nvidia.dali.backend")
+if dali_backend.GetCUDADeviceCount() == 0:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+from pipeline.frame import Frame, FrameBatch, LetterboxTransform  # noqa: E402
+from pipeline.preprocess import create_preprocessor  # noqa: E402
+from pipeline.preprocess.dali import DaliDeviceTensor  # noqa: E402
+
+
+def _load_checks():
+    path = Path(__file__).parents[1] / "unit" / "preprocess" / "letterbox_checks.py"
+    spec = importlib.util.spec_from_file_location("letterbox_checks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+assert_matches_reference = _load_checks().assert_matches_reference
+SIZES = [(1280, 720), (768, 576), (640, 480), (480, 640), (333, 211), (1001, 999)]
+
+
+def host_frame(w: int, h: int, i: int) -> Frame:
+    rng = np.random.default_rng(i)
+    coarse = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+    image = np.repeat(np.repeat(coarse, 8, 0), 8, 1)[:h, :w]
+    image = np.clip(image.astype(np.int16) + rng.integers(-12, 13, image.shape), 0, 255).astype(np.uint8)
+    return Frame(f"cam{i}", i, None, 0.0, w, h, np.ascontiguousarray(image))
+
+
+def on_device(frame: Frame) -> Frame:
+    return Frame(frame.camera_id, frame.index, frame.pts, frame.captured_at, frame.width, frame.height,
+                 cupy.asarray(frame.image))
+
+
+def check(out, host_frames: list[Frame], size: int, dtype) -> None:
+    assert isinstance(out.tensor, DaliDeviceTensor)
+    assert out.tensor.shape == (len(host_frames), 3, size, size)
+    assert out.tensor.dtype == dtype
+    cai = out.tensor.__cuda_array_interface__
+    assert cai["data"][0] == out.tensor.data_ptr
+    host = cupy.asarray(out.tensor).get()
+    assert out.transforms == tuple(LetterboxTransform.fit(f.width, f.height, size) for f in host_frames)
+    for i, (f, t) in enumerate(zip(host_frames, out.transforms)):
+        assert_matches_reference(host[i], f.image, t)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_device_frames_mixed_sizes(dtype):
+    frames = [host_frame(w, h, i) for i, (w, h) in enumerate(SIZES)]
+    with create_preprocessor("gpu", 416, dtype, 8, 2) as pre:
+        out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
+        check(out, frames, 416, dtype)
+        assert np.array_equal(cupy.from_dlpack(out.tensor).get(), cupy.asarray(out.tensor).get())
+
+
+def test_batch_sizes_change_and_earlier_outputs_survive():
+    with create_preprocessor("gpu", 640, np.float16, 8, 2) as pre:
+        kept = []
+        for n in (1, 8, 3, 8, 2):
+            frames = [host_frame(*SIZES[(n + i) % len(SIZES)], i) for i in range(n)]
+            out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
+            check(out, frames, 640, np.float16)
+            kept.append((out.tensor, cupy.asarray(out.tensor).get()))
+        for tensor, snapshot in kept:
+            assert np.array_equal(cupy.asarray(tensor).get(), snapshot)
+
+
+def test_host_frames_on_the_gpu_path():
+    frames = [host_frame(w, h, i) for i, (w, h) in enumerate(SIZES[:4])]
+    with create_preprocessor("gpu", 416, np.float32, 4, 2) as pre:
+        check(pre(FrameBatch(tuple(frames), 0.0, 0.0)), frames, 416, np.float32)
+
+
+def test_mixed_host_and_device_batch_rejects_the_odd_one():
+    rejected = []
+    frames = [host_frame(640, 480, 0), host_frame(1280, 720, 1)]
+    batch = FrameBatch((on_device(frames[0]), frames[1]), 0.0, 0.0)
+    with create_preprocessor("gpu", 416, np.float32, 4, 2,
+                             on_reject=lambda f, why: rejected.append((f.camera_id, why))) as pre:
+        check(pre(batch), frames[:1], 416, np.float32)
+    assert rejected == [("cam1", "host image in a batch of device images")]
+
+
+def test_onnxruntime_cuda_io_binding_reads_the_device_tensor():
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no CUDA execution provider here")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)], "mean",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 416, 416])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
+    frames = [host_frame(1280, 720, 0), host_frame(480, 640, 1)]
+    with create_preprocessor("gpu", 416, np.float32, 2, 2) as pre:
+        out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
+        t = out.tensor
+        binding = session.io_binding()
+        binding.bind_input("images", "cuda", t.device_id, t.dtype, list(t.shape), t.data_ptr)
+        binding.bind_output("mean")
+        session.run_with_iobinding(binding)
+        means = binding.copy_outputs_to_cpu()[0]
+        expected = cupy.asarray(t).get().mean(axis=(1, 2, 3))
+    assert np.allclose(means, expected, atol=1e-5)
