@@ -82,7 +82,8 @@ class Daemon:
         self._backend = create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)
         dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
-                                               cfg.scheduler.max_batch, cfg.preprocess.num_threads)
+                                               cfg.scheduler.max_batch, cfg.preprocess.num_threads,
+                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
         self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
                                               cfg.model.iou_threshold, cfg.model.max_detections)
         self._zmq = zmq.Context()
@@ -180,6 +181,10 @@ class Daemon:
         self.metrics.camera_up.labels(event.camera_id).set(1 if event.state.value == "up" else 0)
         self._publish_q.put(event)
 
+    def _reject_frame(self, frame: Frame, reason: str) -> None:
+        log.warning("camera %s: frame %d dropped by preprocess: %s", frame.camera_id, frame.index, reason)
+        self.metrics.frames_dropped.labels(frame.camera_id, "bad_frame").inc()
+
     def _count_dropped(self, frames: tuple[Frame, ...], reason: str) -> None:
         for f in frames:
             self.metrics.frames_dropped.labels(f.camera_id, reason).inc()
@@ -220,7 +225,8 @@ class Daemon:
             self._count_dropped(batch.frames, "preprocess_error")
             return
         self.metrics.stage_seconds.labels("preprocess").observe(time.perf_counter() - started)
-        self._infer_q.put(tensor)
+        if tensor.frames:  # every frame of the batch may have been rejected (and counted)
+            self._infer_q.put(tensor)
 
     def _infer_loop(self) -> None:
         try:

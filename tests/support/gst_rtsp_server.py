@@ -4,6 +4,9 @@ Runs under Debian's /usr/bin/python3 (which has python3-gi); started and stopped
 tests/support/rtsp_server.py. Prints one line `READY <port>` on stdout once it listens.
 
     /usr/bin/python3 tests/support/gst_rtsp_server.py --port 0 --mount /cam
+
+With --user/--password the server requires RTSP basic authentication: a client without those
+exact credentials gets 401 Unauthorized.
 """
 from __future__ import annotations
 
@@ -32,6 +35,22 @@ def launch_line(width: int, height: int, fps: int) -> str:
     )
 
 
+def require_basic_auth(server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory,
+                       user: str, password: str) -> None:
+    """Only `user:password` may see and play the factory's media; anyone else gets 401."""
+    role = "viewer"
+    token = GstRtspServer.RTSPToken.new()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
+    auth = GstRtspServer.RTSPAuth()
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions.new()
+    permissions.add_role_from_structure(Gst.Structure.new_from_string(
+        f"{role}, {GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS}=(boolean)true, "
+        f"{GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT}=(boolean)true"))
+    factory.set_permissions(permissions)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -42,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--shared", action="store_true",
                         help="all clients share one pipeline (joiners start mid-GOP)")
+    parser.add_argument("--user", help="require RTSP basic auth with this user (and --password)")
+    parser.add_argument("--password", default="")
     args = parser.parse_args(argv)
 
     Gst.init(None)
@@ -53,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     factory.set_shared(args.shared)
     # Interleaved TCP only: the sources under test ask for rtsp_transport=tcp.
     factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+    if args.user:
+        require_basic_auth(server, factory, args.user, args.password)
     server.get_mount_points().add_factory(args.mount, factory)
     if server.attach(None) == 0:
         print(f"FAILED cannot listen on {args.host}:{args.port}", flush=True)

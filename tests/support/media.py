@@ -43,6 +43,29 @@ def make_clip(path: str | os.PathLike[str], width: int = 160, height: int = 120,
     return path
 
 
+def make_hls(folder: str | os.PathLike[str], width: int = 128, height: int = 96, frames: int = 30,
+             fps: int = 25, segment_s: float = 0.4) -> Path:
+    """An HLS VOD stream (H.264 in MPEG-TS segments) in `folder`; returns its index.m3u8."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    playlist = folder / "index.m3u8"
+    pattern = SyntheticPattern(width, height)
+    options = {"hls_time": str(segment_s), "hls_playlist_type": "vod",
+               "hls_segment_filename": str(folder / "seg%03d.ts")}
+    with av.open(str(playlist), mode="w", format="hls", options=options) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        # a keyframe at every segment start, as HLS requires
+        stream.options = {"preset": "veryfast", "g": str(max(1, int(fps * segment_s)))}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern.render(i), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return playlist
+
+
 def make_resolution_change_clip(path: str | os.PathLike[str], sizes: list[tuple[int, int]],
                                 frames_each: int = 10, fps: int = 30) -> Path:
     """One MPEG-TS file whose H.264 stream changes resolution at each segment boundary

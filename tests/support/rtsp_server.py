@@ -39,15 +39,20 @@ class RtspServer:
     The first start picks a free port; later starts reuse it, so clients can reconnect to the
     same URL after `kill()` + `start()`. `pause()`/`resume()` freeze the process (SIGSTOP/
     SIGCONT): the TCP connection stays up but no packets flow, i.e. a stalled camera.
+
+    `credentials` only go into `url`; the server checks nothing unless `required_credentials`
+    is given (RTSP basic auth: other credentials get 401 Unauthorized).
     """
 
     def __init__(self, mount: str = "/stream", width: int = 320, height: int = 240, fps: int = 25,
-                 shared: bool = False, port: int = 0, credentials: tuple[str, str] | None = None) -> None:
+                 shared: bool = False, port: int = 0, credentials: tuple[str, str] | None = None,
+                 required_credentials: tuple[str, str] | None = None) -> None:
         self.mount = mount if mount.startswith("/") else "/" + mount
         self.width, self.height, self.fps = width, height, fps
         self.shared = shared
         self.port = port
-        self.credentials = credentials  # only put into url (the server does not check them)
+        self.credentials = credentials
+        self.required_credentials = required_credentials
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -79,6 +84,8 @@ class RtspServer:
                "--width", str(self.width), "--height", str(self.height), "--fps", str(self.fps)]
         if self.shared:
             cmd.append("--shared")
+        if self.required_credentials:
+            cmd += ["--user", self.required_credentials[0], "--password", self.required_credentials[1]]
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert process.stdout is not None
         line = ""

@@ -199,3 +199,15 @@ def test_preprocessor_from_config_follows_model_and_scheduler(make_frame):
         check_tensor_batch(pre(batch_of(frames)), frames, 320, np.float16)
     with preprocessor_from_config(cfg, dtype=np.float32) as pre:
         assert pre.dtype == np.float32
+
+
+def test_dali_failure_is_one_line_and_the_next_batch_works(make_frame):
+    """Only an inconsistent transform gets DALI to fail after the frame checks; it stands in for
+    any runtime failure: a one-line PreprocessError, then a fresh pipeline for the next batch."""
+    frame = make_frame(64, 48)
+    impossible = LetterboxTransform(64, 48, 64, 1.0, 64, 48, pad_x=0, pad_y=100)  # window off the canvas
+    with create_preprocessor("cpu", 64, np.float32, 2, 1) as pre:
+        with pytest.raises(PreprocessError, match=r"DALI cpu letterbox failed on a batch of 1 \(64x48\)") as info:
+            pre._letterbox([frame.image], [impossible])
+        assert "\n" not in str(info.value)
+        check_tensor_batch(pre(batch_of([frame])), [frame], 64, np.float32)

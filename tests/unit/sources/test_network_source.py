@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import CameraConfig
 from pipeline.frame import CameraState
 from pipeline.sources.network import ReconnectBackoff
-from tests.support.media import make_clip
+from tests.support.media import make_clip, make_hls
 from tests.support.source_runner import SourceRunner
 
 SECRET = "s3cr3t-pw"
@@ -141,13 +141,24 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_http_stream_plays_then_reconnects_when_it_ends(tmp_path: Path, runners):
-    make_clip(tmp_path / "cam.ts", 128, 96, frames=20, fps=25)
+def _progressive_ts(folder: Path) -> str:
+    make_clip(folder / "cam.ts", 128, 96, frames=20, fps=25)
+    return "cam.ts"
+
+
+def _hls(folder: Path) -> str:
+    make_hls(folder / "hls", 128, 96, frames=20, fps=25)
+    return "hls/index.m3u8"
+
+
+@pytest.mark.parametrize("publish", [_progressive_ts, _hls], ids=["mpegts", "hls"])
+def test_http_stream_plays_then_reconnects_when_it_ends(tmp_path: Path, runners, publish):
+    path = publish(tmp_path)
     handler = functools.partial(_QuietHandler, directory=str(tmp_path))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         try:
-            url = f"http://127.0.0.1:{httpd.server_address[1]}/cam.ts"
+            url = f"http://127.0.0.1:{httpd.server_address[1]}/{path}"
             runner = start(runners, network_camera(url))
             ended = runner.wait_for_state(CameraState.RECONNECTING, timeout_s=5)
             assert ended.reason.startswith("stream ended")
