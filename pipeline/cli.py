@@ -1,4 +1,4 @@
-"""Command line: pipeline run | check | subscribe | eval | demo.
+"""Command line: pipeline run | check | subscribe | curve-keys | eval | demo | bench | build-engine.
 
 Exit codes: 0 success, 1 runtime failure at startup (model, bind), 2 bad configuration or usage.
 """
@@ -39,16 +39,29 @@ def _install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _install_reload_signal(reload_requested: threading.Event) -> None:
+    """SIGHUP (systemctl reload): only set the Event; the supervisor loop re-reads the config."""
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_requested.set())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.daemon import Daemon, DaemonOptions
     from pipeline.metrics_http import MetricsServer
+    from pipeline.notify import SystemdNotifier
 
-    cfg = _load(args.config)
-    stop = threading.Event()
+    stop, reload_requested = threading.Event(), threading.Event()
     _install_stop_signals(stop)
+    _install_reload_signal(reload_requested)  # before anything slow: SIGHUP's default action kills
+    notifier = SystemdNotifier.from_environment()
+    try:
+        cfg = _load(args.config)
+    except ConfigError as exc:
+        notifier.status(f"bad config: {exc}")
+        raise
     options = DaemonOptions(status_interval_s=args.status_interval,
                             wait_for_subscribers=args.wait_for_subscribers,
-                            wait_for_subscribers_timeout_s=args.wait_timeout)
+                            wait_for_subscribers_timeout_s=args.wait_timeout,
+                            load_config=lambda: _load(args.config), notifier=notifier)
     daemon = Daemon(cfg, options)
     metrics_server = None
     try:
@@ -58,13 +71,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RuntimeError) as exc:
         if metrics_server:
             metrics_server.close()
+        notifier.status(f"cannot start: {exc}")
         print(f"pipeline: cannot start: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     try:
-        return daemon.run(stop)
+        return daemon.run(stop, reload_requested)
     finally:
         if metrics_server:
             metrics_server.close()
+        notifier.close()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -83,14 +98,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from pipeline.publish.messages import MessageError
-    from pipeline.publish.subscriber import Subscriber, SubscriberConnectError, format_message_line
+    from pipeline.publish.subscriber import (CurveClientKeys, Subscriber, SubscriberConnectError,
+                                             format_message_line)
 
     stop = threading.Event()
     _install_stop_signals(stop)
     kinds = tuple(args.kind) if args.kind else ("det", "status")
     received = 0
+    if bool(args.curve_server_key) != bool(args.curve_client_key):
+        print("pipeline subscribe: --curve-server-key and --curve-client-key go together", file=sys.stderr)
+        return EXIT_CONFIG
     try:
-        sub = Subscriber(args.url, camera=args.camera, kinds=kinds)
+        curve = (CurveClientKeys.from_files(args.curve_server_key, args.curve_client_key)
+                 if args.curve_server_key else None)
+        sub = Subscriber(args.url, camera=args.camera, kinds=kinds, curve=curve)
     except (SubscriberConnectError, ValueError) as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -105,6 +126,20 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 continue
             print(format_message_line(*got), flush=True)
             received += 1
+    return EXIT_OK
+
+
+def cmd_curve_keys(args: argparse.Namespace) -> int:
+    import os
+
+    import zmq.auth
+
+    out = Path(args.directory)
+    out.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(out, args.name)
+    os.chmod(secret, 0o600)
+    print(f"public key (give to the other side): {public}")
+    print(f"secret key (keep here, mode 0600):   {secret}")
     return EXIT_OK
 
 
@@ -137,9 +172,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config or str(bundled_demo_config()), seconds=args.seconds)
 
 
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from pipeline.infer.trt_cli import build_engine_command
+
+    return build_engine_command(_load(args.config), args.config, gpu_index=args.gpu, force=args.force,
+                                check_only=args.check)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import bench_command
+
+    return bench_command(args, _load(args.config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pipeline", description="Multi-camera video analytics daemon.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="plain", choices=["plain", "json"],
+                   help="one line per event on stderr: plain text or one JSON object")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the daemon (no CONFIG: the bundled demo)")
@@ -149,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                    help="hold the cameras until N subscribers are connected (so none misses the start)")
     r.add_argument("--wait-timeout", type=float, default=10.0, metavar="S")
+    r.add_argument("--log-format", choices=["plain", "json"], default=argparse.SUPPRESS,
+                   help="same as the global --log-format")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="validate a config and print it resolved")
@@ -160,7 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--camera")
     s.add_argument("--count", type=int)
     s.add_argument("--kind", action="append", choices=["det", "status"])
+    s.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (.key)")
+    s.add_argument("--curve-client-key", metavar="FILE",
+                   help="CURVE: this subscriber's secret key file (.key_secret); its .key must be authorized")
     s.set_defaults(func=cmd_subscribe)
+
+    k = sub.add_parser("curve-keys", help="make a ZeroMQ CURVE key pair: DIR/NAME.key and DIR/NAME.key_secret")
+    k.add_argument("directory")
+    k.add_argument("name")
+    k.set_defaults(func=cmd_curve_keys)
 
     e = sub.add_parser("eval", help="run on files and score published detections against ground truth")
     e.add_argument("config")
@@ -173,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("config", nargs="?")
     d.add_argument("--seconds", type=float, default=60.0, help="stop after this long at the latest")
     d.set_defaults(func=cmd_demo)
+
+    be = sub.add_parser("build-engine", help="build (or verify) the TensorRT engine of a config ahead of time")
+    be.add_argument("config")
+    be.add_argument("--gpu", type=int, default=0, metavar="N", help="CUDA device to build for (default 0)")
+    be.add_argument("--force", action="store_true", help="rebuild even if a valid cached engine exists")
+    be.add_argument("--check", action="store_true", help="only verify the cached engine; never build (exit 1 if none)")
+    be.set_defaults(func=cmd_build_engine)
+
+    from pipeline.bench_cli import add_arguments as add_bench_arguments  # a light module: no PyAV, no numpy
+
+    b = sub.add_parser("bench", help="measure decode, preprocess, inference and end-to-end ceilings in one run")
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
     return p
 
 
@@ -180,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.logs import configure_logging
 
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    repeats = configure_logging(args.log_level, args.log_format)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -188,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    finally:
+        repeats.flush()  # counts of suppressed repeats still pending are reported before exit
 
 
 if __name__ == "__main__":

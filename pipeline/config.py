@@ -13,7 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${NAME}: environment variable; ${secret:NAME}: the file $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)
+ENV_REF = re.compile(r"\$\{(?:secret:(?P<secret>[^}]*)|(?P<env>[A-Za-z_][A-Za-z0-9_]*))\}")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9_.@-]+$")
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
@@ -67,6 +69,24 @@ class CameraConfig(_Model):
         return self.type == "network" or self.realtime
 
 
+class CalibrationConfig(_Model):
+    """INT8 calibration input for backend tensorrt: letterboxed frames drawn from these sources."""
+
+    sources: list[str] = []  # camera ids from cameras:, video files (relative to the config) or URLs
+    frames: int = Field(500, ge=1, le=100000)
+    batch_size: int = Field(8, ge=1, le=1024)
+    cache_file: Path | None = None  # None: beside the engines in model.engine_cache_dir
+
+
+class TensorRtConfig(_Model):
+    """Engine build and execution settings of backend tensorrt (see docs/tensorrt.md)."""
+
+    opt_batch: int | None = Field(None, ge=1)  # None: scheduler.max_batch // 2 (at least 1)
+    contexts: int = Field(2, ge=1, le=8)  # execution contexts in flight, one profile each
+    workspace_mib: int = Field(1024, ge=16, le=1 << 20)
+    builder_optimization_level: int = Field(3, ge=0, le=5)
+
+
 class ModelConfig(_Model):
     path: Path
     backend: str = "onnxruntime"
@@ -76,6 +96,10 @@ class ModelConfig(_Model):
     score_threshold: float = Field(0.35, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.5, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=10000)
+    # backend tensorrt only; None: $STATE_DIRECTORY/engines, else ~/.cache/pipeline/engines
+    engine_cache_dir: Path | None = None
+    calibration: CalibrationConfig | None = None
+    tensorrt: TensorRtConfig = TensorRtConfig()
 
     @field_validator("input_size")
     @classmethod
@@ -108,10 +132,18 @@ class SchedulerConfig(_Model):
     queue_per_camera: int = Field(4, ge=1, le=1000)
 
 
+class CurveConfig(_Model):
+    """ZeroMQ CURVE on the publish socket: encryption, and only listed subscribers get in."""
+
+    server_secret_key_file: Path  # a zmq.auth secret certificate (`pipeline curve-keys` makes one)
+    authorized_clients_dir: Path  # the clients' public certificates (*.key); re-read on reload
+
+
 class PublishConfig(_Model):
     bind: str = "tcp://127.0.0.1:5555"
     high_water_mark: int = Field(10000, ge=1)
     linger_ms: int = Field(1000, ge=0)
+    curve: CurveConfig | None = None
 
     @field_validator("bind")
     @classmethod
@@ -193,13 +225,35 @@ def _expand_env(data: Any, loc: Loc, lines: dict[Loc, int], source: str, env: di
         return [_expand_env(v, loc + (i,), lines, source, env) for i, v in enumerate(data)]
     if isinstance(data, str):
         def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
+            where = f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}"
+            if m.group("secret") is not None:
+                return _read_secret(m.group("secret"), env, where)
+            name = m.group("env")
             if name not in env:
-                raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: "
-                                  f"environment variable ${{{name}}} is not set")
+                raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
             return env[name]
         return ENV_REF.sub(sub, data)
     return data
+
+
+def _read_secret(name: str, env: dict[str, str], where: str) -> str:
+    """The credential file's text without its trailing newline; errors name the credential, never its value."""
+    if not SECRET_NAME.match(name):
+        raise ConfigError(f"{where}: ${{secret:{name}}}: a credential name is letters, digits and _.@-")
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError(f"{where}: ${{secret:{name}}} needs $CREDENTIALS_DIRECTORY "
+                          f"(systemd sets it for LoadCredential=)")
+    path = Path(directory) / name
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: ${{secret:{name}}}: no credential {name!r} in {directory} "
+                          f"(add LoadCredential={name}:/path/to/file to the unit)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: ${{secret:{name}}}: credential {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: ${{secret:{name}}}: cannot read {path}: {exc.strerror}") from None
 
 
 def _line_for(loc: Loc, lines: dict[Loc, int]) -> int:
@@ -245,6 +299,14 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         labels = model.get("labels")
         if isinstance(labels, str):
             model["labels"] = str(base / labels)
+        if isinstance(model.get("engine_cache_dir"), str):
+            model["engine_cache_dir"] = str(base / model["engine_cache_dir"])
+        _resolve_calibration_paths(model.get("calibration"), data.get("cameras"), base)
+    curve = data.get("publish", {}).get("curve") if isinstance(data.get("publish"), dict) else None
+    if isinstance(curve, dict):
+        for key in ("server_secret_key_file", "authorized_clients_dir"):
+            if isinstance(curve.get(key), str):
+                curve[key] = str(base / curve[key])
     cams = data.get("cameras")
     if isinstance(cams, list):
         for cam in cams:
@@ -253,6 +315,28 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
                 if "://" not in url and not url.startswith("synthetic:"):
                     cam["url"] = str(base / url)
     return data
+
+
+def _resolve_calibration_paths(calibration: Any, cameras: Any, base: Path) -> None:
+    """A calibration source naming a camera id becomes that camera's URL; other sources that are
+    not URLs are files relative to the config."""
+    if not isinstance(calibration, dict):
+        return
+    if isinstance(calibration.get("cache_file"), str):
+        calibration["cache_file"] = str(base / calibration["cache_file"])
+    sources = calibration.get("sources")
+    if not isinstance(sources, list):
+        return
+    camera_urls = {c["id"]: c["url"] for c in (cameras if isinstance(cameras, list) else [])
+                   if isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("url"), str)}
+
+    def resolve(s: Any) -> Any:
+        if not isinstance(s, str):
+            return s
+        s = camera_urls.get(s, s)
+        return s if "://" in s or s.startswith("synthetic:") else str(base / s)
+
+    calibration["sources"] = [resolve(s) for s in sources]
 
 
 def _check_unique_ids(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> None:
@@ -306,6 +390,16 @@ def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> Non
     if not cfg.model.path.is_file():
         raise ConfigError(f"{source}:{_line_for(('model', 'path'), lines)}: model.path: "
                           f"no such file {cfg.model.path}")
+    curve = cfg.publish.curve
+    if curve is not None:
+        where = ("publish", "curve")
+        if not curve.server_secret_key_file.is_file():
+            raise ConfigError(f"{source}:{_line_for(where + ('server_secret_key_file',), lines)}: "
+                              f"publish.curve.server_secret_key_file: no such file {curve.server_secret_key_file}")
+        if not curve.authorized_clients_dir.is_dir():
+            raise ConfigError(f"{source}:{_line_for(where + ('authorized_clients_dir',), lines)}: "
+                              f"publish.curve.authorized_clients_dir: no such directory "
+                              f"{curve.authorized_clients_dir}")
     for i, cam in enumerate(cfg.cameras):
         if cam.type == "file" and not Path(cam.url).exists():
             raise ConfigError(f"{source}:{_line_for(('cameras', i, 'url'), lines)}: "

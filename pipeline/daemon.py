@@ -12,20 +12,24 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import zmq
 
-from pipeline.config import CameraConfig, PipelineConfig
-from pipeline.frame import Frame, FrameBatch, FrameDetections, StatusEvent, TensorBatch
+from pipeline.config import CameraConfig, ConfigError, PipelineConfig
+from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, StatusEvent, TensorBatch
 from pipeline.health import CameraStatusBoard
 from pipeline.infer import Backend, create_backend
+from pipeline.logs import NOT_RATE_LIMITED
 from pipeline.metrics import Metrics
+from pipeline.notify import SystemdNotifier
 from pipeline.postprocess import YoloPostprocessor
 from pipeline.preprocess import Preprocessor, create_preprocessor
 from pipeline.publish import Publisher
+from pipeline.reload import diff_configs
 from pipeline.scheduler import BatchScheduler, OverflowPolicy
+from pipeline.service import ServiceReporter
 from pipeline.sources import create_source
 
 log = logging.getLogger("pipeline.daemon")
@@ -50,6 +54,8 @@ class DaemonOptions:
     wait_for_subscribers: int = 0  # hold sources until this many subscribers are connected
     wait_for_subscribers_timeout_s: float = 10.0
     on_status_lines: Callable[[list[str]], None] | None = None
+    load_config: Callable[[], PipelineConfig] | None = None  # re-reads the config file on reload
+    notifier: SystemdNotifier | None = None  # sd_notify (READY, STATUS, WATCHDOG); None: not used
 
 
 class Daemon:
@@ -69,6 +75,8 @@ class Daemon:
         # Two batches in flight between preprocess and inference, so both stages stay busy.
         self._infer_q: queue.Queue[object] = queue.Queue(maxsize=2)
         self._publish_q: queue.Queue[object] = queue.Queue(maxsize=sched.max_batch * 8 + 256)
+        self.metrics.stage_queue_depth.labels("infer").set_function(self._infer_q.qsize)
+        self.metrics.stage_queue_depth.labels("publish").set_function(self._publish_q.qsize)
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
         self._backend: Backend | None = None
@@ -89,7 +97,7 @@ class Daemon:
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
-                                        cfg.publish.linger_ms, self.metrics)
+                                        cfg.publish.linger_ms, self.metrics, curve=cfg.publish.curve)
         except Exception:
             self._zmq.term()
             raise
@@ -112,17 +120,86 @@ class Daemon:
         policy = OverflowPolicy.DROP_OLDEST if cam.is_live else OverflowPolicy.WAIT
         self.scheduler.add_camera(cam.id, policy)
         stop = threading.Event()
-        source = create_source(cam, self.config.decode, self._submit_frame, self._submit_status, stop,
-                               self.metrics)
+
+        def sink(frame: Frame) -> None:
+            # A removed camera's thread (even one abandoned past its join deadline) must not feed
+            # the queue of a restarted camera with the same id.
+            if stop.is_set():
+                self.metrics.frames_dropped.labels(frame.camera_id, "stopped").inc()
+            else:
+                self._submit_frame(frame)
+
+        try:
+            source = create_source(cam, self.config.decode, sink, self._submit_status, stop, self.metrics)
+        except Exception:
+            self.scheduler.remove_camera(cam.id)
+            raise
         thread = threading.Thread(target=source.run, name=f"camera-{cam.id}", daemon=True)
         self._cameras[cam.id] = _Camera(cam, stop, thread)
         thread.start()
 
-    def run(self, stop: threading.Event) -> int:
-        """Supervise until `stop` is set or every (file) camera has ended and drained."""
+    def remove_cameras(self, camera_ids: Iterable[str]) -> None:
+        """Stop these cameras (each publishes `stopped`) and forget them; the others keep going."""
+        cams = [self._cameras.pop(cid) for cid in camera_ids if cid in self._cameras]
+        for cam in cams:
+            cam.stop.set()
+        for cam in cams:  # also releases a source blocked on its full queue
+            self._count_dropped(tuple(self.scheduler.remove_camera(cam.config.id)), "removed")
+        deadline = time.monotonic() + SOURCE_JOIN_S
+        for cam in cams:
+            cam.thread.join(max(0.0, deadline - time.monotonic()))
+            if cam.thread.is_alive():
+                log.warning("camera %s did not stop within %.1fs; abandoning its thread",
+                            cam.config.id, SOURCE_JOIN_S)
+            self.board.forget(cam.config.id)
+
+    def reload(self) -> bool:
+        """Re-read the config: added cameras start, removed ones stop, changed ones restart,
+        the rest keep streaming. An invalid config is rejected and the running one keeps going."""
+        if self.options.load_config is None:
+            log.warning("reload: this daemon has no config file to re-read")
+            return False
+        if self.scheduler.closed:
+            log.warning("reload: ignored while draining")
+            return False
+        try:
+            new = self.options.load_config()
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels("rejected").inc()
+            log.error("reload rejected, the running config stays: %s", exc)
+            return False
+        change = diff_configs(self.config, new)
+        for section in change.needs_restart:
+            log.warning("reload: %s: changes here apply only at start; restart the service to use them",
+                        section)
+        self.remove_cameras(change.removed + tuple(c.id for c in change.changed))
+        for cam in change.changed + change.added:
+            try:
+                self.add_camera(cam)
+            except Exception as exc:  # noqa: BLE001 - one camera must not stop the reload of the others
+                log.error("reload: camera %s: cannot start: %s", cam.id, exc)
+        running = [c for c in change.applied.cameras if c.id in self._cameras]
+        self.config = change.applied.model_copy(update={"cameras": running})
+        if self._publisher is not None and self.config.publish.curve is not None:
+            log.info("reload: %d authorized CURVE client key(s)", self._publisher.reload_curve_clients())
+        self.metrics.config_reloads.labels("applied").inc()
+        log.info("reload applied: %s", change.summary())
+        return True
+
+    def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> int:
+        """Supervise until `stop` is set or every (file) camera has ended and drained.
+        `reload_requested` (set by SIGHUP) makes the loop re-read the config."""
         interval = self.options.status_interval_s
         next_lines = time.monotonic() + interval if interval > 0 else float("inf")
+        service = ServiceReporter(self.options.notifier or SystemdNotifier(None), self.metrics, self.board)
+        service.ready()  # start() has built every stage and started every thread
         while not stop.wait(0.1):
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                service.reloading()
+                self.reload()
+                service.ready()
+            service.tick()
             if self._inference_done.is_set():
                 break
             if not self.scheduler.closed and self._cameras and all(
@@ -132,6 +209,7 @@ class Daemon:
             if time.monotonic() >= next_lines:
                 next_lines += interval
                 self._emit_status_lines()
+        service.stopping()
         self.shutdown()
         return 0
 
@@ -168,7 +246,7 @@ class Daemon:
         log.info("summary batches %d, frames %d, mean batch %.2f", batches, frames,
                  frames / batches if batches else 0.0)
         for line in self.board.summary_lines():
-            log.info("summary %s", line)
+            log.info("summary %s", line, extra=NOT_RATE_LIMITED)
 
     # ------------------------------------------------------------------ wiring callbacks
 
@@ -179,6 +257,8 @@ class Daemon:
     def _submit_status(self, event: StatusEvent) -> None:
         self.board.update(event)  # the source itself logs the transition
         self.metrics.camera_up.labels(event.camera_id).set(1 if event.state.value == "up" else 0)
+        for state in CameraState:
+            self.metrics.camera_state.labels(event.camera_id, state.value).set(1 if state is event.state else 0)
         self._publish_q.put(event)
 
     def _reject_frame(self, frame: Frame, reason: str) -> None:
@@ -195,7 +275,7 @@ class Daemon:
             self.options.on_status_lines(lines)
         else:
             for line in lines:
-                log.info("status %s", line)
+                log.info("status %s", line, extra=NOT_RATE_LIMITED)
 
     # ------------------------------------------------------------------ stage threads
 
@@ -271,3 +351,5 @@ class Daemon:
                     self._publisher.publish_status(item)
             except Exception as exc:  # a bad message is logged; the next one still goes out
                 log.error("publish failed: %s", exc)
+                if isinstance(item, FrameDetections):
+                    self.metrics.frames_dropped.labels(item.camera_id, "publish_error").inc()

@@ -2,10 +2,15 @@
 so several daemons or tests in one process never collide."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -37,6 +42,17 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.messages_dropped = Counter("pipeline_messages_dropped", "Messages ZeroMQ refused (HWM)",
                                         ["kind"], registry=r)
+        self.camera_state = Gauge("pipeline_camera_state", "1 for the camera's current state, 0 for the others",
+                                  ["camera", "state"], registry=r)
+        self.stage_queue_depth = Gauge("pipeline_stage_queue_depth", "Items waiting between stage threads",
+                                       ["queue"], registry=r)
+        self.config_reloads = Counter("pipeline_config_reloads", "Config reloads (SIGHUP)", ["result"],
+                                      registry=r)
+        Gauge("pipeline_seconds_since_last_publish", "Seconds since a detections message was last sent "
+              "(+Inf before the first)", registry=r).set_function(self.seconds_since_publish)
+        gpu = gpu_memory_reader()
+        if gpu is not None:
+            r.register(GpuMemoryCollector(gpu))
         self._lock = threading.Lock()
         self._last_publish = 0.0
 
@@ -55,3 +71,87 @@ class Metrics:
         """Read one sample (tests and summaries)."""
         v = self.registry.get_sample_value(name, labels or None)
         return 0.0 if v is None else v
+
+    def total(self, sample_name: str) -> float:
+        """Sum of one sample name over all its label values, e.g. every camera's
+        `pipeline_frames_decoded_total`."""
+        prefix = sample_name.removesuffix("_total")
+        return sum(s.value for metric in self.registry.collect() if metric.name == prefix
+                   for s in metric.samples if s.name == sample_name)
+
+
+# ---------------------------------------------------------------- GPU memory (where available)
+
+GpuReading = list[tuple[str, float, float]]  # (gpu index, used bytes, total bytes)
+GPU_READ_EVERY_S = 5.0  # summaries read metrics often; the GPU is asked at most this often
+
+
+def gpu_memory_reader() -> Callable[[], GpuReading] | None:
+    """NVML through pynvml when importable, else nvidia-smi when on PATH, else None (no GPU metrics)."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - not installed, or no driver: try nvidia-smi
+        smi = shutil.which("nvidia-smi")
+        return (lambda: _read_nvidia_smi(smi)) if smi else None
+
+    def read_nvml() -> GpuReading:
+        out = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i))
+            out.append((str(i), float(info.used), float(info.total)))
+        return out
+
+    return read_nvml
+
+
+def _read_nvidia_smi(smi: str) -> GpuReading:
+    out = subprocess.run([smi, "--query-gpu=index,memory.used,memory.total", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=5, check=True).stdout
+    return parse_nvidia_smi_memory(out)
+
+
+def parse_nvidia_smi_memory(text: str) -> GpuReading:
+    """`0, 1234, 81559` lines (MiB) -> [("0", used bytes, total bytes)]; unparsable lines are skipped."""
+    out = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3:
+            continue
+        try:
+            out.append((parts[0], float(parts[1]) * 2**20, float(parts[2]) * 2**20))
+        except ValueError:
+            continue
+    return out
+
+
+class GpuMemoryCollector(Collector):
+    """pipeline_gpu_memory_used_bytes / _total_bytes per GPU, read lazily at scrape time."""
+
+    def __init__(self, read: Callable[[], GpuReading]) -> None:
+        self._read = read
+        self._lock = threading.Lock()
+        self._cached: GpuReading = []
+        self._read_at = -float("inf")
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= GPU_READ_EVERY_S:
+                self._read_at = time.monotonic()
+                try:
+                    self._cached = self._read()
+                except Exception:  # noqa: BLE001 - a scrape must not fail because the GPU query did
+                    self._cached = []
+            reading = self._cached
+        used = GaugeMetricFamily("pipeline_gpu_memory_used_bytes", "GPU memory in use (whole device)",
+                                 labels=["gpu"])
+        total = GaugeMetricFamily("pipeline_gpu_memory_total_bytes", "GPU memory size", labels=["gpu"])
+        for gpu, used_b, total_b in reading:
+            used.add_metric([gpu], used_b)
+            total.add_metric([gpu], total_b)
+        yield used
+        yield total
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # no collect() at registration: that would query the GPU

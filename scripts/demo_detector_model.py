@@ -69,11 +69,11 @@ def level_points(dist: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     pts, strides = [], []
     for d, s in zip(dist, STRIDES):
         h, w = d.shape[-2:]
-        ys = (torch.arange(h, dtype=torch.float32) + 0.5) * s
-        xs = (torch.arange(w, dtype=torch.float32) + 0.5) * s
+        ys = (torch.arange(h, dtype=torch.float32, device=d.device) + 0.5) * s
+        xs = (torch.arange(w, dtype=torch.float32, device=d.device) + 0.5) * s
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         pts.append(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1))
-        strides.append(torch.full((h * w,), float(s)))
+        strides.append(torch.full((h * w,), float(s), device=d.device))
     return torch.cat(pts), torch.cat(strides)
 
 

@@ -10,7 +10,8 @@ Ground-truth rule (the same for training and the demo clips):
   with x2/y2 exclusive, clipped to the frame;
 - it is labelled only when at least half of those pixels lie inside the frame;
 - boxes are amodal under occlusion (a person half behind a car keeps its full box); tracks are planned
-  so that no object hides more than ~35 % of another's nominal box (moderate occlusion only).
+  so that no object hides more than ~35 % of another's nominal box (moderate occlusion only), and
+  objects that stand still never overlap each other.
 Bicycles are riderless so that the bicycle class never contains a person-like shape.
 """
 from __future__ import annotations
@@ -181,11 +182,12 @@ def _draw_distractor(rng: np.random.Generator, img: np.ndarray, x: float, y: flo
         for dx in (-0.35, 0.35):
             cv2.line(img, (int(x + dx * s), int(y - 0.2 * s)), (int(x + dx * s), yi), (50, 50, 50), max(1, int(0.03 * s)))
     elif kind == "tree":
-        cv2.rectangle(img, (int(x - 0.04 * s), int(y - 0.7 * s)), (int(x + 0.04 * s), yi), (90, 60, 35), -1)
+        s *= 1.6
+        cv2.rectangle(img, (int(x - 0.05 * s), int(y - 0.7 * s)), (int(x + 0.05 * s), yi), (90, 60, 35), -1)
         green = (rng.uniform(20, 70), rng.uniform(80, 150), rng.uniform(20, 60))
-        for _ in range(6):
-            cv2.circle(img, (int(x + rng.uniform(-0.25, 0.25) * s), int(y - rng.uniform(0.7, 1.1) * s)),
-                       max(3, int(rng.uniform(0.15, 0.28) * s)), green, -1, cv2.LINE_AA)
+        for _ in range(8):
+            cv2.circle(img, (int(x + rng.uniform(-0.4, 0.4) * s), int(y - rng.uniform(0.75, 1.15) * s)),
+                       max(3, int(rng.uniform(0.22, 0.35) * s)), green, -1, cv2.LINE_AA)
     elif kind == "box":
         cv2.rectangle(img, (int(x - 0.2 * s), int(y - 0.3 * s)), (int(x + 0.2 * s), yi), (150, 110, 60), -1)
         cv2.line(img, (int(x - 0.2 * s), int(y - 0.15 * s)), (int(x + 0.2 * s), int(y - 0.15 * s)), (110, 80, 40), max(1, int(0.02 * s)))
@@ -259,7 +261,7 @@ def draw_person(cv: SpriteCanvas, h: float, facing: int, phase: float, walking: 
     """Head, torso, arms and legs; side view (facing +-1) scissors the legs, front view (0) does not."""
     r = 0.068 * h
     skin, shirt, pants, shoes, hair = look["skin"], look["shirt"], look["pants"], look["shoes"], look["hair"]
-    swing = 0.42 * math.sin(phase) if walking else 0.0
+    swing = 0.42 * math.sin(phase) if walking else 0.12  # standing: feet and arms slightly apart
     hip_y, shoulder_y, leg = -0.49 * h, -0.82 * h, 0.49 * h
     f = facing if facing else 1
     if facing:
@@ -272,10 +274,10 @@ def draw_person(cv: SpriteCanvas, h: float, facing: int, phase: float, walking: 
         a = -swing * 0.8
         hand = (arm_back[0] + 0.36 * h * math.sin(a), arm_back[1] + 0.36 * h * math.cos(a))
         cv.line(arm_back, hand, _shade(shirt, 0.75), 0.06 * h)
-        torso = [(-0.085 * h, shoulder_y), (0.075 * h, shoulder_y), (0.09 * h, hip_y + 0.02 * h), (-0.09 * h, hip_y + 0.02 * h)]
+        torso = [(-0.1 * h, shoulder_y), (0.09 * h, shoulder_y), (0.1 * h, hip_y + 0.02 * h), (-0.1 * h, hip_y + 0.02 * h)]
         if look["coat"]:
-            torso[2] = (0.11 * h, hip_y + 0.2 * h)
-            torso[3] = (-0.11 * h, hip_y + 0.2 * h)
+            torso[2] = (0.12 * h, hip_y + 0.2 * h)
+            torso[3] = (-0.12 * h, hip_y + 0.2 * h)
         cv.poly([(f * x, y) for x, y in torso], shirt)
         if look["bag"]:
             cv.poly([(-f * 0.13 * h, shoulder_y + 0.06 * h), (-f * 0.03 * h, shoulder_y + 0.06 * h),
@@ -493,7 +495,8 @@ def _overlaps_too_much(a: Track, b: Track, frames: np.ndarray, width: int, heigh
         if iw <= 0 or ih <= 0:
             continue
         smaller = min((ba[2] - ba[0]) * (ba[3] - ba[1]), (bb[2] - bb[0]) * (bb[3] - bb[1]))
-        if iw * ih > MAX_NOMINAL_OVERLAP * smaller:
+        both_still = a.vx == a.vy == 0 and b.vx == b.vy == 0
+        if iw * ih > (0.0 if both_still else MAX_NOMINAL_OVERLAP) * smaller:
             return True
     return False
 
@@ -518,7 +521,7 @@ def _plan_track(rng: np.random.Generator, width: int, height: int, fps: float, n
     size = float(np.clip(size, lo, hi))
     # perspective: size grows linearly with y (zero size at the horizon), capped by the range
     size_per_y = size / max(1.0, y - horizon)
-    moving = rng.random() < 0.8
+    moving = rng.random() < 0.88
     facing = 1 if rng.random() < 0.5 else -1
     vx = vy = 0.0
     if moving:
@@ -593,7 +596,7 @@ def plan_clip(seed: int, width: int, height: int, fps: float, n_frames: int, bac
         n_tracks = int(rng.integers(2, 12))
     frames = np.arange(0, n_frames, max(1, n_frames // 60))
     tracks: list[Track] = []
-    for _ in range(n_tracks * 8):
+    for _ in range(n_tracks * 30):
         if len(tracks) >= n_tracks:
             break
         cand = _plan_track(rng, width, height, fps, n_frames, horizon)

@@ -40,7 +40,7 @@ from pipeline.preprocess.reference import letterbox_reference  # noqa: E402
 
 TRAIN_SEED_BASE = 1_000_000
 TRAIN_RESOLUTIONS = ((1280, 720), (960, 540), (854, 480), (768, 576), (640, 480), (1024, 768), (704, 576))
-FRAMES_PER_CLIP = 12
+FRAMES_PER_CLIP = 8
 # max(box side) ranges in model pixels handled by each stride (they overlap on purpose)
 LEVEL_RANGES = {8: (0.0, 96.0), 16: (64.0, 192.0), 32: (128.0, 1e9)}
 CENTRE_RADIUS = 2.5  # strides
@@ -109,7 +109,7 @@ def _render_worker(args):
     return render_training_clip(seed, input_size, backdrop)
 
 
-def build_dataset(n_images: int, input_size: int, cache_dir: Path, workers: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def build_dataset(n_images: int, input_size: int, cache_dir: Path, workers: int, vtest: Path) -> tuple[np.ndarray, list[np.ndarray]]:
     n_clips = math.ceil(n_images / FRAMES_PER_CLIP)
     path = cache_dir / f"train_s{input_size}_c{n_clips}_f{FRAMES_PER_CLIP}.npz"
     if path.exists():
@@ -119,7 +119,7 @@ def build_dataset(n_images: int, input_size: int, cache_dir: Path, workers: int)
         targets = np.split(flat, np.cumsum(counts)[:-1])
         print(f"loaded {len(data['images'])} cached training images from {path}", flush=True)
         return data["images"], targets
-    backdrop = demo_scenes.load_vtest_backdrop()
+    backdrop = demo_scenes.load_vtest_backdrop(vtest)
     t0 = time.time()
     images, targets = [], []
     jobs = [(TRAIN_SEED_BASE + i, input_size, backdrop) for i in range(n_clips)]
@@ -197,9 +197,10 @@ def detection_loss(model: DemoDetector, images: torch.Tensor, gts: list[torch.Te
     b, c = images.shape[0], model.num_classes
     d = torch.cat([x.reshape(b, 4, -1) for x in dist], 2).permute(0, 2, 1) * strides[None, :, None]
     cls_logits = torch.cat([x.reshape(b, c, -1) for x in logits], 2).permute(0, 2, 1)
-    targets = [assign_targets(points, strides, g) for g in gts]
-    t_cls = torch.stack([t[0] for t in targets])
-    t_box = torch.stack([t[1] for t in targets])
+    cpu_points, cpu_strides = points.cpu(), strides.cpu()
+    targets = [assign_targets(cpu_points, cpu_strides, g) for g in gts]  # small, sequential: CPU
+    t_cls = torch.stack([t[0] for t in targets]).to(images.device)
+    t_box = torch.stack([t[1] for t in targets]).to(images.device)
     pos = t_cls >= 0
     n_pos = max(1, int(pos.sum()))
     onehot = torch.zeros_like(cls_logits)
@@ -251,8 +252,9 @@ class WeightAverage:
 def train(args) -> tuple[DemoDetector, dict]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    images, targets = build_dataset(args.images, args.input_size, args.cache / "demo_train", args.threads)
-    model = DemoDetector(len(demo_scenes.CLASSES))
+    images, targets = build_dataset(args.images, args.input_size, args.cache / "demo_train", args.workers, args.vtest)
+    device = torch.device(args.device)
+    model = DemoDetector(len(demo_scenes.CLASSES)).to(device)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -261,7 +263,7 @@ def train(args) -> tuple[DemoDetector, dict]:
     ckpt_path = args.cache / "demo_detector" / "last.pt"
     step, spent = 0, 0.0
     if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location=device)
         model.load_state_dict(ck["model"])
         ema.model.load_state_dict(ck["ema"])
         ema.updates = ck["ema_updates"]
@@ -290,11 +292,11 @@ def train(args) -> tuple[DemoDetector, dict]:
         if pos == 0 and step > 0:
             order = rng.permutation(n)
         idx = np.sort(order[pos:pos + args.batch])
-        batch = torch.from_numpy(images[idx]).float().div_(255.0)
+        batch = torch.from_numpy(images[idx]).to(device).float().div_(255.0)
         gts = [torch.from_numpy(targets[i].copy()) for i in idx]
         flip = rng.random(len(idx)) < 0.5
         if flip.any():
-            fl = torch.from_numpy(np.nonzero(flip)[0])
+            fl = torch.from_numpy(np.nonzero(flip)[0]).to(device)
             batch[fl] = batch[fl].flip(-1)
             s = args.input_size
             for j in np.nonzero(flip)[0]:
@@ -317,7 +319,7 @@ def train(args) -> tuple[DemoDetector, dict]:
     save_checkpoint(ckpt_path, model, ema, opt, step, spent)
     log.update(steps=step, images_seen=step * args.batch, train_s=round(spent, 1), dataset_images=n,
                epochs=round(step / steps_per_epoch, 2))
-    return ema.model, log
+    return ema.model.cpu(), log
 
 
 def save_checkpoint(path: Path, model, ema: WeightAverage, opt, step: int, spent: float) -> None:
@@ -364,7 +366,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=18.0, help="training time budget (rendering excluded)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=2, help="processes rendering the training set")
+    parser.add_argument("--device", default="cpu", help="cpu (the documented run) or cuda (experiments)")
+    parser.add_argument("--vtest", type=Path, default=demo_scenes.VTEST_PATH)
+    parser.add_argument("--clips", type=Path, default=ROOT / "assets" / "demo", help="held-out clips to evaluate")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache")
@@ -379,14 +385,17 @@ def main() -> None:
     log["onnx_max_abs_diff"] = diff
     log["params"] = sum(p.numel() for p in model.parameters())
     print(json.dumps(log), flush=True)
+    (args.out.parent / "train_log.json").write_text(json.dumps(log, indent=2)) if args.out.parent != args.clips else None
     (args.cache / "demo_detector").mkdir(parents=True, exist_ok=True)
     (args.cache / "demo_detector" / "train_log.json").write_text(json.dumps(log, indent=2))
     if not args.no_eval:
         import eval_demo_model
 
-        results = eval_demo_model.evaluate_all(args.out, args.out.parent, args.input_size)
+        results = eval_demo_model.evaluate_all(args.out, args.clips, args.input_size)
         print(eval_demo_model.format_results(results), flush=True)
         (args.cache / "demo_detector" / "eval.json").write_text(json.dumps(results, indent=2))
+        if args.out.parent != args.clips:
+            (args.out.parent / "eval.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,18 @@ def _dims(shape: list[Any]) -> str:
     return "[" + ", ".join(str(d) if isinstance(d, int) else (d or "?") for d in shape) + "]"
 
 
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the nvidia-* wheels (the [gpu] extra) when they are not on the library
+    path: without this the CUDA EP fails to load on hosts where only the wheels provide them."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - the libraries may be found the usual way anyway
+        log.debug("onnxruntime.preload_dlls: %s", exc)
+
+
 @register_backend
 class OnnxRuntimeBackend(Backend):
     """One InferenceSession. device "cpu" uses CPUExecutionProvider; "gpu"/"gpu:N" uses CUDA.
@@ -93,6 +105,7 @@ class OnnxRuntimeBackend(Backend):
         if "CUDAExecutionProvider" not in available:
             raise RuntimeError(f"device gpu needs onnxruntime-gpu (the [gpu] extra); this onnxruntime "
                                f"has {', '.join(available)}")
+        _preload_cuda_libraries()
         return [("CUDAExecutionProvider", {"device_id": self._device_id}), "CPUExecutionProvider"]
 
     def _check_signature(self, input_size: int) -> None:

@@ -113,9 +113,11 @@ class DaliLetterbox(Preprocessor):
 
     cpu: TensorBatch.tensor is a C-contiguous numpy [B,3,S,S] array that shares DALI's output
          buffer (no copy); it stays valid after later calls.
-    gpu: TensorBatch.tensor is a DaliDeviceTensor (see there). All frames of one batch must be of
-         one kind: device arrays (__cuda_array_interface__, device `device_id`) or numpy arrays
-         (copied to the GPU by DALI). Frames of the other kind than the batch's first are rejected.
+    gpu: TensorBatch.tensor is a DaliDeviceTensor (see there). Frames may be device arrays
+         (__cuda_array_interface__, device `device_id`) or numpy arrays. DALI takes one memory kind
+         per batch: an all-host batch is copied to the GPU by DALI; in a batch with device frames,
+         host frames (e.g. from a camera whose NVDEC decode fell back to the CPU) are uploaded
+         first (cuda-python), so mixed cameras never cost each other frames.
     """
 
     def __init__(self, device: str, input_size: int, dtype: Any = np.float32, max_batch: int = 16,
@@ -128,6 +130,7 @@ class DaliLetterbox(Preprocessor):
         self.device = device
         self.num_threads = num_threads
         self.device_id = device_id
+        self._upload_pool: Any = None  # DeviceBufferPool for host frames in device batches, made on first use
         self._pipe = self._build()
 
     def _build(self) -> Any:
@@ -147,19 +150,13 @@ class DaliLetterbox(Preprocessor):
     def _frame_problems(self, frames: Sequence[Frame]) -> list[str | None]:
         if self.device == "cpu":
             return super()._frame_problems(frames)
-        problems = [frame_problem(f, allow_device=True) for f in frames]
-        # DALI takes one memory kind per batch: the first good frame decides which.
-        kinds = [is_device_image(f.image) for f, p in zip(frames, problems) if p is None]
-        if kinds and any(k != kinds[0] for k in kinds):
-            batch_kind, odd_kind = ("device", "host") if kinds[0] else ("host", "device")
-            for i, frame in enumerate(frames):
-                if problems[i] is None and is_device_image(frame.image) != kinds[0]:
-                    problems[i] = f"{odd_kind} image in a batch of {batch_kind} images"
-        return problems
+        return [frame_problem(f, allow_device=True) for f in frames]
 
     def _letterbox(self, images: Sequence[Any], transforms: Sequence[LetterboxTransform]) -> Any:
         if self._pipe is None:  # a previous run failed; a fresh pipeline is cheap (~10 ms)
             self._pipe = self._build()
+        if self.device == "gpu" and any(is_device_image(im) for im in images):
+            images = [self._upload(im) if isinstance(im, np.ndarray) else im for im in images]
         inputs = {
             IMAGES: [np.ascontiguousarray(im) if isinstance(im, np.ndarray) else im for im in images],
             WIDTHS: np.array([t.resized_width for t in transforms], np.float32),
@@ -188,9 +185,20 @@ class DaliLetterbox(Preprocessor):
         # A view: the numpy array keeps DALI's buffer alive and the executor does not reuse it.
         return np.asarray(out.as_tensor())
 
+    def _upload(self, image: np.ndarray) -> Any:
+        """A host frame in a batch of device frames: copy it to the GPU (DALI takes one kind)."""
+        from pipeline.cuda_memory import DeviceBufferPool, upload
+
+        if self._upload_pool is None:
+            self._upload_pool = DeviceBufferPool(self.device_id)
+        return upload(self._upload_pool, image)
+
     def close(self) -> None:
         super().close()
         self._pipe = None  # drops DALI's threads and buffers (outputs already handed out stay valid)
+        if self._upload_pool is not None:
+            self._upload_pool.close()
+            self._upload_pool = None
 
 
 def _producer_stream(images: list[Any]) -> Any:

@@ -1,45 +1,94 @@
 """ZeroMQ PUB side: one socket, owned and used by the daemon's publish thread only.
 
-Slow subscribers: a PUB socket never blocks. When a subscriber's queue (our SNDHWM plus its
-RCVHWM plus the TCP buffers) is full, ZeroMQ silently drops that subscriber's messages and keeps
-serving the others. The publisher cannot see those drops; subscribers see them as gaps in `seq`.
-`messages_dropped` only counts the rare sends ZeroMQ refuses outright (zmq.Again).
+Slow subscribers: publishing never blocks. When a subscriber's queue (our SNDHWM plus its
+RCVHWM plus the TCP buffers) is full, that subscriber loses the message and the others still get
+it; the subscriber sees a gap in `seq`. A plain PUB socket drops silently, so the socket is an
+XPUB (same wire protocol for SUB peers) with XPUB_NODROP: a send that would be lost for some
+subscriber fails with EAGAIN instead. Such a message is counted in `messages_dropped` and sent
+again with NODROP off, which delivers it to every subscriber with room. The count is "messages
+at least one subscriber missed", not per subscriber (ZeroMQ does not say which pipe was full).
 
 Slow joiners: a subscriber only gets messages published after its subscription reached us.
 `wait_for_subscribers` lets the daemon hold its cameras until N subscribers are connected.
+
+CURVE (optional): the socket is a CURVE server with the configured secret key; a
+ThreadAuthenticator (one per process: it owns the context's ZAP endpoint) admits only clients
+whose public certificate is in `authorized_clients_dir`. Others never complete the handshake.
 """
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
+from pipeline.config import CurveConfig
 from pipeline.frame import FrameDetections, StatusEvent
 from pipeline.metrics import Metrics
 from pipeline.publish.messages import (detection_topic, detections_payload, encode_payload, status_payload,
                                        status_topic)
 
 
+log = logging.getLogger(__name__)
+
+
 class PublishBindError(RuntimeError):
     """The PUB socket could not bind; the message is one line: `publish.bind: ADDRESS: reason`."""
+
+
+class PublishCurveError(ValueError):
+    """CURVE keys unusable; one line naming the file: `publish.curve.FIELD: PATH: reason`."""
+
+
+def load_server_secret_key(path: Path) -> tuple[bytes, bytes]:
+    """(public, secret) from a zmq.auth secret certificate file."""
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise PublishCurveError(f"publish.curve.server_secret_key_file: {path}: "
+                                f"not a zmq certificate ({exc})") from None
+    if not secret:
+        raise PublishCurveError(f"publish.curve.server_secret_key_file: {path}: has no secret key "
+                                f"(that is the public half; use the .key_secret file)")
+    return public, secret
+
+
+def count_client_keys(directory: Path) -> int:
+    return sum(1 for _ in directory.glob("*.key"))
 
 
 # Connections, not subscriptions, are what a PUB socket can observe (through its monitor).
 MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 SUBSCRIPTION_SETTLE_S = 0.2  # after a connect, the SUB's subscriptions follow within milliseconds
+SUBSCRIPTION_DRAIN_EVERY = 64  # sends between reads of the XPUB's subscription messages
 
 
 class Publisher:
     def __init__(self, context: zmq.Context, bind: str, high_water_mark: int, linger_ms: int,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+                 curve: CurveConfig | None = None) -> None:
         self._metrics = metrics
         self._clock = clock  # Unix seconds for published_at
         self._next_seq: dict[str, int] = {}  # per camera, for the publisher's lifetime
-        socket = context.socket(zmq.PUB)
+        self._sends = 0
+        self._curve = curve
+        self._auth: ThreadAuthenticator | None = None
+        keys = load_server_secret_key(curve.server_secret_key_file) if curve else None
+        socket = context.socket(zmq.XPUB)
+        socket.setsockopt(zmq.XPUB_NODROP, 1)  # see the module docstring: how drops are counted
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, linger_ms)
+        if curve is not None and keys is not None:
+            self._auth = ThreadAuthenticator(context, log=logging.getLogger("pipeline.publish.auth"))
+            self._auth.start()
+            self.reload_curve_clients()
+            socket.curve_publickey, socket.curve_secretkey = keys
+            socket.curve_server = True
         # Watched from before bind so a subscriber that was already retrying is counted too;
         # the monitor is stopped at the first publish (an unread monitor must not pile up events).
         self._monitor: zmq.Socket | None = socket.get_monitor_socket(MONITOR_EVENTS)
@@ -50,6 +99,7 @@ class Publisher:
             socket.disable_monitor()
             self._monitor.close(linger=0)
             socket.close(linger=0)  # a leaked socket would make context.term() hang
+            self._stop_auth()
             reason = zmq.strerror(exc.errno) if exc.errno else str(exc)  # without pyzmq's "(addr=...)" tail
             raise PublishBindError(f"publish.bind: {bind}: {reason}") from None
         self._socket: zmq.Socket | None = socket
@@ -99,19 +149,51 @@ class Publisher:
             raise RuntimeError("publish: the publisher is closed")
         if self._monitor is not None:
             self._stop_monitor()
+        self._sends += 1
+        if self._sends % SUBSCRIPTION_DRAIN_EVERY == 0:
+            self._drain_subscriptions()
+        parts = [topic.encode("ascii"), body]
         try:
-            self._socket.send_multipart([topic.encode("ascii"), body], flags=zmq.NOBLOCK)
-        except zmq.Again:
+            self._socket.send_multipart(parts, flags=zmq.NOBLOCK)
+        except zmq.Again:  # some subscriber's queue is full: it misses this one, the others do not
             if self._metrics:
                 self._metrics.messages_dropped.labels(kind).inc()
-            return False
+            self._socket.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                self._socket.send_multipart(parts, flags=zmq.NOBLOCK)
+            finally:
+                self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         return True
+
+    def _drain_subscriptions(self) -> None:
+        """An XPUB hands (un)subscriptions to its owner; nobody reads them, so they must not pile up."""
+        assert self._socket is not None
+        while self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._socket.recv(zmq.NOBLOCK)
 
     def _stop_monitor(self) -> None:
         if self._monitor is not None and self._socket is not None:
             self._socket.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
+
+    def reload_curve_clients(self) -> int:
+        """Re-read authorized_clients_dir (new clients get in, removed ones cannot reconnect);
+        returns how many client keys it holds. No CURVE: 0."""
+        if self._auth is None or self._curve is None:
+            return 0
+        directory = self._curve.authorized_clients_dir
+        self._auth.configure_curve(domain="*", location=str(directory))
+        count = count_client_keys(directory)
+        if not count:
+            log.warning("publish.curve.authorized_clients_dir %s holds no *.key file: no subscriber can "
+                        "connect", directory)
+        return count
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def close(self) -> None:
         """Close the socket (waits up to linger_ms for queued messages at context term).
@@ -120,6 +202,7 @@ class Publisher:
             self._stop_monitor()
             self._socket.close()
             self._socket = None
+        self._stop_auth()
 
     def __enter__(self) -> "Publisher":
         return self

@@ -3,15 +3,47 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import zmq
+import zmq.auth
 
 from pipeline.publish.messages import decode_message, topic_prefixes
 
 
 class SubscriberConnectError(RuntimeError):
     """The SUB socket could not connect; one line: `subscribe: URL: reason`."""
+
+
+@dataclass(frozen=True)
+class CurveClientKeys:
+    """What a subscriber needs to reach a CURVE publisher: the server's public key and its own pair."""
+
+    server_public_key: bytes
+    public_key: bytes
+    secret_key: bytes
+
+    @classmethod
+    def from_files(cls, server_key_file: str | Path, client_secret_key_file: str | Path) -> "CurveClientKeys":
+        """zmq.auth certificate files: the server's public `.key`, our own `.key_secret`.
+        ValueError (one line naming the file) when one is unusable."""
+        server_public = _load_key(server_key_file, secret=False)
+        client_public = _load_key(client_secret_key_file, secret=False)
+        client_secret = _load_key(client_secret_key_file, secret=True)
+        return cls(server_public, client_public, client_secret)
+
+
+def _load_key(path: str | Path, secret: bool) -> bytes:
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"subscribe: {path}: not a zmq certificate ({exc})") from None
+    key = secret_key if secret else public
+    if not key:
+        raise ValueError(f"subscribe: {path}: has no {'secret' if secret else 'public'} key")
+    return key
 
 
 class Subscriber:
@@ -22,7 +54,8 @@ class Subscriber:
     """
 
     def __init__(self, url: str, camera: str | None = None, kinds: tuple[str, ...] = ("det", "status"),
-                 context: zmq.Context | None = None, rcvhwm: int = 10000) -> None:
+                 context: zmq.Context | None = None, rcvhwm: int = 10000,
+                 curve: CurveClientKeys | None = None) -> None:
         self.url = url
         prefixes = topic_prefixes(kinds, camera)  # validates kinds and camera before any socket exists
         self._own_context = context is None
@@ -30,6 +63,10 @@ class Subscriber:
         socket = self._context.socket(zmq.SUB)
         socket.setsockopt(zmq.RCVHWM, rcvhwm)
         socket.setsockopt(zmq.LINGER, 0)  # a subscriber has nothing worth flushing
+        if curve is not None:  # before connect: the handshake uses them
+            socket.curve_serverkey = curve.server_public_key
+            socket.curve_publickey = curve.public_key
+            socket.curve_secretkey = curve.secret_key
         try:
             socket.connect(url)
         except zmq.ZMQError as exc:

@@ -136,6 +136,12 @@ class Source(ABC):
         self._sink(frame)
         return True
 
+    def _warn(self, reason: str) -> None:
+        """Report a degradation that does not change the state (e.g. GPU decode fell back to the
+        CPU): a warning in the log and a status event in the current state with this reason."""
+        log.warning("camera %s: %s", self.camera.id, self._redact(reason))
+        self._transition(self._state or CameraState.STARTING, reason)
+
     def _count_decode_error(self, reason: str) -> None:
         self._metrics.decode_errors.labels(self.camera.id).inc()
         log.debug("camera %s: skipped undecodable data: %s", self.camera.id, self._redact(reason))

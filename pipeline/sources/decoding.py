@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import av
 import av.error
@@ -27,7 +27,7 @@ class OpenFailed(Exception):
 
 @dataclass(frozen=True)
 class DecodedPicture:
-    image: np.ndarray  # HxWx3 uint8 RGB
+    image: Any  # HxWx3 uint8 RGB: numpy (CPU decode) or a device image (NVDEC, see nvdec.py)
     pts: float | None  # seconds
 
 
@@ -101,13 +101,11 @@ def gpu_hwaccel(decode: DecodeConfig, camera_id: str) -> HWAccel | None:
     return hwaccel
 
 
-def decode_pictures(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:
-    """Decode every picture of the video stream in presentation order.
-
-    Undecodable packets (and unreadable chunks, up to MAX_CONSECUTIVE_DEMUX_ERRORS in a row) are
-    reported through `on_corrupt` and skipped. Other read errors (timeouts, lost connections)
-    propagate. Ends at end of input, after flushing the decoder.
-    """
+def demux_packets(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[av.Packet]:
+    """The video stream's packets in decode order (the demux half of decode_pictures, shared with the
+    NVDEC decoder). Unreadable chunks, up to MAX_CONSECUTIVE_DEMUX_ERRORS in a row, are reported
+    through `on_corrupt` and skipped; other read errors propagate. Ends at end of input (the
+    flushing packet PyAV yields last, with no data, is passed on too)."""
     stream = video.stream
     consecutive_demux_errors = 0
     packets = video.container.demux(stream)
@@ -124,15 +122,31 @@ def decode_pictures(video: VideoInput, on_corrupt: Callable[[str], None]) -> Ite
             packets = video.container.demux(stream)  # a generator that raised is finished
             continue
         consecutive_demux_errors = 0
+        yield packet
+
+
+def decode_packet(packet: av.Packet, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:
+    """Decode one packet on the CPU (PyAV); undecodable packets are reported and skipped."""
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError as exc:  # decoder errors are per packet: skip it
+        on_corrupt(f"decode: {ffmpeg_message(exc)}")
+        return
+    for frame in frames:
         try:
-            frames = packet.decode()
-        except av.error.FFmpegError as exc:  # decoder errors are per packet: skip it
-            on_corrupt(f"decode: {ffmpeg_message(exc)}")
+            image = frame.to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, ValueError) as exc:
+            on_corrupt(f"convert: {ffmpeg_message(exc)}")
             continue
-        for frame in frames:
-            try:
-                image = frame.to_ndarray(format="rgb24")
-            except (av.error.FFmpegError, ValueError) as exc:
-                on_corrupt(f"convert: {ffmpeg_message(exc)}")
-                continue
-            yield DecodedPicture(image, frame.time)
+        yield DecodedPicture(image, frame.time)
+
+
+def decode_pictures(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:
+    """Decode every picture of the video stream in presentation order.
+
+    Undecodable packets (and unreadable chunks, up to MAX_CONSECUTIVE_DEMUX_ERRORS in a row) are
+    reported through `on_corrupt` and skipped. Other read errors (timeouts, lost connections)
+    propagate. Ends at end of input, after flushing the decoder.
+    """
+    for packet in demux_packets(video, on_corrupt):
+        yield from decode_packet(packet, on_corrupt)

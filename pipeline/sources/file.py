@@ -5,8 +5,8 @@ import av.error
 
 from pipeline.frame import CameraState
 from pipeline.sources.base import Ending, Source, register_source
-from pipeline.sources.decoding import (OpenFailed, VideoInput, decode_pictures, ffmpeg_message, gpu_hwaccel,
-                                       open_video)
+from pipeline.sources.decoding import OpenFailed, VideoInput, ffmpeg_message, open_video
+from pipeline.sources.nvdec import PictureDecoder, picture_decoder
 from pipeline.sources.pacing import FramePacer
 
 
@@ -20,17 +20,23 @@ class FileSource(Source):
 
     def _stream(self) -> Ending:
         pacer: FramePacer | None = None
-        hwaccel = gpu_hwaccel(self.decode, self.camera.id)
+        decoder = picture_decoder(self.decode, self.camera.id, self._warn)
+        try:
+            return self._stream_with(decoder, pacer)
+        finally:
+            decoder.close()
+
+    def _stream_with(self, decoder: PictureDecoder, pacer: FramePacer | None) -> Ending:
         while not self._stop.is_set():
             try:
                 # Frame threading: files want throughput, and their latency does not matter.
-                video = open_video(self.camera.url, hwaccel, thread_type="AUTO")
+                video = open_video(self.camera.url, thread_type="AUTO")
             except OpenFailed as exc:
                 return Ending(CameraState.DOWN, f"cannot open: {exc}")
             try:
                 if self.camera.realtime and pacer is None:
                     pacer = FramePacer(self._stop, video.fps)
-                delivered = self._play(video, pacer)
+                delivered = self._play(video, pacer, decoder)
             except av.error.FFmpegError as exc:
                 return Ending(CameraState.DOWN, f"read failed: {ffmpeg_message(exc)}")
             finally:
@@ -43,10 +49,10 @@ class FileSource(Source):
                 return Ending(CameraState.EOF, "end of file")
         return Ending(CameraState.STOPPED, "stop requested")
 
-    def _play(self, video: VideoInput, pacer: FramePacer | None) -> int:
+    def _play(self, video: VideoInput, pacer: FramePacer | None, decoder: PictureDecoder) -> int:
         """Deliver one pass over the file; the number of frames delivered."""
         delivered = 0
-        for picture in decode_pictures(video, self._count_decode_error):
+        for picture in decoder.pictures(video, self._count_decode_error):
             if pacer is not None and not pacer.wait(picture.pts):
                 break
             if not self._deliver(picture.image, picture.pts):

@@ -17,11 +17,12 @@ import threading
 import time
 
 import av.error
-from av.codec.hwaccel import HWAccel
 
 from pipeline.frame import CameraState
 from pipeline.sources.base import Ending, Source, redact_url, register_source
-from pipeline.sources.decoding import OpenFailed, decode_pictures, ffmpeg_message, gpu_hwaccel, open_video
+from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
+from pipeline.sources.nvdec import PictureDecoder, picture_decoder
+from pipeline.sources.reachability import PortState, endpoint_of, foreign_answer, port_state, resolve_failure
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ FIRST_RETRY_S = 0.5
 MAX_RETRY_S = 10.0
 STOP_POLL_S = 0.1  # how often run() looks at stop while the reader works
 STOP_GRACE_S = 0.5  # how long run() waits for the reader to finish after stop
+PROBE_TIMEOUT_S = 0.5  # one diagnostic TCP connect / answer check
+WATCH_INTERVAL_S = 0.5  # while a refusing server is down: how often to look whether it listens again
 
 
 class _NothingDecodable(Exception):
@@ -91,31 +94,48 @@ class NetworkSource(Source):
 
     def _reconnect_forever(self) -> None:
         backoff = ReconnectBackoff()
-        hwaccel = gpu_hwaccel(self.decode, self.camera.id)
+        decoder = picture_decoder(self.decode, self.camera.id, self._warn)
+        try:
+            self._reconnect_with(decoder, backoff)
+        finally:
+            decoder.close()
+
+    def _reconnect_with(self, decoder: PictureDecoder, backoff: ReconnectBackoff) -> None:
         while not self._stop.is_set():
-            reason = self._session(backoff, hwaccel)
+            reason = self._session(backoff, decoder)
             if self._stop.is_set():
                 return
             delay = backoff.next_delay()
             self._metrics.reconnects.labels(self.camera.id).inc()
             self._transition(CameraState.RECONNECTING, f"{reason}; retry in {delay:g} s")
-            if self._stop.wait(delay):
+            if self._wait_to_retry(delay):
                 return
 
-    def _session(self, backoff: ReconnectBackoff, hwaccel: HWAccel | None) -> str:
+    def _wait_to_retry(self, delay: float) -> bool:
+        """Sleep `delay` s; True if stop was set. While the server refuses connections (its
+        process is down) its port is watched, so a restarted server is reconnected at once
+        instead of after a backoff of up to MAX_RETRY_S."""
+        deadline = time.monotonic() + delay
+        endpoint = endpoint_of(self.camera.url)
+        watch = endpoint is not None and port_state(endpoint, PROBE_TIMEOUT_S) is PortState.REFUSED
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(remaining, WATCH_INTERVAL_S) if watch else remaining):
+                return True
+            if watch and endpoint is not None and port_state(endpoint, PROBE_TIMEOUT_S) is PortState.OPEN:
+                log.debug("camera %s: server listens again; reconnecting now", self.camera.id)
+                break
+        return self._stop.is_set()
+
+    def _session(self, backoff: ReconnectBackoff, decoder: PictureDecoder) -> str:
         """One connection: deliver frames until it fails. Returns why it ended."""
         url = self.camera.url
         timeout_s = self.camera.timeout_s
         log.debug("camera %s: connecting to %s", self.camera.id, redact_url(url))
         started = time.monotonic()
         try:
-            video = open_video(url, hwaccel, options=open_options(url), timeout=(timeout_s, timeout_s))
+            video = open_video(url, options=open_options(url), timeout=(timeout_s, timeout_s))
         except OpenFailed as exc:
-            # An interrupted open surfaces as ExitError or (RTSP) as InvalidDataError; the clock
-            # tells the truth.
-            if time.monotonic() - started >= timeout_s:
-                return f"cannot connect: no answer within {timeout_s:g} s"
-            return f"cannot connect: {exc}"
+            return self._open_failure(exc, time.monotonic() - started)
         last_picture = time.monotonic()
 
         def on_corrupt(reason: str) -> None:
@@ -124,12 +144,22 @@ class NetworkSource(Source):
             if time.monotonic() - last_picture > timeout_s:
                 raise _NothingDecodable(f"no decodable picture for {timeout_s:g} s (last error: {reason})")
 
+        pictures = 0
         try:
-            for picture in decode_pictures(video, on_corrupt):
+            for picture in decoder.pictures(video, on_corrupt):
+                # FFmpeg's H.264 parser hands out a stream's last picture only when a read fails (it
+                # cannot know the picture is complete before the next one starts). A picture after a
+                # silence as long as the read timeout is that flush: the connection is dead already,
+                # and waiting for the next read to time out too would double the stall detection.
+                # (Not for the first picture: a long GOP may legitimately keep it waiting.)
+                read_interrupted = pictures > 0 and time.monotonic() - last_picture >= timeout_s
                 if not self._deliver(picture.image, picture.pts):
                     return "stop requested"
                 backoff.reset()
                 last_picture = time.monotonic()
+                pictures += 1
+                if read_interrupted:
+                    return f"stalled: no data for {timeout_s:g} s"
             return "stream ended (connection closed)"
         except _NothingDecodable as exc:
             return str(exc)
@@ -139,3 +169,17 @@ class NetworkSource(Source):
             return f"read failed: {ffmpeg_message(exc)}"
         finally:
             video.close()
+
+    def _open_failure(self, exc: OpenFailed, waited_s: float) -> str:
+        """Why an open failed, in words. FFmpeg says "Input/output error" for a host that does not
+        resolve, and times out alike on a silent server and on one that answers with garbage."""
+        timeout_s = self.camera.timeout_s
+        endpoint = endpoint_of(self.camera.url)
+        if endpoint is not None and (unresolved := resolve_failure(endpoint.host)):
+            return f"cannot connect: cannot resolve host {endpoint.host}: {unresolved}"
+        # An interrupted open surfaces as ExitError or (RTSP) as InvalidDataError; the clock
+        # tells the truth.
+        if waited_s >= timeout_s:
+            foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None else None
+            return f"cannot connect: {foreign}" if foreign else f"cannot connect: no answer within {timeout_s:g} s"
+        return f"cannot connect: {exc}"

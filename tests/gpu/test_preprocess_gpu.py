@@ -86,14 +86,26 @@ def test_host_frames_on_the_gpu_path():
         check(pre(FrameBatch(tuple(frames), 0.0, 0.0)), frames, 416, np.float32)
 
 
-def test_mixed_host_and_device_batch_rejects_the_odd_one():
+def test_mixed_host_and_device_batch_uploads_the_host_frames():
+    # a camera whose NVDEC decode fell back to the CPU shares batches with NVDEC cameras
     rejected = []
-    frames = [host_frame(640, 480, 0), host_frame(1280, 720, 1)]
-    batch = FrameBatch((on_device(frames[0]), frames[1]), 0.0, 0.0)
+    frames = [host_frame(640, 480, 0), host_frame(1280, 720, 1), host_frame(333, 211, 2)]
+    batch = FrameBatch((on_device(frames[0]), frames[1], on_device(frames[2])), 0.0, 0.0)
     with create_preprocessor("gpu", 416, np.float32, 4, 2,
                              on_reject=lambda f, why: rejected.append((f.camera_id, why))) as pre:
-        check(pre(batch), frames[:1], 416, np.float32)
-    assert rejected == [("cam1", "host image in a batch of device images")]
+        check(pre(batch), frames, 416, np.float32)
+        check(pre(FrameBatch((frames[1], on_device(frames[0])), 0.0, 0.0)), [frames[1], frames[0]], 416, np.float32)
+    assert rejected == []
+
+
+def test_output_lives_in_device_memory():
+    from pipeline.cuda_memory import memory_type
+
+    frames = [host_frame(1280, 720, 0), host_frame(640, 480, 1)]
+    with create_preprocessor("gpu", 640, np.float16, 2, 2) as pre:
+        out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
+        assert not hasattr(out.tensor, "__array_interface__")
+        assert memory_type(out.tensor.data_ptr) == "device"
 
 
 def test_onnxruntime_cuda_io_binding_reads_the_device_tensor():
@@ -106,7 +118,7 @@ def test_onnxruntime_cuda_io_binding_reads_the_device_tensor():
         [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)], "mean",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 416, 416])],
         [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
     frames = [host_frame(1280, 720, 0), host_frame(480, 640, 1)]
     with create_preprocessor("gpu", 416, np.float32, 2, 2) as pre:

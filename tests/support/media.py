@@ -109,3 +109,52 @@ def make_audio_only(path: str | os.PathLike[str], seconds: float = 0.5, rate: in
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def make_vfr_clip(path: str | os.PathLike[str], width: int = 160, height: int = 120,
+                  intervals_ms: tuple[int, ...] = (20, 100, 40, 250, 33) * 8) -> tuple[Path, list[float]]:
+    """A variable-frame-rate H.264 clip: frame i+1 follows frame i after intervals_ms[i]
+    milliseconds. Returns the path and every frame's pts in seconds."""
+    path = Path(path)
+    pattern = SyntheticPattern(width, height)
+    millis = Fraction(1, 1000)
+    pts: list[float] = []
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))  # nominal only: the pts rule
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = millis
+        stream.options = {"preset": "veryfast", "g": "15"}
+        t = 0
+        for i, gap in enumerate((0, *intervals_ms)):
+            t += gap
+            frame = av.VideoFrame.from_ndarray(pattern.render(i), format="rgb24")
+            frame.pts, frame.time_base = t, millis
+            pts.append(t / 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path, pts
+
+
+def faststart_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Remux an MP4 with its index (moov) in front, as streaming-friendly files have it: a
+    truncated copy of such a file still opens and plays up to the cut."""
+    dst = Path(dst)
+    with av.open(str(src)) as source, av.open(str(dst), mode="w", options={"movflags": "faststart"}) as out:
+        in_stream = source.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for packet in source.demux(in_stream):
+            if packet.dts is None:  # the demuxer's final flush packet
+                continue
+            packet.stream = out_stream
+            out.mux(packet)
+    return dst
+
+
+def truncated_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], keep: float = 0.5) -> Path:
+    """The first `keep` fraction of the bytes of `src`, as an interrupted download or copy leaves it."""
+    data = Path(src).read_bytes()
+    dst = Path(dst)
+    dst.write_bytes(data[:int(len(data) * keep)])
+    return dst

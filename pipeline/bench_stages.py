@@ -1,0 +1,156 @@
+"""Stages measured alone: decode (N camera threads), preprocess, inference and postprocess (one batch
+size, fed from decoded frames held in memory). Each uses the same classes the daemon uses."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.bench_probe import GpuMemoryReader, ResourceProbe
+from pipeline.bench_report import Percentiles, Spread, StageResult
+from pipeline.config import CameraConfig, PipelineConfig
+from pipeline.frame import CameraState, Frame, FrameBatch, InferenceResult, StatusEvent, TensorBatch
+from pipeline.metrics import Metrics
+
+MIN_CALLS = 3  # a batch stage runs at least this often in its window, however slow
+WARMUP_CALLS = 2  # first calls build kernels, caches and pools: not measured
+SOURCE_JOIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Window:
+    warmup_s: float
+    seconds: float
+
+
+def counter_by_label(metrics: Metrics, name: str, label: str) -> dict[str, float]:
+    """A labelled counter's current values, e.g. pipeline_frames_decoded by camera."""
+    out: dict[str, float] = {}
+    for metric in metrics.registry.collect():
+        if metric.name != name:
+            continue
+        for sample in metric.samples:
+            if sample.name == f"{name}_total":
+                key = sample.labels.get(label, "")
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+class FrameKeeper:
+    """The decode stage's sink: keeps the first `keep` frames (the batch stages' input), drops the rest."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self.frames: list[Frame] = []
+
+    def __call__(self, frame: Frame) -> None:
+        if len(self.frames) < self._keep:
+            with self._lock:
+                if len(self.frames) < self._keep:
+                    self.frames.append(frame)
+
+
+def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Window, keep: int,
+                   gpu: GpuMemoryReader) -> tuple[StageResult, list[Frame]]:
+    """Every camera in its own thread, as in the daemon, decoding as fast as it can (the sink never
+    waits). Returns the result and the first `keep` decoded frames."""
+    from pipeline.sources import create_source
+
+    metrics = Metrics()
+    keeper = FrameKeeper(keep)
+    stop = threading.Event()
+    failures: dict[str, str] = {}
+
+    def on_status(event: StatusEvent) -> None:
+        if event.state in (CameraState.DOWN, CameraState.EOF):
+            failures[event.camera_id] = f"{event.state.value}: {event.reason}"
+
+    threads = []
+    for cam in cameras:
+        source = create_source(cam, cfg.decode, keeper, on_status, stop, metrics)
+        threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(window.warmup_s)
+        before = counter_by_label(metrics, "pipeline_frames_decoded", "camera")
+        probe = ResourceProbe(gpu).start()
+        t0 = time.monotonic()
+        time.sleep(window.seconds)
+        elapsed = time.monotonic() - t0
+        after = counter_by_label(metrics, "pipeline_frames_decoded", "camera")
+        resources = probe.stop()
+    finally:
+        stop.set()
+        deadline = time.monotonic() + SOURCE_JOIN_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+    per_camera = [(after.get(c.id, 0.0) - before.get(c.id, 0.0)) / elapsed for c in cameras]
+    frames = int(sum(after.values()) - sum(before.values()))
+    error = None
+    if frames == 0:
+        error = "no frames decoded" + (f" ({next(iter(failures.items()))[0]}: {next(iter(failures.values()))})"
+                                       if failures else "")
+    result = StageResult("decode", len(cameras), None, round(elapsed, 3), frames, round(frames / elapsed, 3),
+                         Spread.of(per_camera), None, None, None, None, None, None, resources, error)
+    return result, keeper.frames
+
+
+# ---------------------------------------------------------------------------------------------- batch stages
+
+def _timed_calls(call: Callable[[], Any], seconds: float, gpu: GpuMemoryReader) -> tuple[list[float], float, Any]:
+    """Warm up, then call repeatedly for `seconds` (at least MIN_CALLS times).
+    Returns per-call seconds, the window's resources and the last output."""
+    out = None
+    for _ in range(WARMUP_CALLS):
+        out = call()
+    probe = ResourceProbe(gpu).start()
+    times: list[float] = []
+    t0 = time.monotonic()
+    while len(times) < MIN_CALLS or time.monotonic() - t0 < seconds:
+        started = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - started)
+    return times, probe.stop(), out
+
+
+def _batch_result(stage: str, batch_size: int, times: list[float], resources: Any) -> StageResult:
+    total = sum(times)
+    frames = batch_size * len(times)
+    return StageResult(stage, None, batch_size, round(total, 3), frames, round(frames / total, 3), None,
+                       Percentiles.of(np.asarray(times) * 1000.0), None, None, None, None, None, resources)
+
+
+def frame_batches(frames: list[Frame], batch_size: int) -> list[FrameBatch]:
+    """Full batches cycling through the held frames (each batch mixes cameras like the scheduler's)."""
+    if not frames:
+        raise ValueError("no decoded frames to feed the batch stages")
+    count = max(1, len(frames) // batch_size)
+    return [FrameBatch(tuple(frames[(b * batch_size + i) % len(frames)] for i in range(batch_size)),
+                       time.monotonic(), 0.0) for b in range(count)]
+
+
+def measure_preprocess(preprocess: Any, frames: list[Frame], batch_size: int, seconds: float,
+                       gpu: GpuMemoryReader) -> tuple[StageResult, TensorBatch]:
+    batches = frame_batches(frames, batch_size)
+    turn = iter(range(1 << 62))
+    times, resources, tensor = _timed_calls(lambda: preprocess(batches[next(turn) % len(batches)]), seconds, gpu)
+    return _batch_result("preprocess", batch_size, times, resources), tensor
+
+
+def measure_inference(backend: Any, tensor: TensorBatch, seconds: float,
+                      gpu: GpuMemoryReader) -> tuple[StageResult, InferenceResult]:
+    times, resources, result = _timed_calls(lambda: backend.infer(tensor), seconds, gpu)
+    return _batch_result("inference", len(tensor.frames), times, resources), result
+
+
+def measure_postprocess(postprocess: Any, result: InferenceResult, seconds: float,
+                        gpu: GpuMemoryReader) -> StageResult:
+    times, resources, _ = _timed_calls(lambda: postprocess(result), seconds, gpu)
+    return _batch_result("postprocess", len(result.frames), times, resources)

@@ -1,0 +1,137 @@
+"""Device images for the GPU path: pooled cudaMalloc buffers behind __cuda_array_interface__.
+
+Only cuda-python (`cuda.bindings`, the [gpu] extra) is needed, imported on first use, so the CPU
+install never loads it. A DeviceImage owns one buffer of its camera's pool; when the last reference
+to it goes (the preprocessor has copied it into its batch), the buffer returns to the pool instead
+of being freed: cudaFree synchronises the whole device and would stall every other stream.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+# Free buffers kept per size; more than this (after a resolution change, say) are freed.
+MAX_FREE_PER_SIZE = 64
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed; the message names the call."""
+
+
+def cuda_runtime() -> Any:
+    """The cuda-python runtime module; ImportError with a one-line reason when it is missing."""
+    try:
+        from cuda.bindings import runtime  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart as runtime  # older cuda-python
+        except ImportError:
+            raise ImportError("cuda-python is not installed (install the [gpu] extra)") from None
+    return runtime
+
+
+def check(result: Any, call: str) -> Any:
+    """Unpack a cuda-python (err, *values) tuple; raise CudaError unless err is cudaSuccess."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise CudaError(f"{call} failed: {getattr(err, 'name', err)}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+class DeviceBufferPool:
+    """Reusable device buffers on one GPU, keyed by size. Thread-safe: buffers come back from
+    whichever thread drops the last DeviceImage."""
+
+    def __init__(self, device_id: int) -> None:
+        self.device_id = device_id
+        self._rt = cuda_runtime()
+        self._lock = threading.Lock()
+        self._free: dict[int, list[int]] = {}
+        self._closed = False
+        self.allocated = 0  # buffers ever allocated (tests, diagnostics)
+
+    def take(self, nbytes: int) -> int:
+        with self._lock:
+            free = self._free.get(nbytes)
+            if free:
+                return free.pop()
+        check(self._rt.cudaSetDevice(self.device_id), "cudaSetDevice")
+        ptr = int(check(self._rt.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+        with self._lock:
+            self.allocated += 1
+        return ptr
+
+    def give_back(self, ptr: int, nbytes: int) -> None:
+        with self._lock:
+            free = self._free.setdefault(nbytes, [])
+            if not self._closed and len(free) < MAX_FREE_PER_SIZE:
+                free.append(ptr)
+                return
+        self._rt.cudaFree(ptr)
+
+    def close(self) -> None:
+        """Free the idle buffers; buffers still in use are freed when their images go."""
+        with self._lock:
+            self._closed = True
+            idle = [p for ptrs in self._free.values() for p in ptrs]
+            self._free.clear()
+        for ptr in idle:
+            self._rt.cudaFree(ptr)
+
+
+class DeviceImage:
+    """An HxWx3 uint8 RGB picture in device memory (C-contiguous). Exposes only
+    __cuda_array_interface__ (v3, no stream: the pixels are complete when the object is made),
+    never __array_interface__, so nothing copies it to the host by accident."""
+
+    def __init__(self, pool: DeviceBufferPool, height: int, width: int) -> None:
+        self.shape = (int(height), int(width), 3)
+        self.nbytes = self.shape[0] * self.shape[1] * 3
+        self.device_id = pool.device_id
+        self.ptr = pool.take(self.nbytes)
+        self._release = weakref.finalize(self, pool.give_back, self.ptr, self.nbytes)
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {"shape": self.shape, "typestr": "|u1", "data": (self.ptr, False), "version": 3,
+                "strides": None, "stream": None}
+
+    def to_host(self) -> np.ndarray:
+        """A numpy copy (tests, debugging only)."""
+        rt = cuda_runtime()
+        out = np.empty(self.shape, np.uint8)
+        check(rt.cudaMemcpy(out.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+              "cudaMemcpy device to host")
+        return out
+
+
+def upload(pool: DeviceBufferPool, image: np.ndarray) -> DeviceImage:
+    """Copy a host HxWx3 uint8 image into a pooled DeviceImage (synchronous)."""
+    rt = cuda_runtime()
+    image = np.ascontiguousarray(image)
+    out = DeviceImage(pool, image.shape[0], image.shape[1])
+    check(rt.cudaMemcpy(out.ptr, image.ctypes.data, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
+          "cudaMemcpy host to device")
+    return out
+
+
+def memory_type(ptr: int) -> str:
+    """'device', 'host', 'managed' or 'unregistered': where cuPointerGetAttribute says `ptr` lives."""
+    from cuda.bindings import driver
+
+    attribute = driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_MEMORY_TYPE
+    err, value = driver.cuPointerGetAttribute(attribute, ptr)
+    if int(err) != 0:
+        return "unregistered"  # plain malloc'd host memory is unknown to CUDA
+    kind = int(value)
+    if kind == int(driver.CUmemorytype.CU_MEMORYTYPE_DEVICE):
+        err, managed = driver.cuPointerGetAttribute(driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_IS_MANAGED, ptr)
+        return "managed" if int(err) == 0 and int(managed) else "device"
+    if kind == int(driver.CUmemorytype.CU_MEMORYTYPE_HOST):
+        return "host"
+    return f"other({kind})"

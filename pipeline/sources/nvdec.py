@@ -1,0 +1,352 @@
+"""The decoder step of file and network sources: PyAV on the CPU, or NVDEC (`decode: {device: gpu}`).
+
+PyAV always opens, demuxes and reconnects (file.py, network.py); only the packets' decoding differs:
+
+    cpu:  packet.decode() -> rgb24 numpy                                  (decoding.decode_pictures)
+    gpu:  h264/hevc_mp4toannexb (PyAV bitstream filter) -> PyNvVideoCodec decoder on the camera's
+          CUDA stream, NV12 -> RGB by its own kernel -> device-to-device copy into a pooled
+          DeviceImage (__cuda_array_interface__). Pixels never touch host memory.
+
+Why the copy: frames returned by the decoder's Decode() live in its internal buffers, which later
+Decode() calls may overwrite (its own docstring; GetLockedFrame/UnlockFrame is the alternative),
+while our frames wait in the scheduler for a batch. One 1080p copy is ~6 MB at several TB/s.
+
+Fallback: if NVDEC cannot serve a camera (PyNvVideoCodec or cuda-python missing, no GPU, a codec or
+pixel format NVDEC does not take, the decoder failing before its first picture), that camera
+decodes on the CPU from then on: one warning in the log and as a status event, other cameras
+unaffected. Packets already sent to NVDEC are replayed into the CPU decoder, so nothing is lost.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, Protocol
+
+import av
+import av.error
+import numpy as np
+
+from pipeline.config import DecodeConfig
+from pipeline.sources.decoding import DecodedPicture, VideoInput, decode_pictures, demux_packets, ffmpeg_message
+
+log = logging.getLogger(__name__)
+
+# PyAV codec name -> (PyNvVideoCodec cudaVideoCodec member, annex-B bitstream filter)
+NVDEC_CODECS = {"h264": ("H264", "h264_mp4toannexb"), "hevc": ("HEVC", "hevc_mp4toannexb")}
+# 8-bit 4:2:0 only: what NVDEC's RGB output path takes on every GPU generation.
+NVDEC_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p", "nv12"})
+# Packets kept for a CPU replay until NVDEC produced its first picture (a GOP or two).
+MAX_REPLAY_PACKETS = 600
+# Smallest size a decoder is created for, so a camera can switch resolution up to 1080p in place.
+MIN_MAX_WIDTH, MIN_MAX_HEIGHT = 1920, 1088
+
+Warn = Callable[[str], None]
+OnCorrupt = Callable[[str], None]
+
+
+class PictureDecoder(Protocol):
+    """Turns an open VideoInput into pictures; one per camera, reused across reconnects."""
+
+    def pictures(self, video: VideoInput, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]: ...
+
+    def close(self) -> None: ...
+
+
+class CpuPictureDecoder:
+    """PyAV software decoding to rgb24 numpy arrays."""
+
+    def pictures(self, video: VideoInput, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        return decode_pictures(video, on_corrupt)
+
+    def close(self) -> None:
+        pass
+
+
+def picture_decoder(decode: DecodeConfig, camera_id: str, warn: Warn) -> PictureDecoder:
+    """The decoder for `decode.device`; `warn(reason)` reports a fallback to the CPU."""
+    if decode.device != "gpu":
+        return CpuPictureDecoder()
+    return NvdecPictureDecoder(decode.gpu_id, camera_id, warn)
+
+
+class NvdecUnavailable(Exception):
+    """NVDEC cannot decode this camera; str() is a one-line reason."""
+
+
+class NvdecPictureDecoder:
+    """NVDEC through PyNvVideoCodec, with a per-camera CPU fallback (see the module docstring)."""
+
+    def __init__(self, gpu_id: int, camera_id: str, warn: Warn) -> None:
+        self.gpu_id = gpu_id
+        self.camera_id = camera_id
+        self._warn = warn
+        self._runtime: _NvdecRuntime | None = None
+        self.fallback_reason: str | None = None  # set once the camera decodes on the CPU
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.fallback_reason is None
+
+    def pictures(self, video: VideoInput, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        if self.fallback_reason is None:
+            try:
+                session = self._open(video)
+            except NvdecUnavailable as exc:
+                self._fall_back(str(exc))
+            else:
+                return self._decode(session, video, on_corrupt)
+        return decode_pictures(video, on_corrupt)
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        self._warn(f"NVDEC unavailable on cuda:{self.gpu_id} ({reason}); decoding on the CPU")
+
+    def _open(self, video: VideoInput) -> "_NvdecSession":
+        ctx = video.stream.codec_context
+        codec = ctx.name
+        if codec not in NVDEC_CODECS:
+            raise NvdecUnavailable(f"codec {codec} is not H.264 or HEVC")
+        pix_fmt = ctx.format.name if ctx.format is not None else None
+        if pix_fmt is not None and pix_fmt not in NVDEC_PIXEL_FORMATS:
+            raise NvdecUnavailable(f"{codec} pixel format {pix_fmt} is not 8-bit 4:2:0")
+        if self._runtime is None:
+            self._runtime = _NvdecRuntime(self.gpu_id)
+        return _NvdecSession(self._runtime, video)
+
+    def _decode(self, session: "_NvdecSession", video: VideoInput,
+                on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        # Annex-B packets NVDEC has seen, kept until its first picture: replayed on the CPU if it fails.
+        try:
+            yield from self._decode_session(session, video, on_corrupt)
+        finally:
+            session.close()
+
+    def _decode_session(self, session: "_NvdecSession", video: VideoInput,
+                        on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        replay: list[av.Packet] | None = []
+        cpu: _AnnexBCpuDecoder | None = None
+        for packet in demux_packets(video, on_corrupt):
+            for annexb in session.annex_b(packet):
+                if cpu is not None:
+                    yield from cpu.decode(annexb, on_corrupt)
+                    continue
+                if replay is not None:
+                    replay.append(annexb)
+                try:
+                    pictures = session.decode(annexb)
+                except NvdecUnavailable as exc:
+                    if replay is None:  # NVDEC worked before: this packet is bad, not the decoder
+                        on_corrupt(f"nvdec: {exc}")
+                        continue
+                    session.close()
+                    self._fall_back(str(exc))
+                    cpu = _AnnexBCpuDecoder(video)
+                    for old in replay:
+                        yield from cpu.decode(old, on_corrupt)
+                    replay = None
+                    continue
+                if pictures:
+                    replay = None
+                elif replay is not None and len(replay) > MAX_REPLAY_PACKETS:
+                    replay = None  # NVDEC accepts data but shows nothing yet: treat later errors as data errors
+                yield from pictures
+        if cpu is not None:
+            yield from cpu.flush(on_corrupt)
+            return
+        try:
+            yield from session.flush()
+        except NvdecUnavailable as exc:
+            on_corrupt(f"nvdec flush: {exc}")
+
+
+class _AnnexBCpuDecoder:
+    """A fresh PyAV decoder for annex-B packets (the stream's own decoder expects avcC/hvcC)."""
+
+    def __init__(self, video: VideoInput) -> None:
+        self._ctx = av.CodecContext.create(video.stream.codec_context.name, "r")
+        self._ctx.thread_type = "AUTO"
+        self._time_base = video.stream.time_base
+
+    def decode(self, packet: av.Packet, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        try:
+            frames = self._ctx.decode(packet)
+        except av.error.FFmpegError as exc:
+            on_corrupt(f"decode: {ffmpeg_message(exc)}")
+            return
+        yield from self._convert(frames, on_corrupt)
+
+    def flush(self, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        try:
+            frames = self._ctx.decode(None)
+        except av.error.FFmpegError as exc:
+            on_corrupt(f"decode: {ffmpeg_message(exc)}")
+            return
+        yield from self._convert(frames, on_corrupt)
+
+    def _convert(self, frames: list[Any], on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
+        for frame in frames:
+            try:
+                image = frame.to_ndarray(format="rgb24")
+            except (av.error.FFmpegError, ValueError) as exc:
+                on_corrupt(f"convert: {ffmpeg_message(exc)}")
+                continue
+            pts = None if frame.pts is None or self._time_base is None else float(frame.pts * self._time_base)
+            yield DecodedPicture(image, pts)
+
+
+class _NvdecRuntime:
+    """What one camera's NVDEC decoding needs across reconnects: the module, a CUDA stream and the
+    pool its pictures live in."""
+
+    def __init__(self, gpu_id: int) -> None:
+        try:
+            import PyNvVideoCodec as nvc  # noqa: N813 - the library's own spelling
+        except Exception as exc:  # ImportError, or its RuntimeError when no driver is found
+            raise NvdecUnavailable(f"PyNvVideoCodec cannot be loaded: {_first_line(exc)}") from None
+        try:
+            from pipeline.cuda_memory import DeviceBufferPool, check, cuda_runtime
+            rt = cuda_runtime()
+            check(rt.cudaSetDevice(gpu_id), f"cudaSetDevice({gpu_id})")
+            flags = rt.cudaStreamNonBlocking
+            self.stream = int(check(rt.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags"))
+            self.pool = DeviceBufferPool(gpu_id)
+        except Exception as exc:  # no device, no cuda-python, driver too old
+            raise NvdecUnavailable(f"no usable CUDA device: {_first_line(exc)}") from None
+        self.nvc = nvc
+        self.rt = rt
+        self.check = check
+        self.gpu_id = gpu_id
+
+    def close(self) -> None:
+        self.pool.close()
+        self.rt.cudaStreamDestroy(self.stream)
+
+
+class _NvdecSession:
+    """One opened input: a bitstream filter and an NVDEC decoder for its codec."""
+
+    def __init__(self, runtime: _NvdecRuntime, video: VideoInput) -> None:
+        from av.bitstream import BitStreamFilterContext
+        from pipeline.cuda_memory import DeviceImage
+
+        self._DeviceImage = DeviceImage
+        self.rt = runtime
+        codec = video.stream.codec_context.name
+        member, bsf_name = NVDEC_CODECS[codec]
+        nvc = runtime.nvc
+        try:
+            self._bsf = BitStreamFilterContext(bsf_name, video.stream)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise NvdecUnavailable(f"bitstream filter {bsf_name}: {ffmpeg_message(exc)}") from None
+        # NVDEC reconfigures in place for a new resolution only up to the size it was created for;
+        # a camera switching to a larger size would otherwise decode nothing.
+        ctx = video.stream.codec_context
+        max_w, max_h = max(ctx.width or 0, MIN_MAX_WIDTH), max(ctx.height or 0, MIN_MAX_HEIGHT)
+        try:
+            self._decoder = nvc.CreateDecoder(
+                gpuid=runtime.gpu_id, codec=getattr(nvc.cudaVideoCodec, member), cudacontext=0,
+                cudastream=runtime.stream, usedevicememory=True, outputColorType=nvc.OutputColorType.RGB,
+                maxwidth=max_w, maxheight=max_h)
+        except Exception as exc:  # pybind raises RuntimeError / PyNvVCException with multi-line text
+            raise NvdecUnavailable(f"cannot create the {codec} decoder: {_first_line(exc)}") from None
+        self._time_base = video.stream.time_base
+        self._nvc = nvc
+
+    def annex_b(self, packet: av.Packet) -> list[av.Packet]:
+        """The packet in annex-B form (a pass-through for streams that already are, e.g. RTSP, TS)."""
+        if packet.size == 0:  # PyAV's end-of-stream packet: the filter is flushed in flush()
+            return []
+        try:
+            return list(self._bsf.filter(packet))
+        except av.error.FFmpegError as exc:
+            log.debug("bitstream filter rejected a packet: %s", ffmpeg_message(exc))
+            return []
+
+    def decode(self, packet: av.Packet) -> list[DecodedPicture]:
+        data = np.frombuffer(packet, np.uint8)  # a view: no copy of the bitstream
+        return self._submit(int(data.ctypes.data), data.size, packet.pts, keep=packet)
+
+    def flush(self) -> Iterator[DecodedPicture]:
+        for packet in self._flush_bsf():
+            yield from self.decode(packet)
+        yield from self._submit(0, 0, None, keep=None)  # an empty packet: NVDEC's end of stream
+
+    def _flush_bsf(self) -> list[av.Packet]:
+        try:
+            return list(self._bsf.filter(None))
+        except av.error.FFmpegError:
+            return []
+
+    def _submit(self, ptr: int, size: int, pts: int | None, keep: Any) -> list[DecodedPicture]:
+        nvc = self._nvc
+        try:
+            packet = nvc.PacketData()
+            packet.bsl_data = ptr
+            packet.bsl = size
+            if pts is not None:
+                packet.pts = pts
+            frames = self._decoder.Decode(packet)
+        except Exception as exc:  # noqa: BLE001 - the decoder's errors are RuntimeError/PyNvVCException
+            raise NvdecUnavailable(f"decode failed: {_first_line(exc)}") from None
+        del keep  # the bitstream had to stay alive until Decode returned
+        try:
+            return [self._picture(f) for f in frames]
+        except NvdecUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - CUDA errors while copying the surface out
+            raise NvdecUnavailable(f"reading the decoded surface failed: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        """Drop the decoder (before its runtime's stream goes)."""
+        self._decoder = None
+
+    def _picture(self, frame: Any) -> DecodedPicture:
+        rt, cuda = self.rt, self.rt.rt
+        cai = _frame_cai(frame)
+        height, width, pitch = _rgb_geometry(cai)
+        image = self._DeviceImage(rt.pool, height, width)
+        sync = getattr(frame, "SyncOnCUStream", None)
+        if sync is not None:
+            sync()  # the RGB conversion finished, whatever stream the decoder used
+        row = width * 3
+        rt.check(cuda.cudaMemcpy2DAsync(image.ptr, row, int(cai["data"][0]), pitch, row, height,
+                                        cuda.cudaMemcpyKind.cudaMemcpyDeviceToDevice, rt.stream),
+                 "cudaMemcpy2DAsync")
+        rt.check(cuda.cudaStreamSynchronize(rt.stream), "cudaStreamSynchronize")
+        timestamp = getattr(frame, "timestamp", None)
+        pts = None if timestamp is None or self._time_base is None else float(int(timestamp) * self._time_base)
+        return DecodedPicture(image, pts)
+
+
+def _frame_cai(frame: Any) -> dict[str, Any]:
+    """The __cuda_array_interface__ of a PyNvVideoCodec DecodedFrame (RGB: one interleaved plane)."""
+    cai = getattr(frame, "__cuda_array_interface__", None)
+    if cai is None:
+        views = frame.cuda()
+        cai = views[0].__cuda_array_interface__
+    return dict(cai)
+
+
+def _rgb_geometry(cai: dict[str, Any]) -> tuple[int, int, int]:
+    """(height, width, row pitch in bytes) of an interleaved RGB uint8 plane."""
+    shape = tuple(int(d) for d in cai["shape"])
+    if len(shape) == 3 and shape[2] == 3:
+        height, width = shape[0], shape[1]
+    elif len(shape) == 2 and shape[1] % 3 == 0:
+        height, width = shape[0], shape[1] // 3
+    else:
+        raise NvdecUnavailable(f"unexpected RGB surface shape {shape}")
+    strides = cai.get("strides")
+    pitch = int(strides[0]) if strides else width * 3
+    return height, width, pitch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,132 @@
+"""The whole daemon on the GPU path (NVDEC -> DALI gpu -> ONNX Runtime CUDA) against the CPU path.
+
+1. In process, with a recording wrapper around the preprocessor: every frame image and every model
+   input the daemon handles lives in device memory (no host round trip of pixels).
+2. As a subprocess on the demo clips with the demo detector: the same detections as the CPU daemon
+   (same frames, same labels, boxes within a few pixels), fp32 and fp16.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.gpu.gpu_env import skip_module_without_gpu
+
+skip_module_without_gpu("PyNvVideoCodec", "nvidia.dali", "onnxruntime")
+
+from pipeline.config import parse_config  # noqa: E402
+from pipeline.cuda_memory import memory_type  # noqa: E402
+from pipeline.daemon import Daemon, DaemonOptions  # noqa: E402
+from tests.integration.daemon_harness import DaemonProcess, write_config  # noqa: E402
+from tests.support.media import make_clip  # noqa: E402
+from tests.support.tiny_model import build_tiny_yolo_onnx  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "assets" / "demo"
+DEMO_MODEL = DEMO / "detector.onnx"
+
+
+def gpu_sections() -> dict:
+    return {"decode": {"device": "gpu"}, "preprocess": {"device": "gpu"}}
+
+
+def test_daemon_keeps_frames_on_the_device_end_to_end(tmp_path: Path) -> None:
+    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
+    cams = [{"id": f"c{i}", "url": str(make_clip(tmp_path / f"c{i}.mp4", 320 + 32 * i, 240, 20, fps=25)),
+             "realtime": False} for i in range(3)]
+    cfg_path = write_config(tmp_path / "cfg.yaml", cams,
+                            {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64},
+                            scheduler={"max_batch": 8, "max_wait_ms": 10}, **gpu_sections())
+    cfg = parse_config(cfg_path.read_text(), str(cfg_path), base=tmp_path)
+    daemon = Daemon(cfg, DaemonOptions(status_interval_s=0))
+    seen: list[tuple[str, str, str]] = []  # (image type, image memory, tensor memory)
+    daemon.start()
+    inner = daemon._preprocess
+
+    class Recording:  # the daemon calls and closes its preprocessor; this one also looks at buffers
+        def __call__(self, batch):
+            out = inner(batch)
+            tensor_memory = memory_type(out.tensor.__cuda_array_interface__["data"][0])
+            for f in batch.frames:
+                cai = getattr(f.image, "__cuda_array_interface__", None)
+                kind = "host-array" if hasattr(f.image, "__array_interface__") else memory_type(cai["data"][0])
+                seen.append((type(f.image).__name__, kind, tensor_memory))
+            return out
+
+        def close(self) -> None:
+            inner.close()
+
+    daemon._preprocess = Recording()
+    stop = threading.Event()
+    timer = threading.Timer(60.0, stop.set)
+    timer.start()
+    try:
+        daemon.run(stop)
+    finally:
+        timer.cancel()
+    published = daemon.metrics.value("pipeline_frames_published_total", camera="c0")
+    assert len(seen) > 0 and published > 0
+    assert {s for s in seen} == {("DeviceImage", "device", "device")}, set(seen)
+
+
+def detections_by_frame(messages: list[tuple[str, dict]]) -> dict[tuple[str, int], list[dict]]:
+    return {(m["camera"], m["frame"]): m["detections"] for t, m in messages if t.startswith("det/")}
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(cpu: dict, gpu: dict) -> tuple[int, int, int, float]:
+    """(cpu boxes, gpu boxes, matched pairs, worst corner offset in px of the matched pairs)."""
+    n_cpu = n_gpu = matched = 0
+    worst = 0.0
+    for key, dets in cpu.items():
+        other = list(gpu.get(key, []))
+        n_cpu += len(dets)
+        n_gpu += len(other)
+        for d in dets:
+            best = max((o for o in other if o["label"] == d["label"]), key=lambda o: iou(o["box"], d["box"]),
+                       default=None)
+            if best is not None and iou(best["box"], d["box"]) >= 0.8:
+                matched += 1
+                worst = max(worst, float(np.abs(np.subtract(best["box"], d["box"])).max()))
+                other.remove(best)
+    return n_cpu, n_gpu, matched, worst
+
+
+def run(cfg: Path, tmp_path: Path) -> list[tuple[str, dict]]:
+    with DaemonProcess(cfg, env={"XDG_CACHE_HOME": str(tmp_path / "cache")}) as d:
+        result = d.finish(300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NVDEC unavailable" not in result.stderr
+    return result.messages
+
+
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="assets/demo/detector.onnx is not there yet")
+@pytest.mark.parametrize("precision, min_match", [("fp32", 0.97), ("fp16", 0.95)])
+def test_demo_clips_same_detections_on_gpu_as_on_cpu(tmp_path: Path, precision: str, min_match: float) -> None:
+    import onnx
+
+    size = int(onnx.load(str(DEMO_MODEL)).graph.input[0].type.tensor_type.shape.dim[2].dim_value) or 640
+    cams = [{"id": p.stem, "url": str(p), "realtime": False} for p in sorted(DEMO.glob("*.mp4"))]
+    model = {"path": str(DEMO_MODEL), "labels": str(DEMO / "labels.txt"), "input_size": size}
+    sched = {"max_batch": 8, "max_wait_ms": 20}
+    cpu_cfg = write_config(tmp_path / "cpu.yaml", cams, model, scheduler=sched)
+    gpu_cfg = write_config(tmp_path / "gpu.yaml", cams, {**model, "precision": precision}, scheduler=sched,
+                           **gpu_sections())
+    cpu, gpu = detections_by_frame(run(cpu_cfg, tmp_path)), detections_by_frame(run(gpu_cfg, tmp_path))
+    assert set(gpu) == set(cpu) and len(cpu) > 0  # every frame of every clip published on both
+    n_cpu, n_gpu, matched, worst = match(cpu, gpu)
+    print(f"{precision}: {len(cpu)} frames, cpu boxes {n_cpu}, gpu boxes {n_gpu}, matched {matched} "
+          f"({matched / max(1, n_cpu):.3f}), worst corner offset of matched {worst:.1f} px")
+    assert n_cpu > 0
+    assert matched >= min_match * n_cpu and matched >= min_match * n_gpu
+    assert worst <= 8.0

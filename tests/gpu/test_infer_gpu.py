@@ -1,0 +1,102 @@
+"""ONNX Runtime on the CUDA EP with IO binding of DALI's device output, against the CPU EP; fp16."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.gpu.gpu_env import skip_module_without_gpu
+
+skip_module_without_gpu("nvidia.dali", "onnxruntime")
+
+import onnxruntime as ort  # noqa: E402
+
+if "CUDAExecutionProvider" not in ort.get_available_providers():
+    pytest.skip(f"onnxruntime {ort.__version__} has no CUDA EP ({ort.get_available_providers()})",
+                allow_module_level=True)
+
+from pipeline.config import ModelConfig  # noqa: E402
+from pipeline.cuda_memory import DeviceBufferPool, memory_type, upload  # noqa: E402
+from pipeline.frame import Frame, FrameBatch  # noqa: E402
+from pipeline.infer import create_backend  # noqa: E402
+from pipeline.preprocess import create_preprocessor  # noqa: E402
+from pipeline.preprocess.dali import DaliDeviceTensor  # noqa: E402
+from tests.support.tiny_model import build_tiny_yolo_onnx  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_MODEL = REPO / "assets" / "demo" / "detector.onnx"
+DEMO_LABELS = (REPO / "assets" / "demo" / "labels.txt")
+
+
+def model_input_size(path: Path) -> int:
+    import onnx
+
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    return int(dims[2].dim_value) or 640
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[ModelConfig]:
+    tiny = build_tiny_yolo_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx", num_classes=3, input_size=64)
+    out = [ModelConfig(path=tiny, labels=["a", "b", "c"], input_size=64)]
+    if DEMO_MODEL.is_file():
+        labels = [ln.strip() for ln in DEMO_LABELS.read_text().splitlines() if ln.strip()]
+        out.append(ModelConfig(path=DEMO_MODEL, labels=labels, input_size=model_input_size(DEMO_MODEL)))
+    return out
+
+
+def frames_on_device(pool: DeviceBufferPool, n: int) -> tuple[Frame, ...]:
+    rng = np.random.default_rng(n)
+    sizes = [(1920, 1080), (1280, 720), (768, 576), (640, 480)]
+    out = []
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        coarse = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        image = np.ascontiguousarray(np.repeat(np.repeat(coarse, 16, 0), 16, 1)[:h, :w])
+        out.append(Frame(f"cam{i}", i, None, 0.0, w, h, upload(pool, image)))
+    return tuple(out)
+
+
+def test_cuda_io_binding_matches_the_cpu_ep(models: list[ModelConfig]) -> None:
+    pool = DeviceBufferPool(0)
+    for model in models:
+        frames = frames_on_device(pool, 6)
+        with create_preprocessor("gpu", model.input_size, np.float32, 8, 2) as pre, \
+                create_backend(model, 4, "gpu") as gpu, create_backend(model, 8, "cpu") as cpu:
+            batch = pre(FrameBatch(frames, 0.0, 0.0))
+            assert isinstance(batch.tensor, DaliDeviceTensor)
+            assert memory_type(batch.tensor.data_ptr) == "device"  # the model reads device memory
+            on_gpu = gpu.infer(batch)  # 6 frames, max batch 4: split into 4 + 2 on the device
+            host = batch.tensor.to_host()
+            on_cpu = cpu._run_chunk(host, len(frames))
+        scale = float(np.abs(on_cpu).max())
+        err = float(np.abs(on_gpu.output - on_cpu).max())
+        print(f"{model.path.name}: max |cuda - cpu| {err:.2e} (output scale {scale:.1f})")
+        assert on_gpu.output.shape == on_cpu.shape
+        assert err <= 2e-3 * max(1.0, scale)
+
+
+def test_fp16_variant_is_converted_once_cached_and_close_to_fp32(models: list[ModelConfig], tmp_path: Path) -> None:
+    pool = DeviceBufferPool(0)
+    for fp32_model in models:
+        fp16_model = fp32_model.model_copy(update={"precision": "fp16"})
+        cache = tmp_path / fp32_model.path.stem
+        frames = frames_on_device(pool, 4)
+        with create_backend(fp16_model, 4, "gpu", cache_dir=cache) as b16:
+            assert b16.input_dtype == np.float16
+            cached = list(cache.glob("*.onnx"))
+            assert len(cached) == 1
+            stamp = cached[0].stat().st_mtime_ns
+            with create_preprocessor("gpu", fp32_model.input_size, np.float16, 4, 2) as pre16:
+                out16 = b16.infer(pre16(FrameBatch(frames, 0.0, 0.0))).output
+        with create_backend(fp16_model, 4, "gpu", cache_dir=cache):
+            assert [p.stat().st_mtime_ns for p in cache.glob("*.onnx")] == [stamp]  # reused, not redone
+        with create_backend(fp32_model, 4, "gpu") as b32, \
+                create_preprocessor("gpu", fp32_model.input_size, np.float32, 4, 2) as pre32:
+            out32 = b32.infer(pre32(FrameBatch(frames, 0.0, 0.0))).output
+        assert out16.dtype == np.float32 and out16.shape == out32.shape
+        scale = float(np.abs(out32).max())
+        err = float(np.abs(out16 - out32).max())
+        print(f"{fp32_model.path.name}: max |fp16 - fp32| {err:.3e} (scale {scale:.1f})")
+        assert err <= 2e-2 * max(1.0, scale)
