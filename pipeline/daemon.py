@@ -8,11 +8,12 @@ The daemon holds no stage logic: each stage lives in its own module.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import zmq
@@ -39,6 +40,23 @@ _END = object()  # end-of-stream marker passed down the stage queues
 SOURCE_JOIN_S = 1.0
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
+# Test/diagnostic aid, never for production: delay every inference batch by this many ms, to
+# simulate a model slower than the cameras (tests/integration/test_reliability_load.py).
+TEST_INFER_DELAY_ENV = "PIPELINE_TEST_INFER_DELAY_MS"
+
+
+def simulated_infer_delay_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds from PIPELINE_TEST_INFER_DELAY_MS (0 when unset); ValueError (one line) if invalid."""
+    raw = (os.environ if environ is None else environ).get(TEST_INFER_DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = -1.0
+    if not 0 <= ms <= 60_000:
+        raise ValueError(f"{TEST_INFER_DELAY_ENV}={raw!r}: expected milliseconds from 0 to 60000")
+    return ms / 1000.0
 
 
 @dataclass
@@ -81,14 +99,21 @@ class Daemon:
         self._publisher: Publisher | None = None
         self._backend: Backend | None = None
         self._preprocess: Preprocessor | None = None
+        self._infer_delay_s = 0.0  # see TEST_INFER_DELAY_ENV
+        self._in_flight: tuple[Frame, ...] = ()  # the frames inside the infer stage right now
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Create every stage (errors here are startup errors) and start the threads."""
         cfg = self.config
+        self._infer_delay_s = simulated_infer_delay_s()
+        if self._infer_delay_s:
+            log.warning("%s: every inference batch is delayed by %g ms (a test aid, not for production)",
+                        TEST_INFER_DELAY_ENV, self._infer_delay_s * 1000)
         self._backend = create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)
-        dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
+        # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
+        dtype = np.dtype(self._backend.input_dtype)
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
                                                device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
@@ -227,6 +252,7 @@ class Daemon:
         if not self._inference_done.wait(DRAIN_S):
             log.warning("drain deadline passed; remaining queued frames are counted as dropped")
             self._abort.set()
+            self._inference_done.wait(THREAD_JOIN_S)  # the batch being inferred may still go out
         # Only now does the publisher get its end marker, so the sources' last status
         # events ('stopped', 'eof') and every detection are sent before it closes.
         self._publish_q.put(_END)
@@ -234,6 +260,7 @@ class Daemon:
             t.join(THREAD_JOIN_S)
             if t.is_alive():
                 log.warning("%s thread did not stop within %.1fs", t.name, THREAD_JOIN_S)
+        self._count_unpublished()
         for closable in (self._preprocess, self._backend):
             if closable is not None:
                 closable.close()
@@ -268,6 +295,22 @@ class Daemon:
     def _count_dropped(self, frames: tuple[Frame, ...], reason: str) -> None:
         for f in frames:
             self.metrics.frames_dropped.labels(f.camera_id, reason).inc()
+
+    def _count_unpublished(self) -> None:
+        """At exit, frames that will never be published are counted as dropped, not lost silently:
+        detections queued after the publisher's end marker, and a batch whose inference outlived
+        the shutdown budget."""
+        if not self._inference_done.is_set():
+            log.warning("inference still running at exit; its %d frame(s) are counted as dropped",
+                        len(self._in_flight))
+            self._count_dropped(self._in_flight, "shutdown")
+        while True:
+            try:
+                item = self._publish_q.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, FrameDetections):
+                self.metrics.frames_dropped.labels(item.camera_id, "shutdown").inc()
 
     def _emit_status_lines(self) -> None:
         lines = self.board.status_lines()
@@ -324,7 +367,10 @@ class Daemon:
 
     def _run_inference(self, tensor: TensorBatch) -> None:
         assert self._backend is not None
+        self._in_flight = tensor.frames
         started = time.perf_counter()
+        if self._infer_delay_s:
+            time.sleep(self._infer_delay_s)
         try:
             result = self._backend.infer(tensor)
             infer_done = time.perf_counter()
@@ -332,11 +378,13 @@ class Daemon:
         except Exception as exc:
             log.error("inference failed for a batch of %d: %s", len(tensor.frames), exc)
             self._count_dropped(tensor.frames, "inference_error")
+            self._in_flight = ()
             return
         self.metrics.stage_seconds.labels("inference").observe(infer_done - started)
         self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - infer_done)
         for fd in per_frame:
             self._publish_q.put(fd)
+        self._in_flight = ()
 
     def _publish_loop(self) -> None:
         assert self._publisher is not None

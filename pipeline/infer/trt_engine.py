@@ -5,6 +5,7 @@ backend's first start and `pipeline build-engine`.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ def trtexec_command(request: BuildRequest, profile: ProfileShapes, input_name: s
     def dims(shape: tuple[int, ...]) -> str:
         return f"{input_name}:" + "x".join(str(d) for d in shape)
 
-    args = ["trtexec", f"--onnx={request.onnx_path}", f"--saveEngine={engine_path}",
+    args = ["trtexec", f"--onnx={os.path.normpath(request.onnx_path)}", f"--saveEngine={engine_path}",
             f"--minShapes={dims(profile.min)}", f"--optShapes={dims(profile.opt)}",
             f"--maxShapes={dims(profile.max)}", f"--memPoolSize=workspace:{request.workspace_mib}M",
             f"--builderOptimizationLevel={request.builder_optimization_level}",

@@ -21,10 +21,11 @@ SUMMARY = re.compile(r"summary (?P<camera>[A-Za-z0-9_-]+): final state (?P<state
                      r"published (?P<published>\d+), dropped (?P<dropped>\d+), decode errors (?P<errors>\d+)")
 
 
-def tiny_model_section(folder: Path, **overrides: object) -> dict:
-    """The `model:` section for the tiny real ONNX model (3 colour classes, 64x64 input)."""
-    path = build_tiny_yolo_onnx(folder / "tiny.onnx", num_classes=3, input_size=64)
-    return {"path": str(path), "labels": LABELS, "input_size": 64, "score_threshold": 0.6, **overrides}
+def tiny_model_section(folder: Path, input_size: int = 64, **overrides: object) -> dict:
+    """The `model:` section for the tiny real ONNX model (3 colour classes; one anchor per 8x8
+    cell of the square input, so at most (input_size / 8)^2 detections per frame)."""
+    path = build_tiny_yolo_onnx(folder / f"tiny{input_size}.onnx", num_classes=3, input_size=input_size)
+    return {"path": str(path), "labels": LABELS, "input_size": input_size, "score_threshold": 0.6, **overrides}
 
 
 def free_port() -> int:

@@ -1,9 +1,18 @@
 """A subscriber that stops reading must cost the healthy subscriber nothing: the real daemon keeps
-publishing to it without a gap in seq, its memory stays bounded, and the messages the stuck one
-misses are counted in /metrics."""
+publishing to it without a gap in seq, its memory stays bounded, and the stuck subscriber's
+overflow is counted in /metrics.
+
+What the count can be: ZeroMQ lets the publisher see the moment a subscriber's queue is full
+(XPUB_NODROP makes that send fail with EAGAIN; see pipeline/publish/publisher.py), but after that
+it skips the full subscriber silently until it has read half its queue. So
+pipeline_messages_dropped_total counts messages that found a subscriber's queue full: each one
+was really lost for that subscriber (a lower bound), and a subscriber that stays stuck counts
+once per time it fills up. Its seq gaps tell the subscriber the exact number.
+"""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -18,15 +27,15 @@ from tests.support.media import make_clip
 CAMERAS = ("north", "south", "east", "west")
 FPS = 50
 HWM = 100
-RSS_WINDOW_S = 8.0
-RSS_GROWTH_LIMIT = 8 * 2**20  # what the daemon may grow while a subscriber is stuck
+RSS_WINDOW_S = 10.0
+RSS_GROWTH_LIMIT = 6 * 2**20  # what the daemon may grow while a subscriber is stuck
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    # score_threshold 0: every anchor is a detection, so messages are big (~6 KB) and a stuck
-    # subscriber's buffers fill within seconds.
-    return tiny_model_section(tmp_path_factory.mktemp("model"), score_threshold=0.0)
+    # score_threshold 0: every one of the 256 anchors is a detection, so messages are big (~17 KB)
+    # and a stuck subscriber's buffers fill within a second.
+    return tiny_model_section(tmp_path_factory.mktemp("model"), input_size=128, score_threshold=0.0)
 
 
 def stuck_subscriber(context: zmq.Context, url: str) -> zmq.Socket:
@@ -41,15 +50,18 @@ def stuck_subscriber(context: zmq.Context, url: str) -> zmq.Socket:
 
 
 def catch_up(sock: zmq.Socket, timeout_s: float = 20.0) -> list[dict]:
-    """Read the backlog until a message published after we started reading arrives."""
+    """Read the backlog until every camera's messages are live again (published after we began)."""
     started, out = time.time(), []
+    live: set[str] = set()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and sock.poll(1000):
         _topic, body = sock.recv_multipart()
         out.append(json.loads(body))
         if out[-1]["published_at"] > started:
-            return out
-    raise AssertionError(f"the stuck subscriber did not catch up ({len(out)} messages read)")
+            live.add(out[-1]["camera"])
+            if live == set(CAMERAS):
+                return out
+    raise AssertionError(f"the stuck subscriber did not catch up ({len(out)} messages read, live: {live})")
 
 
 def test_stuck_subscriber_costs_the_healthy_one_nothing(tmp_path: Path, tiny_model: dict) -> None:
@@ -74,15 +86,11 @@ def test_stuck_subscriber_costs_the_healthy_one_nothing(tmp_path: Path, tiny_mod
                 d.pump(0.5)
             # The stuck subscriber's queues are full from here on: memory must stay flat.
             rss = [rss_bytes(d.proc.pid)]
-            dropped_before = dropped()
             for _ in range(int(RSS_WINDOW_S / 0.5)):
                 d.pump(0.5)
                 rss.append(rss_bytes(d.proc.pid))
-            dropped_during = dropped() - dropped_before
-            counted_before_drain = dropped()
+            counted = dropped()
             got = catch_up(stuck)  # it reads again: what did it miss?
-            d.pump(0.5)
-            counted_after_drain = dropped()
             d.terminate()
             run = d.finish(timeout=10)
     finally:
@@ -90,21 +98,18 @@ def test_stuck_subscriber_costs_the_healthy_one_nothing(tmp_path: Path, tiny_mod
         context.term()
     assert run.returncode == 0, run.stderr
 
-    healthy_total = 0
     for cid in CAMERAS:
         dets = detections(run.messages, cid)
         assert dets[0]["seq"] == 0 and missing_seqs(dets) == 0, cid  # the healthy subscriber lost nothing
-        healthy_total += len(dets)
-    assert healthy_total > 2 * counted_after_drain  # most messages still reached the healthy one
 
-    # Bounded memory, and the bound is meaningful: what the stuck subscriber missed meanwhile is
-    # several times what the daemon may grow, so queueing it would have shown.
-    message_bytes = sum(len(json.dumps(m)) for m in detections(run.messages, CAMERAS[0])) / len(
-        detections(run.messages, CAMERAS[0]))
-    assert dropped_during * message_bytes > 3 * RSS_GROWTH_LIMIT, (dropped_during, message_bytes)
-    assert max(rss) - rss[0] < RSS_GROWTH_LIMIT, [r // 2**20 for r in rss]
-
-    # The count is honest: the stuck subscriber's seq gaps are the messages counted as dropped.
+    # What the stuck subscriber missed is far more than the daemon may grow: had the daemon queued
+    # those messages instead of dropping them, its RSS would have risen by that much.
     missed = sum(missing_seqs([m for m in got if m["camera"] == cid]) for cid in CAMERAS)
-    assert got and missed > 0
-    assert counted_before_drain <= missed <= counted_after_drain, (counted_before_drain, missed, counted_after_drain)
+    message_bytes = statistics.mean(len(json.dumps(m)) for m in detections(run.messages, CAMERAS[0]))
+    assert missed * message_bytes > 2 * RSS_GROWTH_LIMIT, (missed, message_bytes)
+    half = len(rss) // 2  # medians: Python's allocator makes single samples jump by megabytes
+    growth = statistics.median(rss[half:]) - statistics.median(rss[:half])
+    assert growth < RSS_GROWTH_LIMIT, str([r // 2**20 for r in rss])
+
+    # Counted, and honestly: every counted message was really lost for the stuck subscriber.
+    assert 1 <= counted <= missed, (counted, missed)

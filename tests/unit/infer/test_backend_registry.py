@@ -64,12 +64,6 @@ def test_tensorrt_without_the_extra_says_how_to_get_it(tiny: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="tensorrt is not installed")
-def test_tensorrt_with_the_extra_is_honestly_unimplemented(tiny: Path) -> None:
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        create_backend(config(tiny, backend="tensorrt"), 4, "gpu")
-
-
-@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA provider present")
 def test_gpu_device_without_onnxruntime_gpu_is_a_clear_error(tiny: Path) -> None:
     with pytest.raises(RuntimeError, match=r"device gpu needs onnxruntime-gpu \(the \[gpu\] extra\)"):
         create_backend(config(tiny), 4, "gpu")

@@ -249,3 +249,17 @@ def test_backend_start_without_a_cuda_driver_is_one_clear_error(tmp_path: Path, 
     with pytest.raises(RuntimeError, match=r"^cudaSetDevice\(0\) failed: cudaError\w+") as err:
         TensorRtBackend(model, 4, "gpu", trt_module=trt)  # real cuda-python, no NVIDIA driver here
     assert "\n" not in str(err.value)
+
+
+def test_the_demo_detector_builds(tmp_path: Path) -> None:
+    from pipeline.config import load_config
+
+    config = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+    if not (config.parent.parent / "assets" / "demo" / "detector.onnx").is_file():
+        pytest.skip("assets/demo/detector.onnx is not there yet")
+    cfg = load_config(config)
+    model = cfg.model.model_copy(update={"backend": "tensorrt", "engine_cache_dir": tmp_path})
+    prepared = prepare(model, cfg.scheduler.max_batch)
+    assert prepared.built and len(prepared.plan) > 1_000_000
+    assert prepared.metadata["profile"] == {"min": [1, 3, 320, 320], "opt": [4, 3, 320, 320], "max": [8, 3, 320, 320]}
+    assert f"--onnx={config.parent.parent / 'assets' / 'demo' / 'detector.onnx'}" in prepared.metadata["trtexec"]
