@@ -184,6 +184,10 @@ class PipelineConfig(_Model):
 Loc = tuple[Any, ...]
 
 
+# More values than any real config has: stops alias bombs ("billion laughs") from expanding.
+MAX_YAML_VALUES = 100_000
+
+
 def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML into plain data plus a map from each path to its 1-based line."""
     try:
@@ -193,29 +197,56 @@ def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}:{line}: YAML syntax: {problem}") from None
+    except RecursionError:  # PyYAML's parser recurses once per nesting level
+        raise ConfigError(f"{source}:1: YAML syntax: nested too deeply") from None
     lines: dict[Loc, int] = {}
+    open_nodes: set[int] = set()  # ids of the collections being built: an alias to one is a cycle
+    built = 0
 
     def build(n: yaml.Node, loc: Loc) -> Any:
-        lines[loc] = n.start_mark.line + 1
-        if isinstance(n, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in n.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
-                out[key] = build(value_node, loc + (key,))
-                lines[loc + (key,)] = key_node.start_mark.line + 1
-            return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, loc + (i,)) for i, item in enumerate(n.value)]
+        nonlocal built
+        line = n.start_mark.line + 1
+        lines[loc] = line
+        built += 1
+        if built > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}:{line}: {_dotted(loc)}: more than {MAX_YAML_VALUES} values "
+                              f"(aliases expanding without end?)")
+        if isinstance(n, (yaml.MappingNode, yaml.SequenceNode)):
+            if id(n) in open_nodes:
+                raise ConfigError(f"{source}:{line}: {_dotted(loc)}: a YAML alias refers to itself")
+            open_nodes.add(id(n))
+            try:
+                if isinstance(n, yaml.SequenceNode):
+                    return [build(item, loc + (i,)) for i, item in enumerate(n.value)]
+                out: dict[Any, Any] = {}
+                for key_node, value_node in n.value:
+                    if not isinstance(key_node, yaml.ScalarNode):
+                        raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: {_dotted(loc)}: "
+                                          f"a key must be a plain name, not a YAML {key_node.id}")
+                    key = key_node.value
+                    out[key] = build(value_node, loc + (key,))
+                    lines[loc + (key,)] = key_node.start_mark.line + 1
+                return out
+            finally:
+                open_nodes.discard(id(n))
         loader = yaml.SafeLoader("")
         try:
-            value = loader.construct_object(n)
+            return loader.construct_object(n)
+        except yaml.YAMLError as exc:  # e.g. an unknown !tag
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{source}:{line}: {_dotted(loc)}: {problem}") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. !!int abc, !!timestamp 2024-13-45
+            raise ConfigError(f"{source}:{line}: {_dotted(loc)}: cannot read {n.tag.rsplit(':', 1)[-1]} "
+                              f"value: {' '.join(str(exc).split())}") from None
         finally:
             loader.dispose()
-        return value
 
     if node is None:
         return None, {(): 1}
-    return build(node, ()), lines
+    try:
+        return build(node, ()), lines
+    except RecursionError:
+        raise ConfigError(f"{source}:1: YAML: nested too deeply") from None
 
 
 def _expand_env(data: Any, loc: Loc, lines: dict[Loc, int], source: str, env: dict[str, str]) -> Any:
@@ -269,7 +300,8 @@ def _dotted(loc: Loc) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            name = str(part)
+            out += ("." if out else "") + (name if name.isprintable() else repr(name))  # keeps it one line
     return out or "(top level)"
 
 

@@ -71,7 +71,7 @@ class CameraStatusBoard:
             prev_dec, prev_pub = self._last_counts.get(snap.camera_id, (0, 0))
             self._last_counts[snap.camera_id] = (snap.decoded, snap.published)
             lines.append(
-                f"{snap.camera_id}: {snap.state.value:<12} decode {(snap.decoded - prev_dec) / dt:5.1f} fps  "
+                f"{snap.camera_id + ':':<12} {snap.state.value:<12} decode {(snap.decoded - prev_dec) / dt:5.1f} fps  "
                 f"publish {(snap.published - prev_pub) / dt:5.1f} fps  published {snap.published}  "
                 f"dropped {snap.dropped}  decode errors {snap.decode_errors}"
                 + (f"  ({snap.reason})" if snap.reason and snap.state is not CameraState.UP else ""))

@@ -230,12 +230,17 @@ def main() -> int:
     ap.add_argument("--stage-seconds", type=float, default=5.0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--only", default="decode,stages,e2e-max,e2e-rt")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval (s) for the run: how long a thread may hold the GIL")
     args = ap.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config)
     clip = cfg.cameras[0].url
     only = set(args.only.split(","))
     report: dict[str, Any] = {"config": args.config, "clip": clip, "streams": args.streams,
+                              "switch_interval_s": sys.getswitchinterval(),
                               "model": str(cfg.model.path), "precision": cfg.model.precision,
                               "max_batch": cfg.scheduler.max_batch}
     sections = [

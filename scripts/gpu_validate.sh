@@ -18,13 +18,18 @@ grep -E "H200|H100|Driver Version|dali" "$OUT/machine.txt" | head -4
 for step in $STEPS; do case $step in
 tests)
   timeout ${TEST_TIMEOUT:-330} python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$OUT/tests_gpu.log" 2>&1
-  echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|NVDEC vs CPU|max \||matched|sizes" "$OUT/tests_gpu.log" | cut -c1-260 | tail -30 ;;
+  echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|NVDEC vs CPU|max \||matched|sizes|XFAIL|XPASS|boxes" "$OUT/tests_gpu.log" | cut -c1-260 | tail -30 ;;
 run16)  # RUN16_CONFIG: configs/bench-gpu.yaml (demo model) or configs/bench-gpu-yolov8n.yaml
   cfg=${RUN16_CONFIG:-configs/bench-gpu.yaml}; name=run16_$(basename "$cfg" .yaml)
   [ -f .cache/bench-model/yolov8n-bench.onnx ] || python3 scripts/make_bench_model.py > "$OUT/bench_model.log" 2>&1
   timeout ${RUN16_TIMEOUT:-200} python3 scripts/gpu_run16.py "$cfg" --streams 16 --seconds 12 \
     --json "$OUT/$name.json" > "$OUT/$name.log" 2>&1
   echo "$name rc=$?"; tail -7 "$OUT/$name.log" ;;
+ortcheck)
+  [ -f .cache/bench-model/yolov8n-bench.onnx ] || python3 scripts/make_bench_model.py > "$OUT/bench_model.log" 2>&1
+  timeout ${ORT_TIMEOUT:-150} python3 scripts/gpu_ort_check.py .cache/bench-model/yolov8n-bench.onnx 640 80 \
+    --batches 1,8,16,32 > "$OUT/ort_check.log" 2>&1
+  echo "ortcheck rc=$?"; grep -E "load|batch|Some nodes|CPUExecutionProvider" "$OUT/ort_check.log" | cut -c1-200 | head -20 ;;
 bench)
   [ -f .cache/bench-model/yolov8n-bench.onnx ] || python3 scripts/make_bench_model.py > "$OUT/bench_model.log" 2>&1
   timeout ${BENCH_TIMEOUT:-240} python3 -m pipeline bench configs/bench-gpu-yolov8n.yaml --streams 16 --seconds 8 \

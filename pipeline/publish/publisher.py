@@ -145,6 +145,8 @@ class Publisher:
         self._send(status_topic(ev.camera_id), encode_payload(status_payload(ev)), "status")
 
     def _send(self, topic: str, body: bytes, kind: str) -> bool:
+        """Hand one message to ZeroMQ; every subscriber with room in its queue gets it. True
+        (kept for callers): a PUB-like socket never refuses a send outright."""
         if self._socket is None:
             raise RuntimeError("publish: the publisher is closed")
         if self._monitor is not None:

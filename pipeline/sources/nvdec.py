@@ -30,8 +30,15 @@ from pipeline.sources.decoding import DecodedPicture, VideoInput, decode_picture
 
 log = logging.getLogger(__name__)
 
-# PyAV codec name -> (PyNvVideoCodec cudaVideoCodec member, annex-B bitstream filter)
-NVDEC_CODECS = {"h264": ("H264", "h264_mp4toannexb"), "hevc": ("HEVC", "hevc_mp4toannexb")}
+# PyAV codec name -> (PyNvVideoCodec cudaVideoCodec member, annex-B bitstream filter, metadata filter)
+NVDEC_CODECS = {"h264": ("H264", "h264_mp4toannexb", "h264_metadata"),
+                "hevc": ("HEVC", "hevc_mp4toannexb", "hevc_metadata")}
+# Untagged streams (no VUI colour matrix): FFmpeg's rgb24 (the CPU path) converts them with BT.601,
+# NVDEC with BT.709 from 720p up (measured: docs/gpu-validation.md), so the same stream gave other
+# colours, and other detections, on the GPU. Tagging such streams BT.601 (matrix 6, SMPTE 170M) in
+# the bitstream makes NVDEC convert exactly as the CPU path does. Tagged streams are left alone.
+UNSPECIFIED_COLORSPACE = 2
+BT601_MATRIX = 6
 # 8-bit 4:2:0 only: what NVDEC's RGB output path takes on every GPU generation.
 NVDEC_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 # Packets kept for a CPU replay until NVDEC produced its first picture (a GOP or two).
@@ -238,8 +245,11 @@ class _NvdecSession:
         self._DeviceImage = DeviceImage
         self.rt = runtime
         codec = video.stream.codec_context.name
-        member, bsf_name = NVDEC_CODECS[codec]
+        member, annexb_filter, metadata_filter = NVDEC_CODECS[codec]
         nvc = runtime.nvc
+        bsf_name = annexb_filter
+        if _colorspace(video.stream.codec_context) == UNSPECIFIED_COLORSPACE:
+            bsf_name += f",{metadata_filter}=matrix_coefficients={BT601_MATRIX}"
         try:
             self._bsf = BitStreamFilterContext(bsf_name, video.stream)
         except (av.error.FFmpegError, ValueError) as exc:
@@ -322,6 +332,14 @@ class _NvdecSession:
         timestamp = getattr(frame, "timestamp", None)
         pts = None if timestamp is None or self._time_base is None else float(int(timestamp) * self._time_base)
         return DecodedPicture(image, pts)
+
+
+def _colorspace(ctx: Any) -> int:
+    """The stream's colour matrix (AVColorSpace number); unspecified when PyAV cannot say."""
+    try:
+        return int(ctx.colorspace)
+    except (AttributeError, TypeError, ValueError):
+        return UNSPECIFIED_COLORSPACE
 
 
 def _frame_cai(frame: Any) -> dict[str, Any]:
