@@ -88,8 +88,7 @@ class ServiceReporter:
             m = self._metrics
             self.flow.observe(m.total("pipeline_frames_decoded_total"),
                               m.total("pipeline_frames_published_total"),
-                              m.total("pipeline_frames_dropped_total")
-                              + m.value("pipeline_messages_dropped_total", kind="det"), now)
+                              m.total("pipeline_frames_dropped_total"), now)
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
             status = camera_summary(self._board)

@@ -10,7 +10,7 @@ Ground-truth rule (the same for training and the demo clips):
   with x2/y2 exclusive, clipped to the frame;
 - it is labelled only when at least half of those pixels lie inside the frame;
 - boxes are amodal under occlusion (a person half behind a car keeps its full box); tracks are planned
-  so that no object hides more than ~35 % of another's nominal box (moderate occlusion only), and
+  so that no object hides more than ~20 % of another's nominal box (moderate occlusion only), and
   objects that stand still never overlap each other.
 Bicycles are riderless so that the bicycle class never contains a person-like shape.
 """
@@ -27,7 +27,7 @@ CLASSES = ("person", "car", "bicycle")
 VTEST_PATH = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 REFERENCE_HEIGHT = 720  # object sizes below are pixels of a 720-line frame, scaled to the clip
 MIN_INSIDE_FRACTION = 0.5
-MAX_NOMINAL_OVERLAP = 0.35
+MAX_NOMINAL_OVERLAP = 0.2
 SUPERSAMPLE = 2
 SHIFT = 4  # OpenCV fixed-point bits for sub-pixel drawing
 

@@ -7,7 +7,7 @@ pipeline.preprocess.reference.letterbox_reference, run onnxruntime (CPU, batches
 [B, 4+C, N] output (score >= 0.01, class-aware greedy NMS at IoU 0.5, at most 100 boxes), map boxes
 to source pixels with LetterboxTransform.to_source, and match them per frame and class to the ground
 truth greedily by score at IoU >= 0.5. Reports, per clip, precision and recall at score thresholds
-0.35 and 0.5, and AP@0.5 per class (all-point interpolated, VOC style) and their mean (mAP@0.5).
+0.35, 0.4 and 0.5, and AP@0.5 per class (all-point interpolated, VOC style) and their mean (mAP@0.5).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ SCORE_FLOOR = 0.01
 IOU_NMS = 0.5
 IOU_MATCH = 0.5
 MAX_DETECTIONS = 100
-THRESHOLDS = (0.35, 0.5)
+THRESHOLDS = (0.35, 0.4, 0.5)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,11 +176,11 @@ def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None) ->
 def format_results(results: dict) -> str:
     lines = [f"model {results['model']} input {results['input_size']}"]
     for name, r in results["clips"].items():
-        a, b = r["at_0.35"], r["at_0.5"]
         aps = " ".join(f"{k}={v:.3f}" for k, v in r["ap50"].items())
-        lines.append(f"{name}: frames {r['frames']} gt {r['gt']} | @0.35 P {a['precision']:.4f} R {a['recall']:.4f} "
-                     f"(fp {a['fp']} fn {a['fn']}) | @0.5 P {b['precision']:.4f} R {b['recall']:.4f} (fp {b['fp']} fn {b['fn']}) "
-                     f"| mAP@0.5 {r['map50']:.4f} ({aps}) | {r['infer_ms_per_image_batch8']} ms/img")
+        at = " | ".join(f"@{th} P {r[f'at_{th}']['precision']:.4f} R {r[f'at_{th}']['recall']:.4f} "
+                        f"(fp {r[f'at_{th}']['fp']} fn {r[f'at_{th}']['fn']})" for th in THRESHOLDS)
+        lines.append(f"{name}: frames {r['frames']} gt {r['gt']} | {at} | mAP@0.5 {r['map50']:.4f} ({aps}) "
+                     f"| {r['infer_ms_per_image_batch8']} ms/img")
     return "\n".join(lines)
 
 

@@ -38,9 +38,9 @@ class DemoClip:
 
 
 DEMO_CLIPS = (
-    DemoClip("street_1280x720", 9001, 1280, 720, 15, 240, 1_200_000, 30, "vtest"),
-    DemoClip("plaza_768x576", 9002, 768, 576, 25, 250, 900_000, 20, "procedural"),
-    DemoClip("yard_640x480", 9003, 640, 480, 10, 160, 650_000, 30, "vtest"),
+    DemoClip("street_1280x720", 9060, 1280, 720, 15, 240, 1_200_000, 30, "vtest"),
+    DemoClip("plaza_768x576", 9048, 768, 576, 25, 250, 900_000, 20, "procedural"),
+    DemoClip("yard_640x480", 9037, 640, 480, 10, 160, 650_000, 30, "vtest"),
 )
 MAX_MEAN_ABS_DIFF = 12.0  # decoded vs rendered frame, grey levels: catches any frame misalignment
 

@@ -134,7 +134,7 @@ def test_bad_network_cameras_each_get_a_reason_and_block_nothing(tmp_path: Path,
     assert reasons("frozen")[0] == "stalled: no data for 2 s; retry in 0.5 s"
     assert reasons("frozen")[1] == "cannot connect: no answer within 2 s; retry in 1 s"
     stalled_at = next(s["at"] for s in statuses(run.messages, "frozen") if s["state"] == "reconnecting")
-    assert 2.0 <= stalled_at - frozen_at < 4.0
+    assert 1.5 <= stalled_at - frozen_at < 3.0  # one timeout_s after the last packet
     assert all("wrong-pw" not in s["reason"] for s in statuses(run.messages, "locked"))
     for cid in bad:
         assert statuses(run.messages, cid)[-1]["state"] == "stopped"
