@@ -67,8 +67,29 @@ def decode_one(output: np.ndarray, score_threshold: float, iou_threshold: float,
     return boxes[chosen], scores[chosen], cls[chosen]
 
 
-def detect_clip(session, mp4: Path, input_size: int, batch: int = 8) -> tuple[list[tuple], float]:
-    """-> per frame (boxes in source px, scores, classes), and mean inference ms per image."""
+def pipeline_decoder(labels: list[str]):
+    """The daemon's own YoloPostprocessor as a per-batch decoder (NMS on source-pixel boxes)."""
+    from pipeline.frame import Frame, InferenceResult
+    from pipeline.postprocess.yolo import YoloPostprocessor
+
+    post = YoloPostprocessor(labels, SCORE_FLOOR, IOU_NMS, MAX_DETECTIONS)
+
+    def decode(out: np.ndarray, transforms: list) -> list[tuple]:
+        frames = tuple(Frame("eval", k, None, 0.0, t.src_width, t.src_height, None) for k, t in enumerate(transforms))
+        results = []
+        for fd in post(InferenceResult(frames, tuple(transforms), out, 0.0)):
+            d = fd.detections
+            results.append((np.array([x.box for x in d], np.float32).reshape(-1, 4), np.array([x.score for x in d], np.float32),
+                            np.array([x.class_id for x in d], int)))
+        return results
+
+    return decode
+
+
+def detect_clip(session, mp4: Path, input_size: int, batch: int = 8, decoder=None) -> tuple[list[tuple], float]:
+    """-> per frame (boxes in source px, scores, classes), and mean inference ms per image.
+
+    decoder: None for this script's decode + NMS, or pipeline_decoder(labels)."""
     input_name = session.get_inputs()[0].name
     results: list[tuple] = []
     pending: list[tuple[np.ndarray, object]] = []
@@ -80,9 +101,12 @@ def detect_clip(session, mp4: Path, input_size: int, batch: int = 8) -> tuple[li
         t = time.perf_counter()
         out = session.run(None, {input_name: x})[0]
         infer_s += time.perf_counter() - t
-        for o, (_, transform) in zip(out, pending):
-            boxes, scores, cls = decode_one(o, SCORE_FLOOR, IOU_NMS, MAX_DETECTIONS)
-            results.append((transform.to_source(boxes) if len(boxes) else boxes, scores, cls))
+        if decoder is not None:
+            results.extend(decoder(out, [p[1] for p in pending]))
+        else:
+            for o, (_, transform) in zip(out, pending):
+                boxes, scores, cls = decode_one(o, SCORE_FLOOR, IOU_NMS, MAX_DETECTIONS)
+                results.append((transform.to_source(boxes) if len(boxes) else boxes, scores, cls))
         pending.clear()
 
     with av.open(str(mp4)) as container:
@@ -151,7 +175,7 @@ def evaluate_clip(detections: list[tuple], truth: list[dict], labels: list[str])
     return report
 
 
-def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None) -> dict:
+def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None, use_pipeline: bool = False) -> dict:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -160,13 +184,15 @@ def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None) ->
     if input_size is None:
         input_size = int(session.get_inputs()[0].shape[-1])
     labels = (clips_dir / "labels.txt").read_text().split()
-    results = {"model": str(model), "input_size": input_size, "clips": {}}
+    decoder = pipeline_decoder(labels) if use_pipeline else None
+    results = {"model": str(model), "input_size": input_size, "clips": {},
+               "decoder": "pipeline.postprocess.yolo.YoloPostprocessor" if use_pipeline else "eval_demo_model.decode_one"}
     for mp4 in sorted(clips_dir.glob("*.mp4")):
         jsonl = mp4.with_suffix(".jsonl")
         if not jsonl.exists():
             continue
         truth = [json.loads(line) for line in jsonl.read_text().splitlines()]
-        dets, ms = detect_clip(session, mp4, input_size)
+        dets, ms = detect_clip(session, mp4, input_size, decoder=decoder)
         rep = evaluate_clip(dets, truth, labels)
         rep["infer_ms_per_image_batch8"] = round(ms, 2)
         results["clips"][mp4.name] = rep
@@ -174,7 +200,7 @@ def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None) ->
 
 
 def format_results(results: dict) -> str:
-    lines = [f"model {results['model']} input {results['input_size']}"]
+    lines = [f"model {results['model']} input {results['input_size']} decoder {results.get('decoder', '?')}"]
     for name, r in results["clips"].items():
         aps = " ".join(f"{k}={v:.3f}" for k, v in r["ap50"].items())
         at = " | ".join(f"@{th} P {r[f'at_{th}']['precision']:.4f} R {r[f'at_{th}']['recall']:.4f} "
@@ -189,8 +215,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "assets" / "demo" / "detector.onnx")
     parser.add_argument("--clips", type=Path, default=ROOT / "assets" / "demo")
     parser.add_argument("--json", type=Path, help="also write the full report here")
+    parser.add_argument("--pipeline-postprocess", action="store_true",
+                        help="decode with the daemon's YoloPostprocessor instead of this script's decode + NMS")
     args = parser.parse_args()
-    results = evaluate_all(args.model, args.clips)
+    results = evaluate_all(args.model, args.clips, use_pipeline=args.pipeline_postprocess)
     print(format_results(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -20,5 +20,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# tensorrt-rtx: TensorRT-RTX builds engines on the CPU, so the real TensorRT build path runs here too
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,tensorrt-rtx]'
 exec .venv/bin/python -m pytest -ra "$@"
