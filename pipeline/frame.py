@@ -6,7 +6,7 @@ Flow: Source -> Frame -> BatchScheduler -> FrameBatch -> Preprocessor -> TensorB
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

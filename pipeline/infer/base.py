@@ -85,24 +85,26 @@ class Backend(ABC):
         raise ValueError(f"{self.type_key}: this backend takes host (numpy) tensors only; "
                          f"use preprocess.device: cpu or device gpu for the model")
 
-    def infer(self, batch: TensorBatch) -> InferenceResult:
+    def _chunks(self, batch: TensorBatch) -> list[tuple[Any, int]]:
+        """Check the batch's tensor and split it into model calls of at most max_batch images."""
         count = len(batch.frames)
         if count == 0:
             raise ValueError(f"{self.type_key}: empty batch")
         tensor = batch.tensor
         if hasattr(tensor, "__cuda_array_interface__"):
-            chunks = self._device_chunks(tensor, count)
-        else:
-            tensor = np.asarray(tensor)
-            s = self.input_size
-            if tensor.shape != (count, 3, s, s):
-                raise ValueError(f"{self.type_key}: input tensor is {list(tensor.shape)}, model wants "
-                                 f"[{count}, 3, {s}, {s}] for a batch of {count} frames")
-            if tensor.dtype != self.input_dtype:
-                tensor = tensor.astype(self.input_dtype)
-            step = self.max_batch  # numpy slices are views: splitting copies nothing
-            chunks = [(tensor[i:i + step], min(step, count - i)) for i in range(0, count, step)]
-        outputs = [self._run_chunk(chunk, n) for chunk, n in chunks]
+            return self._device_chunks(tensor, count)
+        tensor = np.asarray(tensor)
+        s = self.input_size
+        if tensor.shape != (count, 3, s, s):
+            raise ValueError(f"{self.type_key}: input tensor is {list(tensor.shape)}, model wants "
+                             f"[{count}, 3, {s}, {s}] for a batch of {count} frames")
+        if tensor.dtype != self.input_dtype:
+            tensor = tensor.astype(self.input_dtype)
+        step = self.max_batch  # numpy slices are views: splitting copies nothing
+        return [(tensor[i:i + step], min(step, count - i)) for i in range(0, count, step)]
+
+    def infer(self, batch: TensorBatch) -> InferenceResult:
+        outputs = [self._run_chunk(chunk, n) for chunk, n in self._chunks(batch)]
         output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
         return InferenceResult(frames=batch.frames, transforms=batch.transforms, output=output,
                                formed_at=batch.formed_at)

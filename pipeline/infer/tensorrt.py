@@ -252,22 +252,7 @@ class TensorRtBackend(Backend):
 
     def submit(self, batch: TensorBatch) -> PendingInference:
         """Enqueue every chunk of `batch` and return without waiting for the GPU."""
-        count = len(batch.frames)
-        if count == 0:
-            raise ValueError(f"{self.type_key}: empty batch")
-        tensor = batch.tensor
-        if hasattr(tensor, "__cuda_array_interface__"):
-            chunks = self._device_chunks(tensor, count)
-        else:
-            tensor = np.asarray(tensor)
-            s = self._input_size
-            if tensor.shape != (count, 3, s, s):
-                raise ValueError(f"{self.type_key}: input tensor is {list(tensor.shape)}, model wants "
-                                 f"[{count}, 3, {s}, {s}] for a batch of {count} frames")
-            if tensor.dtype != self._input_dtype:
-                tensor = tensor.astype(self._input_dtype)
-            step = self._max_batch
-            chunks = [(tensor[i:i + step], min(step, count - i)) for i in range(0, count, step)]
+        chunks = self._chunks(batch)
         pending = PendingInference(self, batch)
         for chunk, n in chunks:
             pending.jobs.append(self._enqueue(chunk, n))

@@ -7,7 +7,6 @@ from typing import Any, Callable, Iterator
 
 import av
 import av.error
-import numpy as np
 from av.codec.hwaccel import HWAccel
 from av.container import InputContainer
 from av.video.stream import VideoStream

@@ -5,7 +5,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from pipeline.config import ModelConfig
