@@ -185,7 +185,8 @@ def evaluate_all(model: Path, clips_dir: Path, input_size: int | None = None, us
         input_size = int(session.get_inputs()[0].shape[-1])
     labels = (clips_dir / "labels.txt").read_text().split()
     decoder = pipeline_decoder(labels) if use_pipeline else None
-    results = {"model": str(model), "input_size": input_size, "clips": {},
+    shown = model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model
+    results = {"model": str(shown), "input_size": input_size, "clips": {},
                "decoder": "pipeline.postprocess.yolo.YoloPostprocessor" if use_pipeline else "eval_demo_model.decode_one"}
     for mp4 in sorted(clips_dir.glob("*.mp4")):
         jsonl = mp4.with_suffix(".jsonl")

@@ -37,6 +37,8 @@ class DemoClip:
     background: str
 
 
+# Seeds picked among 60 candidates per clip from the scene plans alone (every class on screen for >= 20 % of
+# the object-frames, >= 4 objects per frame on average, nothing standing still), never from detector results.
 DEMO_CLIPS = (
     DemoClip("street_1280x720", 9060, 1280, 720, 15, 240, 1_200_000, 30, "vtest"),
     DemoClip("plaza_768x576", 9048, 768, 576, 25, 250, 900_000, 20, "procedural"),
