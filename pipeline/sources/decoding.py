@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 import av
@@ -126,8 +127,16 @@ def demux_packets(video: VideoInput, on_corrupt: Callable[[str], None]) -> Itera
 
 def decode_packet(packet: av.Packet, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:
     """Decode one packet on the CPU (PyAV); undecodable packets are reported and skipped."""
+    yield from decode_frames(packet.decode, on_corrupt)
+
+
+def decode_frames(decode: Callable[[], list[av.VideoFrame]], on_corrupt: Callable[[str], None],
+                  time_base: Fraction | None = None) -> Iterator[DecodedPicture]:
+    """Run one decoder call and turn its frames into RGB pictures; a decoder error (per packet) or
+    an unconvertible frame is reported and skipped. `time_base` converts pts where the frames carry
+    none of their own (a bare CodecContext)."""
     try:
-        frames = packet.decode()
+        frames = decode()
     except av.error.FFmpegError as exc:  # decoder errors are per packet: skip it
         on_corrupt(f"decode: {ffmpeg_message(exc)}")
         return
@@ -137,7 +146,11 @@ def decode_packet(packet: av.Packet, on_corrupt: Callable[[str], None]) -> Itera
         except (av.error.FFmpegError, ValueError) as exc:
             on_corrupt(f"convert: {ffmpeg_message(exc)}")
             continue
-        yield DecodedPicture(image, frame.time)
+        if time_base is None:
+            pts = frame.time
+        else:
+            pts = None if frame.pts is None else float(frame.pts * time_base)
+        yield DecodedPicture(image, pts)
 
 
 def decode_pictures(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[DecodedPicture]:

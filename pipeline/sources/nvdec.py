@@ -26,7 +26,8 @@ import av.error
 import numpy as np
 
 from pipeline.config import DecodeConfig
-from pipeline.sources.decoding import DecodedPicture, VideoInput, decode_pictures, demux_packets, ffmpeg_message
+from pipeline.sources.decoding import (DecodedPicture, VideoInput, decode_frames, decode_pictures, demux_packets,
+                                       ffmpeg_message)
 
 log = logging.getLogger(__name__)
 
@@ -181,30 +182,10 @@ class _AnnexBCpuDecoder:
         self._time_base = video.stream.time_base
 
     def decode(self, packet: av.Packet, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
-        try:
-            frames = self._ctx.decode(packet)
-        except av.error.FFmpegError as exc:
-            on_corrupt(f"decode: {ffmpeg_message(exc)}")
-            return
-        yield from self._convert(frames, on_corrupt)
+        yield from decode_frames(lambda: self._ctx.decode(packet), on_corrupt, self._time_base)
 
     def flush(self, on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
-        try:
-            frames = self._ctx.decode(None)
-        except av.error.FFmpegError as exc:
-            on_corrupt(f"decode: {ffmpeg_message(exc)}")
-            return
-        yield from self._convert(frames, on_corrupt)
-
-    def _convert(self, frames: list[Any], on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
-        for frame in frames:
-            try:
-                image = frame.to_ndarray(format="rgb24")
-            except (av.error.FFmpegError, ValueError) as exc:
-                on_corrupt(f"convert: {ffmpeg_message(exc)}")
-                continue
-            pts = None if frame.pts is None or self._time_base is None else float(frame.pts * self._time_base)
-            yield DecodedPicture(image, pts)
+        yield from decode_frames(lambda: self._ctx.decode(None), on_corrupt, self._time_base)
 
 
 class _NvdecRuntime:
