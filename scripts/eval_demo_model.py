@@ -22,6 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from pipeline.evaluation import iou_matrix  # noqa: E402
 from pipeline.preprocess.reference import letterbox_reference  # noqa: E402
 
 SCORE_FLOOR = 0.01
@@ -29,17 +30,6 @@ IOU_NMS = 0.5
 IOU_MATCH = 0.5
 MAX_DETECTIONS = 100
 THRESHOLDS = (0.35, 0.4, 0.5)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def decode_one(output: np.ndarray, score_threshold: float, iou_threshold: float, max_det: int):

@@ -51,29 +51,37 @@ def parse_device(device: str) -> tuple[str, int]:
 
 
 class Backend(ABC):
+    """A loaded model. Subclasses set `_input_name`, `_input_size`, `_input_dtype`, `_max_batch` and
+    `_labels` while loading; the read-only properties below serve them."""
+
     type_key: ClassVar[str]
+    _input_name: str
+    _input_size: int
+    _input_dtype: np.dtype
+    _max_batch: int
+    _labels: list[str]
 
     @property
-    @abstractmethod
-    def input_name(self) -> str: ...
+    def input_name(self) -> str:
+        return self._input_name
 
     @property
-    @abstractmethod
     def input_size(self) -> int:
         """S of the model's [B,3,S,S] input."""
+        return self._input_size
 
     @property
-    @abstractmethod
-    def input_dtype(self) -> np.dtype: ...
+    def input_dtype(self) -> np.dtype:
+        return self._input_dtype
 
     @property
-    @abstractmethod
     def max_batch(self) -> int:
         """Most images one model call takes; larger TensorBatches are split."""
+        return self._max_batch
 
     @property
-    @abstractmethod
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int:
+        return len(self._labels)
 
     @abstractmethod
     def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:

@@ -157,26 +157,6 @@ class OnnxRuntimeBackend(Backend):
 
     # ------------------------------------------------------------------ contract
 
-    @property
-    def input_name(self) -> str:
-        return self._input_name
-
-    @property
-    def input_size(self) -> int:
-        return self._input_size
-
-    @property
-    def input_dtype(self) -> np.dtype:
-        return self._input_dtype
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
-
-    @property
-    def num_classes(self) -> int:
-        return len(self._labels)
-
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]  # ORT frees the session with its last reference
         self._staging_buffers = {}

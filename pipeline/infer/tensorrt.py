@@ -224,26 +224,6 @@ class TensorRtBackend(Backend):
     # ------------------------------------------------------------------ contract
 
     @property
-    def input_name(self) -> str:
-        return self._input_name
-
-    @property
-    def input_size(self) -> int:
-        return self._input_size
-
-    @property
-    def input_dtype(self) -> np.dtype:
-        return self._input_dtype
-
-    @property
-    def max_batch(self) -> int:
-        return self._max_batch
-
-    @property
-    def num_classes(self) -> int:
-        return len(self._labels)
-
-    @property
     def contexts(self) -> int:
         return len(self._slots)
 
