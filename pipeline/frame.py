@@ -95,14 +95,25 @@ class TensorBatch:
     formed_at: float
 
 
+CANDIDATE_ROWS = 6  # rows of the CANDIDATES layout: cx, cy, w, h, score, class id
+
+
+class OutputLayout(enum.Enum):
+    """What InferenceResult.output holds (see pipeline/infer/candidates.py)."""
+
+    ANCHORS = "anchors"  # [B, 4+C, N]: every anchor's cx, cy, w, h and every class score (YOLOv8)
+    CANDIDATES = "candidates"  # [B, 6, K]: the K best anchors' cx, cy, w, h, score, class id
+
+
 @dataclass(frozen=True, eq=False)
 class InferenceResult:
-    """Raw model output for a TensorBatch: YOLOv8 layout [B, 4+classes, N] on the host."""
+    """Model output for a TensorBatch, float32 on the host, in the layout `layout` names."""
 
     frames: tuple[Frame, ...]
     transforms: tuple[LetterboxTransform, ...]
     output: np.ndarray
     formed_at: float
+    layout: OutputLayout = OutputLayout.ANCHORS
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ class Metrics:
                                       ["camera", "reason"], registry=r)
         self.frames_published = Counter("pipeline_frames_published", "Detection messages published",
                                         ["camera"], registry=r)
+        self.candidates_truncated = Counter(
+            "pipeline_candidates_truncated", "Frames whose device-selected candidate list was full "
+            "(more anchors passed the score threshold than model.max_candidates)", ["camera"], registry=r)
         self.decode_errors = Counter("pipeline_decode_errors", "Corrupt or undecodable packets skipped",
                                      ["camera"], registry=r)
         self.reconnects = Counter("pipeline_reconnects", "Network source reconnect attempts",

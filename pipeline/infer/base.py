@@ -1,4 +1,4 @@
-"""Inference backend contract: TensorBatch in, InferenceResult ([B, 4+C, N] float32 on the host) out.
+"""Inference backend contract: TensorBatch in, InferenceResult (float32 on the host, OutputLayout) out.
 
 Subclasses declare `type_key`, register with `@register_backend`, and implement `_run_chunk`
 for at most `max_batch` images; `infer` does the splitting and the dtype cast.
@@ -11,7 +11,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.frame import InferenceResult, TensorBatch
+from pipeline.frame import InferenceResult, OutputLayout, TensorBatch
 
 _BACKENDS: dict[str, type["Backend"]] = {}
 
@@ -60,6 +60,12 @@ class Backend(ABC):
     _input_dtype: np.dtype
     _max_batch: int
     _labels: list[str]
+    _output_layout: OutputLayout = OutputLayout.ANCHORS
+
+    @property
+    def output_layout(self) -> OutputLayout:
+        """What the InferenceResult's output holds: all anchors, or the device-selected candidates."""
+        return self._output_layout
 
     @property
     def input_name(self) -> str:
@@ -86,7 +92,7 @@ class Backend(ABC):
     @abstractmethod
     def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:
         """Run `count` (<= max_batch) images: a numpy array already of input_dtype, or whatever
-        `_device_chunks` produced. Returns [count, 4+C, N] float32 on the host."""
+        `_device_chunks` produced. Returns [count, rows, N] float32 on the host, in output_layout."""
 
     def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:
         """Split a device buffer (__cuda_array_interface__) into pieces of at most max_batch."""
@@ -115,7 +121,7 @@ class Backend(ABC):
         outputs = [self._run_chunk(chunk, n) for chunk, n in self._chunks(batch)]
         output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
         return InferenceResult(frames=batch.frames, transforms=batch.transforms, output=output,
-                               formed_at=batch.formed_at)
+                               formed_at=batch.formed_at, layout=self._output_layout)
 
     def close(self) -> None:
         """Release the model (sessions, device memory). Safe to call twice."""

@@ -9,7 +9,9 @@ batch. Tensors are bound by name (set_input_shape, set_tensor_address) and run w
 execute_async_v3. A batch's chunks go to different contexts before any is waited for, and
 `submit` returns before the GPU finishes, so consecutive batches overlap on the GPU. A GPU input
 (__cuda_array_interface__, e.g. DALI's output) is bound by its pointer: no copy at all; a host
-input is staged through pinned memory. Outputs are copied to the host.
+input is staged through pinned memory. Outputs are copied to the host: with model.max_candidates
+set, the engine is built from the model with candidate selection appended (trt_candidates.py), so
+that is [B, 6, K] per batch (OutputLayout.CANDIDATES) instead of the full [B, 4+C, N].
 
 Nothing here executes on the machines this was written on (no NVIDIA driver, and no TensorRT
 that runs on Hopper); see docs/tensorrt.md for exactly what was run where.
@@ -26,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.frame import InferenceResult, TensorBatch
+from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
 from pipeline.infer import device_buffer
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.device_buffer import DeviceView
 from pipeline.infer.trt_cuda import (CudaStream, DeviceBuffer, PinnedHostArray, copy_to_device_async,
                                      copy_to_host_async, gpu_identity, load_cuda_runtime, set_device)
-from pipeline.infer.trt_engine import PreparedEngine, prepare_engine
+from pipeline.infer.trt_engine import PreparedEngine, output_summary, prepare_engine
 from pipeline.infer.trt_progress import PhaseLines, python_logger
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class PendingInference:
         outputs = [self.backend._collect(job) for job in self.jobs]
         output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
         return InferenceResult(frames=self.batch.frames, transforms=self.batch.transforms, output=output,
-                               formed_at=self.batch.formed_at)
+                               formed_at=self.batch.formed_at, layout=self.backend.output_layout)
 
 
 @register_backend
@@ -139,6 +141,7 @@ class TensorRtBackend(Backend):
             raise RuntimeError(f"{self._path}: TensorRT cannot deserialize the engine it just built: "
                                f"{self._logger.last_error or 'no reason given'}")
         self.prepared: PreparedEngine = prepared
+        self._output_layout = prepared.layout
         self._lock = threading.Lock()
         self._free: deque[_ContextSlot] = deque()
         self._in_flight: deque[_Job] = deque()
@@ -151,9 +154,9 @@ class TensorRtBackend(Backend):
             self.close()
             raise
         self._free.extend(self._slots)
-        log.info("loaded TensorRT engine %s: input %s %s, batch %d..%d, %d context(s) on %s (sm %s), %s",
+        log.info("loaded TensorRT engine %s: input %s %s, batch %d..%d, %s, %d context(s) on %s (sm %s), %s",
                  prepared.engine_path, self._input_name, self._input_dtype, self._min_batch, self._max_batch,
-                 len(self._slots), gpu.name, gpu.compute_capability,
+                 output_summary(prepared.spec), len(self._slots), gpu.name, gpu.compute_capability,
                  "built now" if prepared.built else "from cache")
 
     # ------------------------------------------------------------------ set-up
@@ -202,9 +205,9 @@ class TensorRtBackend(Backend):
                 context.set_tensor_address(name, outputs[name].ptr)  # fixed for the context's lifetime
             primary = self._output_names[0]
             out_shape = shapes[primary]
-            if len(out_shape) != 3 or out_shape[1] != 4 + len(self._labels):
+            if len(out_shape) != 3 or out_shape[1] != self._output_rows:
                 raise ValueError(f"{self._path}: engine output {primary!r} is {list(out_shape)}; expected "
-                                 f"[B, {4 + len(self._labels)}, N] for {len(self._labels)} labels")
+                                 f"{self._expected_output('B')}")
             input_bytes = int(np.prod(max_input)) * self._input_dtype.itemsize
             input_device = DeviceBuffer(rt, input_bytes)
             made.append(input_device)
@@ -319,10 +322,20 @@ class TensorRtBackend(Backend):
         if job.error is not None:
             raise RuntimeError(f"{self._path}: inference failed: {job.error}") from job.error
         assert job.output is not None
-        if job.output.shape[0] != job.count or job.output.shape[1] != 4 + len(self._labels):
+        if job.output.shape[0] != job.count or job.output.shape[1] != self._output_rows:
             raise ValueError(f"{self._path}: engine output is {list(job.output.shape)}; expected "
-                             f"[{job.count}, {4 + len(self._labels)}, N]")
+                             f"{self._expected_output(job.count)}")
         return job.output
+
+    @property
+    def _output_rows(self) -> int:
+        return CANDIDATE_ROWS if self._output_layout is OutputLayout.CANDIDATES else 4 + len(self._labels)
+
+    def _expected_output(self, batch: int | str) -> str:
+        if self._output_layout is OutputLayout.CANDIDATES:
+            k = self.prepared.spec.max_candidates
+            return f"[{batch}, {CANDIDATE_ROWS}, K] (candidates, model.max_candidates {k})"
+        return f"[{batch}, {4 + len(self._labels)}, N] for {len(self._labels)} labels"
 
     # ------------------------------------------------------------------ shutdown
 

@@ -1,8 +1,9 @@
 """Build a serialized TensorRT engine from an ONNX file (TensorRT 10 Python API).
 
 builder -> network (explicit batch) -> OnnxParser -> checks on the image input and the YOLO
-output -> builder config (workspace, optimization level, precision, one optimization profile
-per execution context, INT8 calibrator, timing cache, progress monitor) -> plan bytes.
+output (for a model with candidate selection appended, the [B, 6, K] candidates output; see
+trt_candidates.py) -> builder config (workspace, optimization level, precision, one optimization
+profile per execution context, INT8 calibrator, timing cache, progress monitor) -> plan bytes.
 
 The TensorRT module is a parameter (`trt`): production passes `tensorrt`; the tests pass
 TensorRT-RTX's `tensorrt_rtx`, whose builder API is the same for everything used here and builds
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipeline.frame import CANDIDATE_ROWS
 from pipeline.infer.trt_calibrator import CalibratorFeed, entropy_calibrator
 from pipeline.infer.trt_engine_cache import GpuIdentity, ProfileShapes, batch_profile
 from pipeline.infer.trt_progress import PhaseLines, progress_monitor
@@ -32,8 +34,17 @@ class EngineBuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class CandidateNetwork:
+    """The configured model with candidate selection appended, as a file the parser reads."""
+
+    path: Path  # in the engine cache folder (trt_candidates.py)
+    sha256: str  # of that file: part of the engine key
+    max_candidates: int  # K: the output is [B, 6, min(K, N)]
+
+
+@dataclass(frozen=True)
 class BuildRequest:
-    onnx_path: Path
+    onnx_path: Path  # the configured model; messages name it
     input_size: int
     num_classes: int
     max_batch: int
@@ -43,6 +54,12 @@ class BuildRequest:
     workspace_mib: int
     builder_optimization_level: int
     calibration_batch: int = 8
+    candidates: CandidateNetwork | None = None  # build this file instead: output [B, 6, K]
+
+    @property
+    def network_path(self) -> Path:
+        """The file the parser reads: the candidates model when there is one, else the ONNX model."""
+        return self.candidates.path if self.candidates is not None else self.onnx_path
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,8 @@ class BuiltEngine:
     warnings: tuple[str, ...]
     seconds: float
     calibration_batches: int = 0
+    output_name: str = ""
+    output_shape: tuple[int, ...] = ()  # the network's first output as parsed, -1 where dynamic
 
 
 @dataclass(frozen=True)
@@ -135,9 +154,17 @@ def _dims(shape: Any) -> list[int]:
     return [int(d) for d in shape]
 
 
+def label_mismatch(where: Path, name: str, shape: list[int], num_classes: int) -> str:
+    """The message for a [B, 4+C, N] output whose C is not the number of labels (shape: -1 = dynamic)."""
+    return (f"{where}: model output {name!r} is {shape}: {shape[1] - 4} classes, but model.labels has "
+            f"{num_classes}")
+
+
 def inspect_network(network: Any, request: BuildRequest) -> tuple[str, int | None]:
-    """Check the parsed network has one [B,3,S,S] input and a [B,4+C,N] first output.
-    Returns (input name, fixed batch or None)."""
+    """Check the parsed network has one [B,3,S,S] input and a [B,4+C,N] first output ([B,6,K] with
+    K <= max_candidates when the request builds the candidates model; its 4+C rows were checked on
+    the model's own output before candidate selection was appended). Returns (input name, fixed
+    batch or None)."""
     where = request.onnx_path
     if network.num_inputs == 0 and network.num_layers == 0:
         raise EngineBuildError(f"{where}: ONNX parser: no graph in the file (not an ONNX model?)")
@@ -155,12 +182,19 @@ def inspect_network(network: Any, request: BuildRequest) -> tuple[str, int | Non
         raise EngineBuildError(f"{where}: model has no outputs")
     out = network.get_output(0)
     out_shape = _dims(out.shape)
+    if request.candidates is not None:
+        k = request.candidates.max_candidates
+        k_ok = len(out_shape) == 3 and (out_shape[2] == -1 or 1 <= out_shape[2] <= k)
+        if not k_ok or out_shape[1] != CANDIDATE_ROWS:
+            raise EngineBuildError(f"{where}: output {out.name!r} of the candidates model "
+                                   f"{request.candidates.path} is {out_shape}; expected [B, {CANDIDATE_ROWS}, K] "
+                                   f"with K <= {k} (model.max_candidates)")
+        return inp.name, (shape[0] if shape[0] > 0 else None)
     want = 4 + request.num_classes
     if len(out_shape) != 3:
         raise EngineBuildError(f"{where}: model output {out.name!r} is {out_shape}; expected [B, 4+classes, N]")
     if out_shape[1] not in (want, -1):
-        raise EngineBuildError(f"{where}: model output {out.name!r} is {out_shape}: {out_shape[1] - 4} classes, "
-                               f"but model.labels has {request.num_classes}")
+        raise EngineBuildError(label_mismatch(where, out.name, out_shape, request.num_classes))
     return inp.name, (shape[0] if shape[0] > 0 else None)
 
 
@@ -178,9 +212,14 @@ def build_engine(trt: Any, request: BuildRequest, gpu: GpuIdentity, *, logger: A
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(request.onnx_path)):  # from file: external weights resolve
-        raise EngineBuildError(parser_errors(parser, request.onnx_path))
+    if not parser.parse_from_file(str(request.network_path)):  # from file: external weights resolve
+        message = parser_errors(parser, request.network_path)
+        if request.candidates is not None:  # the model's own graph may parse: say how to build that
+            message += "; model.max_candidates: null builds the model's own output instead"
+        raise EngineBuildError(message)
     input_name, fixed_batch = inspect_network(network, request)
+    output = network.get_output(0)
+    output_name, output_shape = output.name, tuple(_dims(output.shape))
     phase.phase_finish("Parsing ONNX")
 
     profile = batch_profile(request.max_batch, request.input_size, request.opt_batch, fixed_batch)
@@ -261,4 +300,5 @@ def build_engine(trt: Any, request: BuildRequest, gpu: GpuIdentity, *, logger: A
         timing = bytes(memoryview(built_cache.serialize()))
     return BuiltEngine(plan=bytes(memoryview(plan)), timing_cache=timing, precision=precision, profile=profile,
                        input_name=input_name, warnings=tuple(warnings), seconds=time.monotonic() - started,
-                       calibration_batches=feed.batches_served if feed else 0)
+                       calibration_batches=feed.batches_served if feed else 0, output_name=output_name,
+                       output_shape=output_shape)

@@ -1,6 +1,8 @@
 """`pipeline build-engine CONFIG`: build (or verify) the TensorRT engine ahead of time, so a
-systemd start never waits on a build. Progress goes to stderr (TensorRT's IProgressMonitor where
-the installed TensorRT has one, else phase lines); the result is one line on stdout.
+systemd start never waits on a build. It calls the daemon's own prepare_engine with the config's
+model section, so it builds the engine the daemon loads (same key, same model.max_candidates, same
+candidates model). Progress goes to stderr (TensorRT's IProgressMonitor where the installed
+TensorRT has one, else phase lines); the result is one line on stdout.
 
 Exit codes: 0 engine ready, 1 could not build/verify (TensorRT or GPU missing, build failed,
 `--check` found no valid engine).
@@ -14,7 +16,7 @@ from pipeline.config import PipelineConfig
 from pipeline.infer.trt_build import EngineBuildError
 from pipeline.infer.trt_calibrator import CalibrationError
 from pipeline.infer.trt_cuda import CudaError, DeviceBuffer, gpu_identity, load_cuda_runtime, set_device
-from pipeline.infer.trt_engine import PreparedEngine, prepare_engine
+from pipeline.infer.trt_engine import PreparedEngine, output_summary, prepare_engine
 from pipeline.infer.trt_progress import PhaseLines, python_logger
 
 NOT_INSTALLED = ("pipeline build-engine: tensorrt is not installed: pip install 'pipeline[tensorrt]' "
@@ -84,5 +86,6 @@ def _summary(prepared: PreparedEngine, gpu_name: str, capability: str) -> str:
     spec, meta = prepared.spec, prepared.metadata
     how = (f"built in {meta.get('build_seconds', 0):.1f} s" if prepared.built else "verified from cache")
     precision = meta.get("effective_precision", spec.precision)
-    return (f"engine ready: {prepared.engine_path} ({how}; {precision}, batch {spec.min_batch}/{spec.opt_batch}/"
-            f"{spec.max_batch}, {spec.profiles} profile(s), TensorRT {spec.tensorrt_version}, {gpu_name} sm {capability})")
+    return (f"engine ready: {prepared.engine_path} ({how}; {precision}, {output_summary(spec)}, batch "
+            f"{spec.min_batch}/{spec.opt_batch}/{spec.max_batch}, {spec.profiles} profile(s), TensorRT "
+            f"{spec.tensorrt_version}, {gpu_name} sm {capability})")

@@ -112,6 +112,10 @@ class EngineSpec:
     workspace_mib: int
     builder_optimization_level: int
     calibration: str = ""  # fingerprint of the calibration settings (int8 only)
+    # model.max_candidates (0: the model's own [B, 4+C, N] output) and the sha256 of the candidates
+    # model built instead of the ONNX file (trt_candidates.py): K and the appended graph are both keyed
+    max_candidates: int = 0
+    candidates_sha256: str = ""
 
     def key(self) -> str:
         text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
@@ -207,6 +211,10 @@ class EngineCache:
         # Timing caches hold kernel timings: valid for one GPU model and TensorRT version, any network.
         gpu = GpuIdentity(spec.gpu_name, spec.compute_capability)
         return self.directory / f"timing.{gpu.slug}.sm{spec.compute_capability}.trt{spec.tensorrt_version}.cache"
+
+    def candidates_model_path(self, model_stem: str, onnx_sha256: str, max_candidates: int) -> Path:
+        """The ONNX model with candidate selection appended (trt_candidates.py), by source and K."""
+        return self.directory / f"{model_stem}.{onnx_sha256[:KEY_PREFIX_CHARS]}.k{max_candidates}.candidates.onnx"
 
     def calibration_cache_path(self, model_stem: str, spec: EngineSpec) -> Path:
         return self.directory / f"{model_stem}.{spec.onnx_sha256[:KEY_PREFIX_CHARS]}.{spec.calibration}.calib"

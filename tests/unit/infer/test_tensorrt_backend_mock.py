@@ -6,6 +6,10 @@ per context, chunks spread over contexts and left in flight together, buffers al
 host staging vs. binding a GPU buffer in place, outputs copied back only after the stream is
 synchronized, and full cleanup. The numbers come from running the real tiny ONNX model with
 onnxruntime inside the fake engine, compared with the numpy reference.
+
+Most tests run with model.max_candidates: null (the engine returns the full [B, 4+C, N] output);
+the candidates tests seed a plan naming the candidates model that prepare_engine writes, as a
+real build would parse it, and check the backend returns [B, 6, K] in the CANDIDATES layout.
 """
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig, TensorRtConfig
-from pipeline.frame import Frame, LetterboxTransform, TensorBatch
+from pipeline.frame import Frame, LetterboxTransform, OutputLayout, TensorBatch
 from pipeline.infer.tensorrt import TensorRtBackend
+from pipeline.infer.trt_build import EngineBuildError
 from pipeline.infer.trt_cuda import gpu_identity
-from pipeline.infer.trt_engine import build_request, engine_spec
-from pipeline.infer.trt_engine_cache import EngineCache, file_sha256
+from pipeline.infer.trt_engine import engine_target
+from pipeline.infer.trt_engine_cache import EngineCache
 from tests.support.tiny_model import INPUT_NAME, build_tiny_yolo_onnx, tiny_yolo_reference
 from tests.unit.infer.mock_tensorrt import FakeCudaRuntime, FakeTensorRt, fake_plan
 
@@ -31,21 +36,25 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_yolo_onnx(tmp_path_factory.mktemp("m") / "tiny.onnx", input_size=SIZE)
 
 
-def model_config(path: Path, cache: Path, contexts: int = 2) -> ModelConfig:
-    return ModelConfig(path=path, labels=["a", "b"], input_size=SIZE, backend="tensorrt", engine_cache_dir=cache,
-                       tensorrt=TensorRtConfig(contexts=contexts))
+def model_config(path: Path, cache: Path, contexts: int = 2, labels: tuple[str, ...] = ("a", "b"),
+                 max_candidates: int | None = None) -> ModelConfig:
+    return ModelConfig(path=path, labels=list(labels), input_size=SIZE, backend="tensorrt", engine_cache_dir=cache,
+                       tensorrt=TensorRtConfig(contexts=contexts), max_candidates=max_candidates)
 
 
-def seeded(tmp_path: Path, onnx: Path, max_batch: int = 4, contexts: int = 2, dtype: str = "float32"
+def seeded(tmp_path: Path, onnx: Path, max_batch: int = 4, contexts: int = 2, dtype: str = "float32",
+           labels: tuple[str, ...] = ("a", "b"), max_candidates: int | None = None
            ) -> tuple[ModelConfig, FakeCudaRuntime, FakeTensorRt]:
-    """A model config whose engine cache already holds a (fake) plan for the fake GPU."""
+    """A model config whose engine cache already holds a (fake) plan for the fake GPU, under the key
+    prepare_engine computes; the plan names the file a real build would parse (the candidates model
+    when max_candidates is set)."""
     rt = FakeCudaRuntime()
     trt = FakeTensorRt(rt)
-    model = model_config(onnx, tmp_path / "engines", contexts)
-    request = build_request(model, max_batch)
-    spec = engine_spec(request, gpu_identity(rt, 0), trt.__version__, file_sha256(onnx), None)
-    plan = fake_plan(str(onnx), INPUT_NAME, (1, max(1, max_batch // 2), max_batch), contexts, SIZE, dtype)
-    EngineCache(tmp_path / "engines").store(onnx.stem, spec, plan)
+    model = model_config(onnx, tmp_path / "engines", contexts, labels, max_candidates)
+    target = engine_target(trt.__version__, model, max_batch, gpu_identity(rt, 0))
+    plan = fake_plan(str(target.request.network_path), INPUT_NAME, (1, max(1, max_batch // 2), max_batch), contexts,
+                     SIZE, dtype)
+    target.cache.store(onnx.stem, target.spec, plan)
     return model, rt, trt
 
 
@@ -65,6 +74,7 @@ def test_starts_from_the_cache_and_reports_its_io(tmp_path: Path, tiny: Path) ->
         assert not be.prepared.built and be.prepared.first_lookup.status == "hit"
         assert (be.input_name, be.input_size, be.input_dtype, be.max_batch, be.num_classes, be.contexts) == \
             (INPUT_NAME, SIZE, np.dtype(np.float32), 4, 2, 2)
+        assert be.output_layout is OutputLayout.ANCHORS  # max_candidates: null
 
 
 def test_host_batch_matches_the_reference(tmp_path: Path, tiny: Path) -> None:
@@ -195,8 +205,8 @@ def test_corrupt_cache_entry_is_not_loaded(tmp_path: Path, tiny: Path) -> None:
 def test_cached_plan_that_does_not_deserialize_is_rebuilt_once(tmp_path: Path, tiny: Path,
                                                               caplog: pytest.LogCaptureFixture) -> None:
     model, rt, trt = seeded(tmp_path, tiny)
-    spec = engine_spec(build_request(model, 4), gpu_identity(rt, 0), trt.__version__, file_sha256(tiny), None)
-    EngineCache(tmp_path / "engines").store(tiny.stem, spec, b"checksummed, but not a plan")  # passes the checks
+    target = engine_target(trt.__version__, model, 4, gpu_identity(rt, 0))
+    target.cache.store(tiny.stem, target.spec, b"checksummed, but not a plan")  # passes the checks
     with pytest.raises(AssertionError, match="cannot build"):  # the rebuild the backend starts
         TensorRtBackend(model, 4, "gpu", trt_module=trt, cuda_runtime=rt)
     assert "did not deserialize" in caplog.text and "rebuilding" in caplog.text
@@ -206,3 +216,63 @@ def test_missing_gpu_index_is_a_cuda_error(tmp_path: Path, tiny: Path) -> None:
     model, rt, trt = seeded(tmp_path, tiny)
     with pytest.raises(RuntimeError, match=r"cudaSetDevice\(1\) failed: cudaErrorInvalidValue"):
         TensorRtBackend(model, 4, "gpu:1", trt_module=trt, cuda_runtime=rt)
+
+
+# ------------------------------------------------------------------ candidate selection (model.max_candidates)
+
+THREE = ("a", "b", "c")  # 4 + 3 = 7 rows: the full output cannot pass for the 6-row candidates by accident
+K = 10  # fewer than the tiny model's 64 anchors
+
+
+def reference_candidates(x: np.ndarray, k: int, num_classes: int = 3) -> np.ndarray:
+    """[B, 6, k] from the numpy reference: best class per anchor, the k best anchors, best first."""
+    full = tiny_yolo_reference(x, num_classes=num_classes)
+    scores = full[:, 4:]
+    best, cls = scores.max(axis=1), scores.argmax(axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")[:, :k]
+
+    def take(rows: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(rows, order, axis=-1)
+
+    boxes = np.stack([take(full[:, r]) for r in range(4)], axis=1)
+    return np.concatenate([boxes, take(best)[:, None], take(cls.astype(np.float32))[:, None]], axis=1)
+
+
+@pytest.fixture(scope="module")
+def tiny3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_yolo_onnx(tmp_path_factory.mktemp("m3") / "tiny3.onnx", num_classes=3, input_size=SIZE)
+
+
+def test_candidates_engine_returns_k_candidates_in_the_candidates_layout(tmp_path: Path, tiny3: Path) -> None:
+    model, rt, trt = seeded(tmp_path, tiny3, labels=THREE, max_candidates=K)
+    x = images(6, seed=7)  # two chunks (4 + 2): both come back as candidates
+    with TensorRtBackend(model, 4, "cpu", trt_module=trt, cuda_runtime=rt) as be:
+        assert be.output_layout is OutputLayout.CANDIDATES and be.prepared.spec.max_candidates == K
+        assert trt.engines[0].plan["onnx"].endswith(f".k{K}.candidates.onnx")  # the plan of the candidates model
+        result = be.infer(batch_of(x, 6))
+        pending = be.submit(batch_of(x[:3], 3)).result()
+    assert result.layout is OutputLayout.CANDIDATES and pending.layout is OutputLayout.CANDIDATES
+    assert result.output.shape == (6, 6, K) and pending.output.shape == (3, 6, K)
+    np.testing.assert_allclose(result.output, reference_candidates(x, K), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pending.output, reference_candidates(x[:3], K), rtol=1e-5, atol=1e-6)
+    assert ("cudaMalloc", 4 * 6 * K * 4) in rt.calls  # output buffer: K candidates, not 7 x 64 anchors
+
+
+def test_full_output_engine_of_the_same_model_is_another_cache_entry(tmp_path: Path, tiny3: Path) -> None:
+    model, rt, trt = seeded(tmp_path, tiny3, labels=THREE, max_candidates=None)
+    x = images(2, seed=8)
+    with TensorRtBackend(model, 4, "cpu", trt_module=trt, cuda_runtime=rt) as be:
+        result = be.infer(batch_of(x, 2))
+    assert result.layout is OutputLayout.ANCHORS and result.output.shape == (2, 7, 64)
+    # the same cache folder asked for candidates has no engine for them: the fake cannot build, so it raises
+    with pytest.raises(AssertionError, match="cannot build"):
+        TensorRtBackend(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=K), 4, "cpu",
+                        trt_module=trt, cuda_runtime=rt)
+
+
+def test_label_count_is_checked_on_the_models_own_output_before_candidates(tmp_path: Path, tiny3: Path) -> None:
+    rt = FakeCudaRuntime()
+    model = model_config(tiny3, tmp_path / "engines", labels=("a", "b"), max_candidates=K)
+    with pytest.raises(EngineBuildError) as err:  # before any build: the fake's Builder would raise otherwise
+        TensorRtBackend(model, 4, "gpu", trt_module=FakeTensorRt(rt), cuda_runtime=rt)
+    assert str(err.value) == f"{tiny3}: model output 'output0' is [-1, 7, 64]: 3 classes, but model.labels has 2"

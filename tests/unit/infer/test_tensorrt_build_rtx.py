@@ -8,6 +8,11 @@ GPU once told which GPU to build for (compute capability SM86 here; it has no Ho
 It cannot deserialize or run the engine here (no CUDA driver), and it has no FP16/INT8 builder
 flags or INT8 calibrator (strongly typed networks only), so those paths fall back with a warning.
 
+Candidate selection (model.max_candidates, pipeline/infer/candidates.py): the candidates model
+that prepare_engine writes is parsed and built here for real, with a fixed and with a run-time
+anchor count (TopK with K = Min(max_candidates, N) computed from shapes); the output checked is the
+network's as TensorRT parsed it (the built engine itself cannot be deserialized here).
+
 Skipped, with the reason, where tensorrt_rtx is not installed.
 """
 from __future__ import annotations
@@ -17,14 +22,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.config import CalibrationConfig, ModelConfig, TensorRtConfig
+from pipeline.frame import OutputLayout
 from pipeline.infer.trt_build import BuildRequest, EngineBuildError, build_engine
 from pipeline.infer.trt_engine import prepare_engine
-from pipeline.infer.trt_engine_cache import EngineCache, GpuIdentity
+from pipeline.infer.trt_engine_cache import EngineCache, GpuIdentity, file_sha256
 from pipeline.infer.trt_progress import PhaseLines, python_logger
 from tests.support.tiny_model import build_tiny_yolo_onnx
 
@@ -161,7 +168,8 @@ def test_cancel_from_the_progress_display_stops_the_build(tiny: Path) -> None:
 
 
 def model_config(path: Path, cache: Path, **kw: Any) -> ModelConfig:
-    return ModelConfig(path=path, labels=["a", "b"], input_size=64, backend="tensorrt", engine_cache_dir=cache,
+    kw.setdefault("labels", ["a", "b"])
+    return ModelConfig(path=path, input_size=64, backend="tensorrt", engine_cache_dir=cache,
                        tensorrt=TensorRtConfig(workspace_mib=64, builder_optimization_level=0), **kw)
 
 
@@ -259,7 +267,102 @@ def test_the_demo_detector_builds(tmp_path: Path) -> None:
         pytest.skip("assets/demo/detector.onnx is not there yet")
     cfg = load_config(config)
     model = cfg.model.model_copy(update={"backend": "tensorrt", "engine_cache_dir": tmp_path})
-    prepared = prepare(model, cfg.scheduler.max_batch)
+    prepared = prepare(model, cfg.scheduler.max_batch)  # with the default max_candidates 1024
     assert prepared.built and len(prepared.plan) > 1_000_000
     assert prepared.metadata["profile"] == {"min": [1, 3, 320, 320], "opt": [4, 3, 320, 320], "max": [8, 3, 320, 320]}
-    assert f"--onnx={config.parent.parent / 'assets' / 'demo' / 'detector.onnx'}" in prepared.metadata["trtexec"]
+    assert prepared.metadata["output"] == {"name": "candidates", "shape": [-1, 6, 1024]}  # of 2100 anchors
+    assert f"--onnx={prepared.metadata['candidates_onnx']}" in prepared.metadata["trtexec"]
+    full = prepare(model.model_copy(update={"max_candidates": None}), cfg.scheduler.max_batch)
+    assert full.built and full.metadata["output"] == {"name": "output0", "shape": [-1, 7, 2100]}
+    assert f"--onnx={config.parent.parent / 'assets' / 'demo' / 'detector.onnx'}" in full.metadata["trtexec"]
+
+
+# ------------------------------------------------------------------ candidate selection (model.max_candidates)
+
+THREE = ["a", "b", "c"]  # 4 + 3 = 7 rows, so the model's own output is never mistaken for [B, 6, K]
+
+
+def dynamic_anchor_model(path: Path, num_classes: int = 3, stride: int = 8) -> Path:
+    """A YOLOv8-layout model whose anchor count N follows the input size: [B, 3, H, W] -> [B, 4+C, N],
+    N = (H / stride) * (W / stride). The tiny model's N is fixed (its boxes are a constant), so this
+    is the case where the candidate graph's K = Min(max_candidates, N) is computed at run time."""
+    nodes = [
+        helper.make_node("AveragePool", ["images"], ["cells"], kernel_shape=[stride, stride], strides=[stride, stride]),
+        helper.make_node("Reshape", ["cells", "flat3"], ["channels"]),  # [B, 3, N]
+        helper.make_node("Gather", ["channels", "class_channels"], ["scores"], axis=1),  # [B, C, N]
+        helper.make_node("Slice", ["channels", "zero", "one", "one"], ["first"]),  # [B, 1, N]
+        helper.make_node("Concat", ["channels", "first", "scores"], ["output0"], axis=1),  # [B, 4 + C, N]
+    ]
+    inits = [numpy_helper.from_array(np.array([0, 3, -1], np.int64), "flat3"),
+             numpy_helper.from_array(np.arange(num_classes, dtype=np.int64) % 3, "class_channels"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([1], np.int64), "one")]
+    graph = helper.make_graph(
+        nodes, "dynamic_anchors",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + num_classes, "anchors"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_yolo_onnx(tmp_path_factory.mktemp("m3") / "tiny3.onnx", num_classes=3, input_size=64)
+
+
+def test_candidates_model_builds_into_an_engine_with_a_b_6_k_output(tmp_path: Path, tiny3: Path) -> None:
+    prepared = prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=10))
+    assert prepared.built and len(prepared.plan) > 10_000 and prepared.layout is OutputLayout.CANDIDATES
+    assert prepared.metadata["output"] == {"name": "candidates", "shape": [-1, 6, 10]}  # N 64 -> K 10
+    merged = Path(prepared.metadata["candidates_onnx"])
+    assert merged.parent == tmp_path / "engines" and merged.name.endswith(".k10.candidates.onnx")
+    assert prepared.metadata["trtexec"].startswith(f"trtexec --onnx={merged} ")
+    assert (prepared.spec.max_candidates, prepared.spec.candidates_sha256) == (10, file_sha256(merged))
+
+
+def test_more_candidates_than_anchors_keeps_all_anchors(tmp_path: Path, tiny3: Path) -> None:
+    prepared = prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=1024))
+    assert prepared.metadata["output"] == {"name": "candidates", "shape": [-1, 6, 64]}
+
+
+def test_full_output_and_candidates_are_separate_engines(tmp_path: Path, tiny3: Path) -> None:
+    full = prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=None))
+    assert full.layout is OutputLayout.ANCHORS and full.metadata["output"] == {"name": "output0", "shape": [-1, 7, 64]}
+    assert full.metadata["candidates_onnx"] is None and full.metadata["trtexec"].startswith(f"trtexec --onnx={tiny3} ")
+    ten = prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=10))
+    twenty = prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=20))
+    assert ten.built and twenty.built and twenty.first_lookup.status == "stale"
+    assert "max_candidates" in twenty.first_lookup.reason
+    assert len({full.engine_path, ten.engine_path, twenty.engine_path}) == 3
+    assert twenty.metadata["output"]["shape"] == [-1, 6, 20]
+    assert not prepare(model_config(tiny3, tmp_path / "engines", labels=THREE, max_candidates=10)).built  # cached
+
+
+def test_dynamic_anchor_count_builds_with_a_run_time_k(tmp_path: Path) -> None:
+    source = dynamic_anchor_model(tmp_path / "dyn.onnx")
+    full = prepare(model_config(source, tmp_path / "engines", labels=THREE, max_candidates=None))
+    assert full.metadata["output"] == {"name": "output0", "shape": [-1, 7, -1]}  # N unknown until run time
+    prepared = prepare(model_config(source, tmp_path / "engines", labels=THREE, max_candidates=10))
+    merged = onnx.load(prepared.metadata["candidates_onnx"])
+    assert "Min" in {n.op_type for n in merged.graph.node}  # K = Min(10, N), from the input's shape
+    assert prepared.built and len(prepared.plan) > 10_000
+    assert prepared.metadata["output"] == {"name": "candidates", "shape": [-1, 6, -1]}
+    # K reaches TopK as a shape tensor: the output's size follows from the input shape alone (not from
+    # the data), so the backend can size its buffers once per profile (it refuses data-dependent shapes)
+    network = trt.Builder(python_logger(trt)).create_network(0)
+    assert trt.OnnxParser(network, python_logger(trt)).parse_from_file(prepared.metadata["candidates_onnx"])
+    topk = [network.get_layer(i) for i in range(network.num_layers)
+            if network.get_layer(i).type == trt.LayerType.TOPK]
+    assert len(topk) == 2 and all(layer.get_input(1).is_shape_tensor for layer in topk)
+
+
+def test_label_count_mismatch_in_the_candidates_path_has_the_same_message(tmp_path: Path, tiny3: Path) -> None:
+    with pytest.raises(EngineBuildError) as own:  # inspect_network on TensorRT's parse of the model itself
+        build(tiny3, num_classes=2)
+    with pytest.raises(EngineBuildError) as merged:  # checked with onnx before candidate selection is appended
+        prepare(model_config(tiny3, tmp_path / "engines", labels=["a", "b"], max_candidates=10))
+    assert str(merged.value) == str(own.value) == \
+        f"{tiny3}: model output 'output0' is [-1, 7, 64]: 3 classes, but model.labels has 2"

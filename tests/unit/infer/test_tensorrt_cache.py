@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.infer import trt_engine_cache
-from pipeline.infer.trt_build import BuildRequest
+from pipeline.infer.trt_build import BuildRequest, CandidateNetwork
 from pipeline.infer.trt_engine import trtexec_command
 from pipeline.infer.trt_engine_cache import (EngineCache, EngineSpec, GpuIdentity, ProfileShapes, atomic_write_bytes,
                                              batch_profile, calibration_fingerprint, default_engine_cache_dir)
@@ -43,7 +43,8 @@ def test_every_component_changes_the_key(name: str) -> None:
 def test_the_key_covers_what_the_issue_names() -> None:
     names = {f.name for f in dataclasses.fields(EngineSpec)}
     assert {"onnx_sha256", "tensorrt_version", "gpu_name", "compute_capability", "precision", "min_batch",
-            "opt_batch", "max_batch", "workspace_mib", "builder_optimization_level"} <= names
+            "opt_batch", "max_batch", "workspace_mib", "builder_optimization_level", "max_candidates",
+            "candidates_sha256"} <= names
 
 
 def test_calibration_fingerprint_follows_sources_frames_and_batch() -> None:
@@ -268,6 +269,20 @@ def test_trtexec_command_matches_the_build() -> None:
         "--optShapes=images:8x3x640x640", "--maxShapes=images:16x3x640x640", "--memPoolSize=workspace:2048M",
         "--builderOptimizationLevel=4", "--timingCacheFile=/c/timing.cache", "--device=1", "--skipInference",
         "--fp16", "--int8", "--calib=/c/det.calib"]
+
+
+def test_trtexec_command_builds_the_candidates_model_when_there_is_one() -> None:
+    candidates = CandidateNetwork(Path("/c/det.0123456789abcdef.k1024.candidates.onnx"), "b" * 64, 1024)
+    request = BuildRequest(Path("/m/det.onnx"), 640, 80, 16, None, "fp32", 2, 1024, 3, candidates=candidates)
+    line = trtexec_command(request, batch_profile(16, 640), "images", "fp32", Path("e"), Path("t"), None)
+    assert line.split()[1] == "--onnx=/c/det.0123456789abcdef.k1024.candidates.onnx"
+
+
+def test_candidates_model_is_named_by_the_source_sha_and_k(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path)
+    path = cache.candidates_model_path("det", "0123456789abcdef" + "f" * 48, 1024)
+    assert path == tmp_path / "det.0123456789abcdef.k1024.candidates.onnx"
+    assert cache.candidates_model_path("det", "0123456789abcdef" + "f" * 48, 512) != path
 
 
 def test_trtexec_command_for_fp16_takes_fp16_input() -> None:

@@ -1,6 +1,8 @@
 """`pipeline build-engine`: the real command without TensorRT installed, the real cuda-python
 without a driver (where cuda-python is installed), and the verify path against the MOCK
-TensorRT runtime (mock_tensorrt.py; TensorRT cannot execute here)."""
+TensorRT runtime (mock_tensorrt.py; TensorRT cannot execute here). The engines are seeded under
+the key the daemon's backend computes (engine_target), so a --check hit shows the command looks
+for the engine the daemon loads, model.max_candidates included."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,8 +15,7 @@ from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.infer.trt_cli import NOT_INSTALLED, build_engine_command
 from pipeline.infer.trt_cuda import gpu_identity
-from pipeline.infer.trt_engine import build_request, engine_spec
-from pipeline.infer.trt_engine_cache import EngineCache, file_sha256
+from pipeline.infer.trt_engine import engine_target
 from tests.support.tiny_model import INPUT_NAME, build_tiny_yolo_onnx
 from tests.unit.infer.mock_tensorrt import FakeCudaRuntime, FakeTensorRt, fake_plan
 
@@ -60,12 +61,11 @@ def test_real_cuda_python_without_a_driver_is_a_one_line_error(config_file: Path
 
 
 def seed(config_file: Path, rt: FakeCudaRuntime, trt: FakeTensorRt, plan: bytes | None = None) -> Path:
+    """Store a fake plan where the daemon's backend looks for it (same key as TensorRtBackend's start)."""
     cfg = load_config(config_file)
-    onnx = Path(cfg.model.path)
-    spec = engine_spec(build_request(cfg.model, cfg.scheduler.max_batch), gpu_identity(rt, 0), trt.__version__,
-                       file_sha256(onnx), None)
-    plan = plan if plan is not None else fake_plan(str(onnx), INPUT_NAME, (1, 2, 4), 2, 64)
-    return EngineCache(Path(cfg.model.engine_cache_dir)).store(onnx.stem, spec, plan)
+    target = engine_target(trt.__version__, cfg.model, cfg.scheduler.max_batch, gpu_identity(rt, 0))
+    plan = plan if plan is not None else fake_plan(str(target.request.network_path), INPUT_NAME, (1, 2, 4), 2, 64)
+    return target.cache.store(Path(cfg.model.path).stem, target.spec, plan)
 
 
 def test_check_finds_and_verifies_a_cached_engine(config_file: Path) -> None:
@@ -76,9 +76,36 @@ def test_check_finds_and_verifies_a_cached_engine(config_file: Path) -> None:
     code = build_engine_command(load_config(config_file), str(config_file), check_only=True, out=out, err=err,
                                 trt_module=trt, cuda_runtime=rt)
     assert code == 0, err.getvalue()
-    assert out.getvalue().startswith(f"engine ready: {path} (verified from cache; fp32, batch 1/2/4, 2 profile(s), "
-                                     f"TensorRT 10.99.0-fake, NVIDIA H200 sm 9.0)")
+    assert out.getvalue().startswith(f"engine ready: {path} (verified from cache; fp32, top 1024 candidates, "
+                                     f"batch 1/2/4, 2 profile(s), TensorRT 10.99.0-fake, NVIDIA H200 sm 9.0)")
     assert len(trt.engines) == 1  # really deserialized, not only checksummed
+    assert trt.engines[0].plan["onnx"].endswith(".k1024.candidates.onnx")  # the default model.max_candidates
+
+
+def test_check_wants_the_engine_for_the_configured_max_candidates(config_file: Path) -> None:
+    rt = FakeCudaRuntime()
+    seed(config_file, rt, FakeTensorRt(rt))  # for the default K 1024
+    config_file.write_text(config_file.read_text().replace("engine_cache_dir: engines", "engine_cache_dir: engines, "
+                                                                                        "max_candidates: 16"))
+    err = io.StringIO()
+    code = build_engine_command(load_config(config_file), str(config_file), check_only=True, err=err,
+                                trt_module=FakeTensorRt(rt), cuda_runtime=rt)
+    assert code == 1
+    assert "(stale: cached engine(s) for tiny were built with other candidates_sha256, max_candidates)" \
+        in err.getvalue()
+    assert not list((config_file.parent / "engines").glob("*.k16.*"))  # --check writes no candidates model
+
+
+def test_check_of_a_full_output_engine(config_file: Path) -> None:
+    config_file.write_text(config_file.read_text().replace("engine_cache_dir: engines", "engine_cache_dir: engines, "
+                                                                                        "max_candidates: null"))
+    rt = FakeCudaRuntime()
+    trt = FakeTensorRt(rt)
+    seed(config_file, rt, trt)
+    out = io.StringIO()
+    assert build_engine_command(load_config(config_file), str(config_file), check_only=True, out=out,
+                                err=io.StringIO(), trt_module=trt, cuda_runtime=rt) == 0
+    assert "(verified from cache; fp32, full output, batch 1/2/4" in out.getvalue()
 
 
 def test_check_without_an_engine_says_what_to_run(config_file: Path) -> None:
