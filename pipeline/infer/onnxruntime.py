@@ -12,7 +12,9 @@ import onnxruntime as ort
 
 from pipeline.config import ModelConfig
 from pipeline.infer import device_buffer
+from pipeline.frame import CANDIDATE_ROWS, OutputLayout
 from pipeline.infer.base import Backend, parse_device, register_backend
+from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
 from pipeline.infer.device_buffer import DeviceView
 from pipeline.infer.fp16 import fp16_model_path
 
@@ -83,17 +85,20 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = intra_op_threads if intra_op_threads else all_cores()
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
-        try:
-            self._session = ort.InferenceSession(str(load_path), sess_options=options, providers=providers)
-        except Exception as exc:  # ORT raises several types, with multi-line messages
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{self._path}: cannot load ONNX model: {first}") from None
+        self._output_layout = OutputLayout.ANCHORS
+        source: str | bytes = str(load_path)
+        candidates = self._candidate_model(load_path, model.max_candidates)
+        if candidates is not None:
+            source, self._output_layout = candidates, OutputLayout.CANDIDATES
+        self._source, self._options, self._provider_list = source, options, providers
+        self._session = self._new_session()
         if self._device == "gpu" and self._session.get_providers()[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"{self._path}: CUDAExecutionProvider did not load (CUDA/cuDNN libraries "
                                f"missing?); session providers: {self._session.get_providers()}")
         self._check_signature(model.input_size)
         self._max_batch = self._fixed_batch or max_batch
         self._staging_buffers: dict[int, Any] = {}
+        self._bucket_sessions: dict[int, Any] = {}  # GPU: one session per batch size (see _session_for)
         if self._device == "gpu":
             started = time.perf_counter()
             self.warm_up()
@@ -104,6 +109,53 @@ class OnnxRuntimeBackend(Backend):
                  self._max_batch, self._session.get_providers()[0])
 
     # ------------------------------------------------------------------ load-time checks
+
+    def _new_session(self) -> Any:
+        try:
+            return ort.InferenceSession(self._source, sess_options=self._options, providers=self._provider_list)
+        except Exception as exc:  # ORT raises several types, with multi-line messages
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{self._path}: cannot load ONNX model: {first}") from None
+
+    def _session_for(self, batch: int) -> Any:
+        """The GPU session that runs batches of exactly `batch` images.
+
+        One session per batch size, because the CUDA EP re-tunes its convolutions whenever a
+        session's input shape changes, also back to a shape it ran before: measured on the H200
+        with YOLOv8n fp16, every call after a batch-size change took 1.2-1.7 s instead of 2-10 ms
+        (docs/BENCHMARKS.md). A session that only ever sees one shape tunes once, at warm-up.
+        The sessions share nothing but the model bytes; each holds its own copy of the weights."""
+        session = self._bucket_sessions.get(batch)
+        if session is None:
+            session = self._session if not self._bucket_sessions else self._new_session()
+            self._bucket_sessions[batch] = session
+        return session
+
+    def _candidate_model(self, load_path: Path, max_candidates: int | None) -> bytes | None:
+        """The model with on-device candidate selection (pipeline/infer/candidates.py), or None to
+        decode the full output on the host (switched off, or a model the graph does not fit)."""
+        if not max_candidates:
+            return None
+        try:
+            import onnx
+        except ImportError:
+            log.warning("%s: the onnx package is missing; the full model output is decoded on the host",
+                        self._path)
+            return None
+        try:
+            model = onnx.load(str(load_path))
+        except Exception:  # noqa: BLE001 - not ONNX: ORT's own load below reports it
+            return None
+        raw = model.graph.output[0] if model.graph.output else None
+        if raw is not None:  # the label count is checked on the model's own output, before the graph
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in raw.type.tensor_type.shape.dim]
+            self._check_output(raw.name, dims)
+        try:
+            return append_candidate_selection(model, max_candidates, str(self._path)).SerializeToString()
+        except CandidateGraphError as exc:
+            log.info("%s; the full model output is decoded on the host", exc)
+            return None
 
     def _providers(self) -> list[Any]:
         if self._device == "cpu":
@@ -135,17 +187,8 @@ class OnnxRuntimeBackend(Backend):
 
         out = self._session.get_outputs()[0]
         out_shape = list(out.shape)
-        want = 4 + len(self._labels)
-        if len(out_shape) != 3:
-            raise ValueError(f"{where}: model output {out.name!r} is {_dims(out_shape)}; expected "
-                             f"[B, 4+classes, N] (YOLOv8 layout)")
-        rows, anchors = out_shape[1], out_shape[2]
-        if isinstance(rows, int) and rows != want:
-            if anchors == want:
-                raise ValueError(f"{where}: model output {out.name!r} is {_dims(out_shape)}, which looks "
-                                 f"transposed; expected [B, {want}, N] (4 box rows + {want - 4} classes)")
-            raise ValueError(f"{where}: model output {out.name!r} is {_dims(out_shape)}: {rows - 4} classes, "
-                             f"but model.labels has {len(self._labels)}")
+        if self._output_layout is OutputLayout.ANCHORS:
+            self._check_output(out.name, out_shape)
 
         self._input_name = inp.name
         self._input_shape = shape
@@ -155,10 +198,26 @@ class OnnxRuntimeBackend(Backend):
         self._output_shape = out_shape
         self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
 
+    def _check_output(self, name: str, out_shape: list[Any]) -> None:
+        """The model's own output must be YOLOv8's [B, 4+classes, N] for the configured labels."""
+        where = self._path
+        want = 4 + len(self._labels)
+        if len(out_shape) != 3:
+            raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}; expected "
+                             f"[B, 4+classes, N] (YOLOv8 layout)")
+        rows, anchors = out_shape[1], out_shape[2]
+        if isinstance(rows, int) and rows != want:
+            if anchors == want:
+                raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}, which looks "
+                                 f"transposed; expected [B, {want}, N] (4 box rows + {want - 4} classes)")
+            raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}: {rows - 4} classes, "
+                             f"but model.labels has {len(self._labels)}")
+
     # ------------------------------------------------------------------ contract
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]  # ORT frees the session with its last reference
+        self._bucket_sessions = {}
         self._staging_buffers = {}
 
     # ------------------------------------------------------------------ running
@@ -175,9 +234,11 @@ class OnnxRuntimeBackend(Backend):
                 chunk = np.concatenate([chunk, pad])
             out = self._session.run([self._output_name], {self._input_name: chunk})[0]
         out = np.asarray(out[:count], dtype=np.float32)
-        if out.ndim != 3 or out.shape[1] != 4 + len(self._labels):
+        rows = CANDIDATE_ROWS if self._output_layout is OutputLayout.CANDIDATES else 4 + len(self._labels)
+        if out.ndim != 3 or out.shape[1] != rows:
             raise ValueError(f"{self._path}: model output is {list(out.shape)}; expected "
-                             f"[{count}, {4 + len(self._labels)}, N] for {len(self._labels)} labels")
+                             f"[{count}, {rows}, N] ({self._output_layout.value} layout, "
+                             f"{len(self._labels)} labels)")
         return out
 
     def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:
@@ -193,9 +254,8 @@ class OnnxRuntimeBackend(Backend):
 
     def _device_batch(self, count: int) -> int:
         """The batch size a device chunk of `count` images runs at: the fixed batch, else the next
-        power of two (capped at max_batch). A handful of input shapes instead of one per batch size:
-        ONNX Runtime's CUDA EP plans (and cuDNN tunes) each new shape once, which took inference
-        from ~3.2k to ~150 frames/s on the H200 while real-time batches varied in size."""
+        power of two (capped at max_batch). A handful of input shapes, each with its own session
+        (_session_for), instead of one per batch size."""
         if self._fixed_batch:
             return self._fixed_batch
         size = 1
@@ -218,8 +278,8 @@ class OnnxRuntimeBackend(Backend):
         return staging
 
     def warm_up(self) -> None:
-        """Run every device batch size once (at load), so shape planning and cuDNN tuning happen
-        before the first frame instead of stalling live cameras."""
+        """Create and run every batch size's session once (at load), so shape planning and cuDNN
+        tuning happen before the first frame instead of stalling live cameras."""
         for batch in self._gpu_batch_sizes():
             staging = self._staging(batch)
             shape = (batch, 3, self._input_size, self._input_size)
@@ -234,9 +294,11 @@ class OnnxRuntimeBackend(Backend):
             if staging.data_ptr() != view.ptr:
                 device_buffer.copy_device_to_device(staging.data_ptr(), view.ptr, view.nbytes)
             view = DeviceView(staging.data_ptr(), (batch,) + view.shape[1:], view.dtype, staging)
-        binding = self._session.io_binding()
+        session = self._session_for(batch)
+        binding = session.io_binding()
         binding.bind_input(self._input_name, device_type="cuda", device_id=self._device_id,
                            element_type=view.dtype.type, shape=list(view.shape), buffer_ptr=view.ptr)
-        binding.bind_output(self._output_name, device_type="cpu")  # small; the postprocess runs on the host
-        self._session.run_with_iobinding(binding)
+        # Candidates are ~24 KB per image; a full YOLOv8n@640 output would be 2.8 MB (candidates.py)
+        binding.bind_output(self._output_name, device_type="cpu")
+        session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
-from pipeline.frame import Frame, LetterboxTransform, TensorBatch
+from pipeline.frame import Frame, LetterboxTransform, OutputLayout, TensorBatch
 from pipeline.infer import Backend, OnnxRuntimeBackend, create_backend
 from tests.support.tiny_model import build_tiny_yolo_onnx, tiny_yolo_reference
 
@@ -26,8 +26,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def backend(path: Path, max_batch: int = 4, labels: list[str] = LABELS, input_size: int = S) -> Backend:
-    cfg = ModelConfig(path=path, labels=labels, input_size=input_size)
+def backend(path: Path, max_batch: int = 4, labels: list[str] = LABELS, input_size: int = S,
+            max_candidates: int | None = None) -> Backend:
+    """max_candidates None (the full [B, 4+C, N] output) unless a test asks for candidates, so the
+    outputs can be compared with tiny_yolo_reference element by element."""
+    cfg = ModelConfig(path=path, labels=labels, input_size=input_size, max_candidates=max_candidates)
     return create_backend(cfg, max_batch, "cpu", intra_op_threads=1)
 
 
@@ -91,9 +94,10 @@ def test_input_is_cast_to_the_model_dtype(models: dict[str, Path]) -> None:
     np.testing.assert_allclose(fp32.infer(batch_of(x64)).output, tiny_yolo_reference(x64, 2), atol=1e-5)
 
 
-def test_wrong_class_count_is_one_line_naming_the_file(models: dict[str, Path]) -> None:
-    with pytest.raises(ValueError) as err:
-        backend(models["three_classes"], labels=LABELS)
+@pytest.mark.parametrize("max_candidates", [None, 16])
+def test_wrong_class_count_is_one_line_naming_the_file(models: dict[str, Path], max_candidates: int | None) -> None:
+    with pytest.raises(ValueError) as err:  # checked on the model's own output, candidates or not
+        backend(models["three_classes"], labels=LABELS, max_candidates=max_candidates)
     msg = str(err.value)
     assert "\n" not in msg and "tiny_c3.onnx" in msg
     assert "3 classes" in msg and "model.labels has 2" in msg
@@ -112,7 +116,7 @@ def test_unreadable_and_missing_models_are_one_line_errors(tmp_path: Path) -> No
     junk.write_bytes(b"this is not a protobuf")
     for path, words in [(junk, "cannot load ONNX model"), (tmp_path / "absent.onnx", "no such model file")]:
         with pytest.raises(ValueError) as err:
-            backend(path)
+            backend(path, max_candidates=1024)
         assert "\n" not in str(err.value) and str(path) in str(err.value) and words in str(err.value)
 
 
@@ -130,3 +134,28 @@ def test_closed_backend_refuses_to_run(models: dict[str, Path]) -> None:
     be.close()  # twice is fine
     with pytest.raises(RuntimeError, match="closed"):
         be.infer(batch_of(images(1)))
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_candidates_are_the_best_anchors_of_the_full_output(models: dict[str, Path], n: int) -> None:
+    full = backend(models["dynamic"], max_batch=4)
+    top = backend(models["dynamic"], max_batch=4, max_candidates=10)
+    assert (full.output_layout, top.output_layout) == (OutputLayout.ANCHORS, OutputLayout.CANDIDATES)
+    x = images(n, seed=10 + n)
+    raw = full.infer(batch_of(x)).output
+    result = top.infer(batch_of(x))
+    assert result.layout is OutputLayout.CANDIDATES and result.output.shape == (n, 6, 10)
+    for i in range(n):
+        best, cls = raw[i, 4:].max(axis=0), raw[i, 4:].argmax(axis=0)
+        order = np.argsort(-best, kind="stable")[:10]
+        got = result.output[i]
+        np.testing.assert_array_equal(got[4], best[order])  # sorted, best first
+        np.testing.assert_array_equal(got[5], cls[order].astype(np.float32))
+        np.testing.assert_array_equal(got[:4], raw[i, :4][:, order])
+
+
+def test_candidates_cap_at_the_anchor_count_and_work_in_fp16_models(models: dict[str, Path]) -> None:
+    be = backend(models["fp16"], max_candidates=3840)  # more than the 64 anchors: all of them
+    out = be.infer(batch_of(images(2, seed=4))).output
+    assert out.shape == (2, 6, 64) and out.dtype == np.float32
+    assert np.all(np.diff(out[:, 4], axis=1) <= 0)
