@@ -11,6 +11,10 @@ Why the copy: frames returned by the decoder's Decode() live in its internal buf
 Decode() calls may overwrite (its own docstring; GetLockedFrame/UnlockFrame is the alternative),
 while our frames wait in the scheduler for a batch. One 1080p copy is ~6 MB at several TB/s.
 
+Decoder reuse: a camera keeps its last decoder after a clean end of stream (the file loops, the
+network source reconnects) and reuses it for the next stream of the same codec, because creating
+and destroying one holds the GIL for 0.1-1 s and so stalls every camera of the process.
+
 Fallback: if NVDEC cannot serve a camera (PyNvVideoCodec or cuda-python missing, no GPU, a codec or
 pixel format NVDEC does not take, the decoder failing before its first picture), that camera
 decodes on the CPU from then on: one warning in the log and as a status event, other cameras
@@ -198,9 +202,17 @@ class _NvdecRuntime:
         except Exception as exc:  # ImportError, or its RuntimeError when no driver is found
             raise NvdecUnavailable(f"PyNvVideoCodec cannot be loaded: {_first_line(exc)}") from None
         try:
+            from cuda.bindings import driver
+
             from pipeline.cuda_memory import DeviceBufferPool, check, cuda_runtime
             rt = cuda_runtime()
             check(rt.cudaSetDevice(gpu_id), f"cudaSetDevice({gpu_id})")
+            # The decoder gets the device's primary context, the one DALI and ONNX Runtime use:
+            # with cudacontext=0 PyNvVideoCodec may create a context of its own per decoder, and
+            # kernels of different contexts never run concurrently (the GPU time-slices them).
+            self._device = check(driver.cuDeviceGet(gpu_id), f"cuDeviceGet({gpu_id})")
+            self.context = int(check(driver.cuDevicePrimaryCtxRetain(self._device), "cuDevicePrimaryCtxRetain"))
+            self._driver = driver
             flags = rt.cudaStreamNonBlocking
             self.stream = int(check(rt.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags"))
             self.pool = DeviceBufferPool(gpu_id)
@@ -210,10 +222,29 @@ class _NvdecRuntime:
         self.rt = rt
         self.check = check
         self.gpu_id = gpu_id
+        # The last session's decoder, kept for the next session of the same codec and size limit
+        # (a looping file, a reconnect): creating and destroying an NVDEC decoder takes 0.1-1 s with
+        # the GIL held, which stalled every camera in the process when 16 looping files
+        # restarted together (measured on the H200, docs/BENCHMARKS.md).
+        self._parked: tuple[tuple[str, int, int], Any] | None = None
+
+    def take_decoder(self, key: tuple[str, int, int]) -> Any | None:
+        """The parked decoder if it was made for `key` (codec, max width, max height); else None
+        (and a parked decoder of another kind is dropped)."""
+        parked, self._parked = self._parked, None
+        if parked is not None and parked[0] == key:
+            return parked[1]
+        return None
+
+    def park_decoder(self, key: tuple[str, int, int], decoder: Any) -> None:
+        """Keep a decoder that ended its stream cleanly (flushed) for the next session."""
+        self._parked = (key, decoder)
 
     def close(self) -> None:
+        self._parked = None  # the decoder goes before the stream it runs on
         self.pool.close()
         self.rt.cudaStreamDestroy(self.stream)
+        self._driver.cuDevicePrimaryCtxRelease(self._device)
 
 
 class _NvdecSession:
@@ -239,13 +270,17 @@ class _NvdecSession:
         # a camera switching to a larger size would otherwise decode nothing.
         ctx = video.stream.codec_context
         max_w, max_h = max(ctx.width or 0, MIN_MAX_WIDTH), max(ctx.height or 0, MIN_MAX_HEIGHT)
-        try:
-            self._decoder = nvc.CreateDecoder(
-                gpuid=runtime.gpu_id, codec=getattr(nvc.cudaVideoCodec, member), cudacontext=0,
-                cudastream=runtime.stream, usedevicememory=True, outputColorType=nvc.OutputColorType.RGB,
-                maxwidth=max_w, maxheight=max_h)
-        except Exception as exc:  # pybind raises RuntimeError / PyNvVCException with multi-line text
-            raise NvdecUnavailable(f"cannot create the {codec} decoder: {_first_line(exc)}") from None
+        self._key = (codec, max_w, max_h)
+        self._flushed = False  # only a decoder that reached the end of its stream cleanly is reused
+        self._decoder = runtime.take_decoder(self._key)
+        if self._decoder is None:
+            try:
+                self._decoder = nvc.CreateDecoder(
+                    gpuid=runtime.gpu_id, codec=getattr(nvc.cudaVideoCodec, member),
+                    cudacontext=runtime.context, cudastream=runtime.stream, usedevicememory=True,
+                    outputColorType=nvc.OutputColorType.RGB, maxwidth=max_w, maxheight=max_h)
+            except Exception as exc:  # pybind raises RuntimeError / PyNvVCException with multi-line text
+                raise NvdecUnavailable(f"cannot create the {codec} decoder: {_first_line(exc)}") from None
         self._time_base = video.stream.time_base
         self._nvc = nvc
 
@@ -267,6 +302,7 @@ class _NvdecSession:
         for packet in self._flush_bsf():
             yield from self.decode(packet)
         yield from self._submit(0, 0, None, keep=None)  # an empty packet: NVDEC's end of stream
+        self._flushed = True  # the parser is back at a clean start: the next stream may reuse it
 
     def _flush_bsf(self) -> list[av.Packet]:
         try:
@@ -294,7 +330,10 @@ class _NvdecSession:
             raise NvdecUnavailable(f"reading the decoded surface failed: {_first_line(exc)}") from None
 
     def close(self) -> None:
-        """Drop the decoder (before its runtime's stream goes)."""
+        """Hand a cleanly flushed decoder back to the runtime for the next session; drop any other
+        (a stream cut off mid-way or a decoder that failed is not trusted again)."""
+        if self._decoder is not None and self._flushed:
+            self.rt.park_decoder(self._key, self._decoder)
         self._decoder = None
 
     def _picture(self, frame: Any) -> DecodedPicture:

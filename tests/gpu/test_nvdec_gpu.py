@@ -156,3 +156,38 @@ def test_sixteen_cameras_in_parallel_each_get_their_own_frames(tmp_path: Path) -
     b = runners[4].frames[10].image.to_host().astype(np.int16)
     c = runners[4].frames[11].image.to_host().astype(np.int16)
     assert np.abs(a - b).mean() < 3.0 < np.abs(a - c).mean() + 3.0
+
+
+def test_a_looping_file_reuses_its_decoder_and_decodes_every_pass_in_full(tmp_path: Path) -> None:
+    """nvdec.py keeps a cleanly flushed decoder for the camera's next session (creating one costs
+    0.1-1 s with the GIL held). After the end-of-stream flush the reused decoder must decode the next
+    pass completely and identically."""
+    from pipeline.sources import nvdec
+
+    clip = make_clip(tmp_path / "loop.mp4", 640, 360, 30, 30, "h264")
+    created: list[int] = []
+    original = nvdec._NvdecSession.__init__
+
+    def counting(self, runtime, video):  # type: ignore[no-untyped-def]
+        parked = runtime._parked is not None
+        original(self, runtime, video)
+        created.append(0 if parked else 1)
+
+    nvdec._NvdecSession.__init__ = counting  # type: ignore[method-assign]
+    try:
+        def stop_after_three_passes(frame) -> None:  # type: ignore[no-untyped-def]
+            if frame.index >= 3 * 30 - 1:
+                runner.stop.set()
+
+        runner = SourceRunner(CameraConfig(id="loop", url=str(clip), realtime=False, loop=True),
+                              sink_hook=stop_after_three_passes, decode=DecodeConfig(device="gpu"))
+        runner.start()
+        runner.join(60.0)
+    finally:
+        nvdec._NvdecSession.__init__ = original  # type: ignore[method-assign]
+    assert not fallbacks(runner)
+    assert [f.index for f in runner.frames[:90]] == list(range(90))  # three full passes, nothing lost
+    assert len(created) >= 3 and created[0] == 1 and sum(created[1:3]) == 0  # passes 2 and 3 reused it
+    first, third = runner.frames[:30], runner.frames[60:90]
+    for a, b in zip(first, third):  # the same picture on every pass
+        np.testing.assert_array_equal(a.image.to_host(), b.image.to_host())
