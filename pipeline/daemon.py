@@ -1,7 +1,10 @@
 """Wires the stages into threads and queues, supervises them, and shuts them down in reverse order.
 
-    camera threads -> BatchScheduler -> batch thread (preprocess) -> infer thread (infer + postprocess)
+    camera threads -> BatchScheduler -> batch thread (preprocess) -> infer thread -> postprocess thread
     -> publish thread (ZeroMQ).  Status events from sources go straight to the publish thread.
+
+Postprocess has its own thread so the infer thread hands the GPU its next batch as soon as one
+returns, instead of first decoding and publishing-queueing the last one's detections.
 
 The daemon holds no stage logic: each stage lives in its own module.
 """
@@ -19,7 +22,7 @@ import numpy as np
 import zmq
 
 from pipeline.config import CameraConfig, ConfigError, PipelineConfig
-from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, StatusEvent, TensorBatch
+from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, InferenceResult, StatusEvent, TensorBatch
 from pipeline.health import CameraStatusBoard
 from pipeline.infer import Backend, create_backend
 from pipeline.logs import NOT_RATE_LIMITED
@@ -86,21 +89,31 @@ class Daemon:
         self._cameras: dict[str, _Camera] = {}
         self._threads: list[threading.Thread] = []
         self._abort = threading.Event()  # drain deadline passed: drop instead of process
-        self._inference_done = threading.Event()  # batch and infer threads have drained
+        self._inference_done = threading.Event()  # batch, infer and postprocess threads have drained
         sched = config.scheduler
         self.scheduler = BatchScheduler(sched.max_batch, sched.max_wait_ms / 1000.0,
                                         sched.queue_per_camera, metrics=self.metrics)
-        # Two batches in flight between preprocess and inference, so both stages stay busy.
+        # Adaptive batching: the next batch is formed only once inference has taken the previous
+        # one, so while the model is busy frames gather in the scheduler and the next batch is
+        # fuller (max_wait_ms still bounds the wait when the model is idle). One batch waits,
+        # preprocessed, while another runs, so the model never waits for preprocessing.
+        # (Holding a partial batch back further while the model runs was tried and measured
+        # worse: the model then waits for preprocessing; docs/BENCHMARKS.md.)
+        self._infer_slot = threading.Semaphore(1)
         self._infer_q: queue.Queue[object] = queue.Queue(maxsize=2)
+        self._postprocess_q: queue.Queue[object] = queue.Queue(maxsize=2)
         self._publish_q: queue.Queue[object] = queue.Queue(maxsize=sched.max_batch * 8 + 256)
         self.metrics.stage_queue_depth.labels("infer").set_function(self._infer_q.qsize)
+        self.metrics.stage_queue_depth.labels("postprocess").set_function(self._postprocess_q.qsize)
         self.metrics.stage_queue_depth.labels("publish").set_function(self._publish_q.qsize)
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
         self._backend: Backend | None = None
         self._preprocess: Preprocessor | None = None
         self._infer_delay_s = 0.0  # see TEST_INFER_DELAY_ENV
-        self._in_flight: tuple[Frame, ...] = ()  # the frames inside the infer stage right now
+        # the frames inside the infer and postprocess stages right now, counted as dropped if
+        # shutdown gives up on them
+        self._in_flight: dict[str, tuple[Frame, ...]] = {"infer": (), "postprocess": ()}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,7 +131,8 @@ class Daemon:
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
                                                device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
         self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
-                                              cfg.model.iou_threshold, cfg.model.max_detections)
+                                              cfg.model.iou_threshold, cfg.model.max_detections,
+                                              on_truncated=self._candidates_truncated)
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
@@ -130,8 +144,8 @@ class Daemon:
             got = self._publisher.wait_for_subscribers(self.options.wait_for_subscribers,
                                                        self.options.wait_for_subscribers_timeout_s)
             log.info("%d subscriber(s) connected", got)
-        for target, name in ((self._publish_loop, "publish"), (self._infer_loop, "infer"),
-                             (self._batch_loop, "batch")):
+        for target, name in ((self._publish_loop, "publish"), (self._postprocess_loop, "postprocess"),
+                             (self._infer_loop, "infer"), (self._batch_loop, "batch")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -292,6 +306,12 @@ class Daemon:
         log.warning("camera %s: frame %d dropped by preprocess: %s", frame.camera_id, frame.index, reason)
         self.metrics.frames_dropped.labels(frame.camera_id, "bad_frame").inc()
 
+    def _candidates_truncated(self, frame: Frame) -> None:
+        self.metrics.candidates_truncated.labels(frame.camera_id).inc()
+        log.warning("camera %s: frame %d: all %d device-selected candidates passed the score threshold; "
+                    "some detections may be missing (raise model.max_candidates)", frame.camera_id,
+                    frame.index, self.config.model.max_candidates)
+
     def _count_dropped(self, frames: tuple[Frame, ...], reason: str) -> None:
         for f in frames:
             self.metrics.frames_dropped.labels(f.camera_id, reason).inc()
@@ -301,9 +321,9 @@ class Daemon:
         detections queued after the publisher's end marker, and a batch whose inference outlived
         the shutdown budget."""
         if not self._inference_done.is_set():
-            log.warning("inference still running at exit; its %d frame(s) are counted as dropped",
-                        len(self._in_flight))
-            self._count_dropped(self._in_flight, "shutdown")
+            frames = self._in_flight["infer"] + self._in_flight["postprocess"]
+            log.warning("inference still running at exit; its %d frame(s) are counted as dropped", len(frames))
+            self._count_dropped(frames, "shutdown")
         while True:
             try:
                 item = self._publish_q.get_nowait()
@@ -326,19 +346,27 @@ class Daemon:
         assert self._preprocess is not None
         try:
             while True:
+                if not self._infer_slot.acquire(timeout=0.2):
+                    if self.scheduler.closed_and_empty:
+                        break
+                    continue
                 batch = self.scheduler.next_batch(timeout=0.2)
                 if batch is None:
+                    self._infer_slot.release()
                     if self.scheduler.closed_and_empty:
                         break
                     continue
                 if self._abort.is_set():
+                    self._infer_slot.release()
                     self._count_dropped(batch.frames, "shutdown")
                     continue
-                self._run_preprocess(batch)
+                if not self._run_preprocess(batch):
+                    self._infer_slot.release()
         finally:
             self._infer_q.put(_END)
 
-    def _run_preprocess(self, batch: FrameBatch) -> None:
+    def _run_preprocess(self, batch: FrameBatch) -> bool:
+        """Preprocess and queue for inference; False if nothing was queued."""
         assert self._preprocess is not None
         started = time.perf_counter()
         try:
@@ -346,10 +374,12 @@ class Daemon:
         except Exception as exc:  # one bad batch must not stop the pipeline
             log.error("preprocess failed for a batch of %d: %s", len(batch), exc)
             self._count_dropped(batch.frames, "preprocess_error")
-            return
+            return False
         self.metrics.stage_seconds.labels("preprocess").observe(time.perf_counter() - started)
-        if tensor.frames:  # every frame of the batch may have been rejected (and counted)
-            self._infer_q.put(tensor)
+        if not tensor.frames:  # every frame of the batch may have been rejected (and counted)
+            return False
+        self._infer_q.put(tensor)
+        return True
 
     def _infer_loop(self) -> None:
         try:
@@ -358,33 +388,59 @@ class Daemon:
                 if item is _END:
                     break
                 assert isinstance(item, TensorBatch)
+                self._infer_slot.release()  # the batch thread may form the next batch now
                 if self._abort.is_set():
                     self._count_dropped(item.frames, "shutdown")
                     continue
                 self._run_inference(item)
         finally:
-            self._inference_done.set()
+            self._postprocess_q.put(_END)
 
     def _run_inference(self, tensor: TensorBatch) -> None:
         assert self._backend is not None
-        self._in_flight = tensor.frames
+        self._in_flight["infer"] = tensor.frames
         started = time.perf_counter()
         if self._infer_delay_s:
             time.sleep(self._infer_delay_s)
         try:
             result = self._backend.infer(tensor)
-            infer_done = time.perf_counter()
-            per_frame = self._postprocess(result)
         except Exception as exc:
             log.error("inference failed for a batch of %d: %s", len(tensor.frames), exc)
             self._count_dropped(tensor.frames, "inference_error")
-            self._in_flight = ()
+            self._in_flight["infer"] = ()
             return
-        self.metrics.stage_seconds.labels("inference").observe(infer_done - started)
-        self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - infer_done)
+        self.metrics.stage_seconds.labels("inference").observe(time.perf_counter() - started)
+        self._postprocess_q.put(result)
+        self._in_flight["infer"] = ()
+
+    def _postprocess_loop(self) -> None:
+        try:
+            while True:
+                item = self._postprocess_q.get()
+                if item is _END:
+                    break
+                assert isinstance(item, InferenceResult)
+                if self._abort.is_set():
+                    self._count_dropped(item.frames, "shutdown")
+                    continue
+                self._run_postprocess(item)
+        finally:
+            self._inference_done.set()
+
+    def _run_postprocess(self, result: InferenceResult) -> None:
+        self._in_flight["postprocess"] = result.frames
+        started = time.perf_counter()
+        try:
+            per_frame = self._postprocess(result)
+        except Exception as exc:
+            log.error("postprocess failed for a batch of %d: %s", len(result.frames), exc)
+            self._count_dropped(result.frames, "postprocess_error")
+            self._in_flight["postprocess"] = ()
+            return
+        self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - started)
         for fd in per_frame:
             self._publish_q.put(fd)
-        self._in_flight = ()
+        self._in_flight["postprocess"] = ()
 
     def _publish_loop(self) -> None:
         assert self._publisher is not None
