@@ -103,12 +103,24 @@ def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")))
-def test_every_committed_config_is_valid(name: str) -> None:
-    """The shipped examples must pass `pipeline check`; files that only exist after a script has
-    made them (bench media in .cache/) are not required, everything else must exist."""
-    path = Path(__file__).resolve().parents[2] / "configs" / name
-    cfg = load_config(path, env={"LOBBY_PASSWORD": "secret"}, check_files=False)
-    for target in [c.url for c in cfg.cameras if c.type == "file"] + [cfg.model.path]:
-        if ".cache" not in Path(target).parts:
-            assert Path(target).is_file(), f"{name}: {target} does not exist"
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = (".cache", ".gpu-media")  # made by scripts/ and git-ignored: not in a fresh clone
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_committed_config_is_valid(name: str, tmp_path: Path) -> None:
+    """The shipped examples must pass `pipeline check` as shipped. Inputs that scripts generate
+    (bench media and model under .cache/, GPU media) stand in as placeholder files; every other
+    file a config names must exist in the repository."""
+    import re
+
+    text = (REPO / "configs" / name).read_text()
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / name).write_text(text)
+    (tmp_path / "assets").symlink_to(REPO / "assets")
+    for rel in re.findall(r"\.\./((?:%s)/[^\s\"',}]+)" % "|".join(re.escape(g) for g in GENERATED), text):
+        placeholder = tmp_path / rel
+        placeholder.parent.mkdir(parents=True, exist_ok=True)
+        placeholder.write_text("person\n")  # a labels file needs a line; media and models only exist
+    cfg = load_config(tmp_path / "configs" / name, env={"LOBBY_PASSWORD": "secret"})
+    assert cfg.cameras
