@@ -159,3 +159,14 @@ def test_candidates_cap_at_the_anchor_count_and_work_in_fp16_models(models: dict
     out = be.infer(batch_of(images(2, seed=4))).output
     assert out.shape == (2, 6, 64) and out.dtype == np.float32
     assert np.all(np.diff(out[:, 4], axis=1) <= 0)
+
+
+def test_gpu_batches_are_padded_to_a_few_sizes_with_little_waste() -> None:
+    from pipeline.infer.onnxruntime import padded_batch
+
+    assert [padded_batch(n, 32) for n in (1, 2, 3, 5, 8, 9, 16, 17, 24, 25, 32)] == \
+        [1, 2, 4, 8, 8, 16, 16, 24, 24, 32, 32]
+    for max_batch in (1, 3, 8, 32, 64, 100):
+        sizes = {padded_batch(n, max_batch) for n in range(1, max_batch + 1)}
+        assert max(sizes) == max_batch and len(sizes) <= 9  # one ORT session per size
+        assert all(n <= padded_batch(n, max_batch) <= max_batch for n in range(1, max_batch + 1))
