@@ -22,7 +22,12 @@ DEFAULT_FPS = 25.0
 
 
 class OpenFailed(Exception):
-    """The input could not be opened as video; str() is a one-line reason without the URL."""
+    """The input could not be opened as video; str() is a one-line reason without the URL.
+    `invalid_data`: FFmpeg could not parse what it read (e.g. a server answering in another protocol)."""
+
+    def __init__(self, reason: str, invalid_data: bool = False) -> None:
+        super().__init__(reason)
+        self.invalid_data = invalid_data
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def open_video(url: str, hwaccel: HWAccel | None = None, options: dict[str, str]
     try:
         container = av.open(url, mode="r", options=options or {}, timeout=timeout, hwaccel=hwaccel)
     except (av.error.FFmpegError, OSError) as exc:  # OSError: e.g. a directory
-        raise OpenFailed(ffmpeg_message(exc)) from None
+        raise OpenFailed(ffmpeg_message(exc), invalid_data=isinstance(exc, av.error.InvalidDataError)) from None
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()

@@ -178,8 +178,13 @@ class NetworkSource(Source):
         if endpoint is not None and (unresolved := resolve_failure(endpoint.host)):
             return f"cannot connect: cannot resolve host {endpoint.host}: {unresolved}"
         # An interrupted open surfaces as ExitError or (RTSP) as InvalidDataError; the clock
-        # tells the truth.
-        if waited_s >= timeout_s:
+        # tells the truth. Data FFmpeg could not parse may also come fast (garbage that happens to
+        # end a response early): ask the server ourselves in both cases.
+        timed_out = waited_s >= timeout_s
+        if timed_out or exc.invalid_data:
             foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None else None
-            return f"cannot connect: {foreign}" if foreign else f"cannot connect: no answer within {timeout_s:g} s"
+            if foreign:
+                return f"cannot connect: {foreign}"
+            if timed_out:
+                return f"cannot connect: no answer within {timeout_s:g} s"
         return f"cannot connect: {exc}"

@@ -136,6 +136,31 @@ def test_silent_server_times_out_into_reconnecting(runners):
         runner.stop_and_join(timeout_s=1.0)
 
 
+def test_a_quick_non_rtsp_answer_is_named_not_just_invalid_data(runners):
+    """An HTTP server on the RTSP port: FFmpeg fails fast with "Invalid data found", before any
+    timeout; the reason must still say what answered (the camera's reachability probe asks)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+
+        def answer_http() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=answer_http, daemon=True).start()
+        runner = start(runners, network_camera(f"rtsp://127.0.0.1:{port}/x", timeout_s=5))
+        event = runner.wait_for_state(CameraState.RECONNECTING, timeout_s=4)
+        runner.stop_and_join(timeout_s=1.0)
+    assert event.reason == "cannot connect: the server's answer is not RTSP (starts with b'HTTP/1.1'); retry in 0.5 s"
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # keep test output clean
         pass
