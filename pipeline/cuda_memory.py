@@ -21,15 +21,20 @@ class CudaError(RuntimeError):
     """A CUDA runtime call failed; the message names the call."""
 
 
-def cuda_runtime() -> Any:
-    """The cuda-python runtime module; ImportError with a one-line reason when it is missing."""
+class CudaRuntimeMissing(ImportError, RuntimeError):
+    """cuda-python is not installed. Both an ImportError and a RuntimeError, so callers that catch
+    either (a missing package, a failed GPU setup) see it."""
+
+
+def cuda_runtime(missing: str = "cuda-python is not installed (install the [gpu] extra)") -> Any:
+    """The cuda-python runtime module; CudaRuntimeMissing(`missing`) when it is not installed."""
     try:
         from cuda.bindings import runtime  # cuda-python >= 12.6
     except ImportError:
         try:
             from cuda import cudart as runtime  # older cuda-python
         except ImportError:
-            raise ImportError("cuda-python is not installed (install the [gpu] extra)") from None
+            raise CudaRuntimeMissing(missing) from None
     return runtime
 
 

@@ -11,7 +11,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from pipeline.config import ModelConfig
-from pipeline.frame import InferenceResult, OutputLayout, TensorBatch
+from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
+from pipeline.infer import device_buffer
 
 _BACKENDS: dict[str, type["Backend"]] = {}
 
@@ -89,6 +90,11 @@ class Backend(ABC):
     def num_classes(self) -> int:
         return len(self._labels)
 
+    @property
+    def output_rows(self) -> int:
+        """Rows of the [B, rows, N] output: 6 candidate rows, or 4 box rows + one per class."""
+        return CANDIDATE_ROWS if self._output_layout is OutputLayout.CANDIDATES else 4 + len(self._labels)
+
     @abstractmethod
     def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:
         """Run `count` (<= max_batch) images: a numpy array already of input_dtype, or whatever
@@ -98,6 +104,17 @@ class Backend(ABC):
         """Split a device buffer (__cuda_array_interface__) into pieces of at most max_batch."""
         raise ValueError(f"{self.type_key}: this backend takes host (numpy) tensors only; "
                          f"use preprocess.device: cpu or device gpu for the model")
+
+    def _split_device_tensor(self, tensor: Any, count: int, where: str, wants: str,
+                             hint: str) -> list[tuple[Any, int]]:
+        """For _device_chunks: view a device tensor as [count, 3, S, S], check it is input_dtype
+        (no cast on the device without a CUDA array library), split it into max_batch pieces.
+        `wants`/`hint` word the dtype error ("the model wants float16 (hint)")."""
+        s = self.input_size
+        view = device_buffer.device_view(tensor, (count, 3, s, s), where)
+        if view.dtype != self.input_dtype:
+            raise ValueError(f"{where}: GPU input is {view.dtype} but {wants} {self.input_dtype} ({hint})")
+        return device_buffer.split(view, self.max_batch)
 
     def _chunks(self, batch: TensorBatch) -> list[tuple[Any, int]]:
         """Check the batch's tensor and split it into model calls of at most max_batch images."""

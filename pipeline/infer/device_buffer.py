@@ -75,11 +75,6 @@ def _wait_for_producer(stream: int | None) -> None:
 
 
 def _cuda_runtime() -> Any:
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # older cuda-python
-        except ImportError:
-            raise RuntimeError("GPU input buffers need cuda-python (install the [gpu] extra)") from None
-    return runtime
+    from pipeline.cuda_memory import cuda_runtime
+
+    return cuda_runtime("GPU input buffers need cuda-python (install the [gpu] extra)")

@@ -11,8 +11,8 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.config import ModelConfig
+from pipeline.frame import OutputLayout
 from pipeline.infer import device_buffer
-from pipeline.frame import CANDIDATE_ROWS, OutputLayout
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
 from pipeline.infer.device_buffer import DeviceView
@@ -247,7 +247,7 @@ class OnnxRuntimeBackend(Backend):
                 chunk = np.concatenate([chunk, pad])
             out = self._session.run([self._output_name], {self._input_name: chunk})[0]
         out = np.asarray(out[:count], dtype=np.float32)
-        rows = CANDIDATE_ROWS if self._output_layout is OutputLayout.CANDIDATES else 4 + len(self._labels)
+        rows = self.output_rows
         if out.ndim != 3 or out.shape[1] != rows:
             raise ValueError(f"{self._path}: model output is {list(out.shape)}; expected "
                              f"[{count}, {rows}, N] ({self._output_layout.value} layout, "
@@ -257,13 +257,8 @@ class OnnxRuntimeBackend(Backend):
     def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:
         if self._device != "gpu":
             raise ValueError(f"{self._path}: a GPU input tensor needs the model on device gpu")
-        s = self._input_size
-        view = device_buffer.device_view(tensor, (count, 3, s, s), str(self._path))
-        if view.dtype != self._input_dtype:
-            # no cast on the device without a CUDA array library: the preprocessor must match
-            raise ValueError(f"{self._path}: GPU input is {view.dtype} but the model wants {self._input_dtype} "
-                             f"(model.precision decides the preprocessor's output type)")
-        return device_buffer.split(view, self._max_batch)
+        return self._split_device_tensor(tensor, count, str(self._path), "the model wants",
+                                         "model.precision decides the preprocessor's output type")
 
     def _device_batch(self, count: int) -> int:
         """The batch size a device chunk of `count` images runs at (the fixed batch, if any)."""

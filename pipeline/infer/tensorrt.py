@@ -29,7 +29,6 @@ import numpy as np
 
 from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
-from pipeline.infer import device_buffer
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.device_buffer import DeviceView
 from pipeline.infer.trt_cuda import (CudaStream, DeviceBuffer, PinnedHostArray, copy_to_device_async,
@@ -205,7 +204,7 @@ class TensorRtBackend(Backend):
                 context.set_tensor_address(name, outputs[name].ptr)  # fixed for the context's lifetime
             primary = self._output_names[0]
             out_shape = shapes[primary]
-            if len(out_shape) != 3 or out_shape[1] != self._output_rows:
+            if len(out_shape) != 3 or out_shape[1] != self.output_rows:
                 raise ValueError(f"{self._path}: engine output {primary!r} is {list(out_shape)}; expected "
                                  f"{self._expected_output('B')}")
             input_bytes = int(np.prod(max_input)) * self._input_dtype.itemsize
@@ -242,14 +241,10 @@ class TensorRtBackend(Backend):
         return pending
 
     def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:
-        s = self._input_size
-        view = device_buffer.device_view(tensor, (count, 3, s, s), str(self._path))
-        if view.dtype != self._input_dtype:
-            raise ValueError(f"{self._path}: GPU input is {view.dtype} but the engine wants {self._input_dtype} "
-                             f"(create the preprocessor with the backend's input_dtype)")
         # chunk offsets are multiples of 3*S*S*itemsize, a multiple of 256 bytes for S % 32 == 0:
         # every chunk pointer keeps the alignment TensorRT wants for input addresses
-        return device_buffer.split(view, self._max_batch)
+        return self._split_device_tensor(tensor, count, str(self._path), "the engine wants",
+                                         "create the preprocessor with the backend's input_dtype")
 
     def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:
         return self._collect(self._enqueue(chunk, count))
@@ -322,14 +317,10 @@ class TensorRtBackend(Backend):
         if job.error is not None:
             raise RuntimeError(f"{self._path}: inference failed: {job.error}") from job.error
         assert job.output is not None
-        if job.output.shape[0] != job.count or job.output.shape[1] != self._output_rows:
+        if job.output.shape[0] != job.count or job.output.shape[1] != self.output_rows:
             raise ValueError(f"{self._path}: engine output is {list(job.output.shape)}; expected "
                              f"{self._expected_output(job.count)}")
         return job.output
-
-    @property
-    def _output_rows(self) -> int:
-        return CANDIDATE_ROWS if self._output_layout is OutputLayout.CANDIDATES else 4 + len(self._labels)
 
     def _expected_output(self, batch: int | str) -> str:
         if self._output_layout is OutputLayout.CANDIDATES:

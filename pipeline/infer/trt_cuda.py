@@ -12,22 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.cuda_memory import CudaError, cuda_runtime
 from pipeline.infer.trt_engine_cache import GpuIdentity
 
 
-class CudaError(RuntimeError):
-    pass
-
-
 def load_cuda_runtime() -> Any:
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # older cuda-python
-        except ImportError:
-            raise RuntimeError("model.backend: tensorrt needs cuda-python (pip install 'pipeline[tensorrt]')") from None
-    return runtime
+    return cuda_runtime("model.backend: tensorrt needs cuda-python (pip install 'pipeline[tensorrt]')")
 
 
 def check(runtime: Any, result: Any, what: str) -> Any:
