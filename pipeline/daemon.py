@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import zmq
@@ -381,18 +381,24 @@ class Daemon:
         self._infer_q.put(tensor)
         return True
 
+    def _drain(self, inbox: queue.Queue[Any], run: Callable[[Any], None],
+               taken: Callable[[], None] | None = None) -> None:
+        """Run `run(item)` for each item of `inbox` until the end marker; `taken()` after each get.
+        Past the drain deadline (abort) items are counted as dropped instead."""
+        while True:
+            item = inbox.get()
+            if item is _END:
+                return
+            if taken is not None:
+                taken()
+            if self._abort.is_set():
+                self._count_dropped(item.frames, "shutdown")
+                continue
+            run(item)
+
     def _infer_loop(self) -> None:
-        try:
-            while True:
-                item = self._infer_q.get()
-                if item is _END:
-                    break
-                assert isinstance(item, TensorBatch)
-                self._infer_slot.release()  # the batch thread may form the next batch now
-                if self._abort.is_set():
-                    self._count_dropped(item.frames, "shutdown")
-                    continue
-                self._run_inference(item)
+        try:  # once inference takes a batch, the batch thread may form the next one
+            self._drain(self._infer_q, self._run_inference, taken=self._infer_slot.release)
         finally:
             self._postprocess_q.put(_END)
 
@@ -415,15 +421,7 @@ class Daemon:
 
     def _postprocess_loop(self) -> None:
         try:
-            while True:
-                item = self._postprocess_q.get()
-                if item is _END:
-                    break
-                assert isinstance(item, InferenceResult)
-                if self._abort.is_set():
-                    self._count_dropped(item.frames, "shutdown")
-                    continue
-                self._run_postprocess(item)
+            self._drain(self._postprocess_q, self._run_postprocess)
         finally:
             self._inference_done.set()
 
