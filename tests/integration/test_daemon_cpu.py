@@ -13,7 +13,7 @@ import pytest
 from pipeline.publish.messages import load_schema
 from tests.integration.daemon_harness import REPO, DaemonProcess, run_daemon, write_config
 from tests.support.media import make_clip
-from tests.support.rtsp_server import RtspServer, rtsp_server_unavailable
+from tests.support.rtsp_server import RtspServer, require_rtsp_server
 from tests.support.tiny_model import build_tiny_yolo_onnx
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -67,9 +67,7 @@ def test_three_file_cameras_every_frame_published_in_shared_batches(tmp_path: Pa
 
 
 def test_rtsp_camera_alongside_a_file_camera_then_sigterm(tmp_path: Path, tiny_model: dict) -> None:
-    why = rtsp_server_unavailable()
-    if why:
-        pytest.fail(f"the RTSP server is part of the test setup (scripts/test.sh installs it): {why}")
+    require_rtsp_server()
     server = RtspServer(mount="/live", width=320, height=240, fps=25).start()
     try:
         clip = make_clip(tmp_path / "loop.mp4", 160, 120, 25, fps=25)

@@ -17,7 +17,7 @@ from tests.integration.daemon_harness import DaemonProcess, free_tcp_endpoint, w
 from tests.integration.reliability_support import (detections, free_port, metric_sum, missing_seqs, scrape_metrics,
                                                    statuses, summaries, tiny_model_section)
 from tests.support.media import make_clip
-from tests.support.rtsp_server import RtspServer, rtsp_server_unavailable
+from tests.support.rtsp_server import RtspServer, require_rtsp_server
 
 FPS = 25
 
@@ -81,9 +81,7 @@ def test_slow_inference_drops_the_oldest_and_keeps_latency_bounded(tmp_path: Pat
 
 
 def test_sigterm_under_load_exits_fast_and_accounts_for_every_frame(tmp_path: Path, tiny_model: dict) -> None:
-    why = rtsp_server_unavailable()
-    if why:
-        pytest.fail(f"the RTSP server is part of the test setup (scripts/test.sh installs it): {why}")
+    require_rtsp_server()
     server = RtspServer(mount="/live", width=320, height=240, fps=FPS).start()
     try:
         paced = ("lobby", "yard")
@@ -115,9 +113,7 @@ def test_sigterm_under_load_exits_fast_and_accounts_for_every_frame(tmp_path: Pa
 
 
 def test_sigkill_then_restart_comes_back_clean(tmp_path: Path, tiny_model: dict) -> None:
-    why = rtsp_server_unavailable()
-    if why:
-        pytest.fail(f"the RTSP server is part of the test setup (scripts/test.sh installs it): {why}")
+    require_rtsp_server()
     server = RtspServer(mount="/live", width=320, height=240, fps=FPS).start()
     try:
         ids = ("street", "lobby")

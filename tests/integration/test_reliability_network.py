@@ -15,7 +15,7 @@ from tests.integration.daemon_harness import DaemonProcess, write_config
 from tests.integration.reliability_support import (GarbageServer, SilentServer, detections, missing_seqs, rate,
                                                    statuses, summaries, tiny_model_section)
 from tests.support.media import make_clip
-from tests.support.rtsp_server import RtspServer, rtsp_server_unavailable
+from tests.support.rtsp_server import RtspServer, require_rtsp_server
 
 FPS = 25
 HEALTHY = ("lobby", "yard")  # looping files, paced at 25 fps like live cameras
@@ -28,9 +28,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module", autouse=True)
 def gstreamer() -> None:
-    why = rtsp_server_unavailable()
-    if why:
-        pytest.fail(f"the RTSP server is part of the test setup (scripts/test.sh installs it): {why}")
+    require_rtsp_server()
 
 
 def healthy_cameras(folder: Path) -> list[dict]:

@@ -33,6 +33,15 @@ def rtsp_server_unavailable() -> str | None:
     return None
 
 
+def require_rtsp_server() -> None:
+    """Fail (not skip) the calling test when the RTSP server cannot run: it is part of the setup."""
+    import pytest
+
+    why = rtsp_server_unavailable()
+    if why:
+        pytest.fail(f"the RTSP server is part of the test setup (scripts/test.sh installs it): {why}")
+
+
 class RtspServer:
     """One RTSP server process serving a live 'ball' test pattern (H.264) on 127.0.0.1.
 
