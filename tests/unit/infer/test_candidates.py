@@ -23,8 +23,8 @@ def passthrough_model(rows: int | str, anchors: int | str, opset: int = 17,
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def run_candidates(model: onnx.ModelProto, raw: np.ndarray, k: int) -> np.ndarray:
-    merged = append_candidate_selection(model, k)
+def run_candidates(model: onnx.ModelProto, raw: np.ndarray, k: int, **graph: object) -> np.ndarray:
+    merged = append_candidate_selection(model, k, **graph)
     onnx.checker.check_model(merged)
     session = ort.InferenceSession(merged.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"raw_in": raw})[0]
@@ -64,11 +64,33 @@ def test_ties_between_classes_pick_the_lowest_class_id_as_argmax_does() -> None:
     assert set(got[0, 5, 1:].tolist()) == {0.0}
 
 
-def test_fp16_outputs_are_cast_to_float32() -> None:
+GRAPH_VARIANTS = [{}, {"class_max": "argmax"}, {"cast_last": True}, {"class_max": "argmax", "cast_last": True}]
+
+
+@pytest.mark.parametrize("graph", GRAPH_VARIANTS)
+def test_fp16_outputs_are_cast_to_float32(graph: dict) -> None:
     raw = np.random.default_rng(3).random((2, 6, 20)).astype(np.float16)
-    got = run_candidates(passthrough_model(6, 20, dtype=TensorProto.FLOAT16), raw, 5)
+    got = run_candidates(passthrough_model(6, 20, dtype=TensorProto.FLOAT16), raw, 5, **graph)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, numpy_candidates(raw.astype(np.float32), 5))
+
+
+@pytest.mark.parametrize("graph", GRAPH_VARIANTS)
+@pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.FLOAT16])
+def test_every_graph_variant_selects_the_same_candidates(graph: dict, dtype: int) -> None:
+    rng = np.random.default_rng(4)
+    raw = rng.random((3, 4 + 7, 400), dtype=np.float32)
+    raw[:, 4 + 2, 5] = raw[:, 4 + 5, 5] = 2.0  # a tie between two classes: the lower id wins
+    if dtype == TensorProto.FLOAT16:
+        raw = raw.astype(np.float16)
+    got = run_candidates(passthrough_model(11, 400, dtype=dtype), raw, 50, **graph)
+    np.testing.assert_array_equal(got, numpy_candidates(raw.astype(np.float32), 50))
+    assert got[0, 5, 0] == 2
+
+
+def test_an_unknown_class_max_is_refused() -> None:
+    with pytest.raises(CandidateGraphError, match="class_max 'sort'"):
+        append_candidate_selection(passthrough_model(9, 100), 10, class_max="sort")
 
 
 @pytest.mark.parametrize("model, words", [
