@@ -87,6 +87,14 @@ class TensorRtConfig(_Model):
     builder_optimization_level: int = Field(3, ge=0, le=5)
 
 
+class OnnxRuntimeConfig(_Model):
+    """CUDA EP settings of backend onnxruntime (docs/BENCHMARKS.md measures each on the H200)."""
+
+    cuda_graph: bool = True  # replay each batch size as a captured CUDA graph (pipeline/infer/ort_gpu.py)
+    prefer_nhwc: bool = True  # the CUDA EP's NHWC convolution kernels
+    priority_stream: bool = True  # run inference on a highest-priority CUDA stream (ort_gpu.PriorityStream)
+
+
 class ModelConfig(_Model):
     path: Path
     backend: str = "onnxruntime"
@@ -103,6 +111,7 @@ class ModelConfig(_Model):
     engine_cache_dir: Path | None = None
     calibration: CalibrationConfig | None = None
     tensorrt: TensorRtConfig = TensorRtConfig()
+    onnxruntime: OnnxRuntimeConfig = OnnxRuntimeConfig()  # device gpu only
 
     @field_validator("input_size")
     @classmethod

@@ -43,6 +43,7 @@ _END = object()  # end-of-stream marker passed down the stage queues
 SOURCE_JOIN_S = 1.0
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
+BIND_BACKEND_S = 120.0  # start() waits this long for the infer thread's backend.bind_to_thread()
 # Test/diagnostic aid, never for production: delay every inference batch by this many ms, to
 # simulate a model slower than the cameras (tests/integration/test_reliability_load.py).
 TEST_INFER_DELAY_ENV = "PIPELINE_TEST_INFER_DELAY_MS"
@@ -90,6 +91,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._abort = threading.Event()  # drain deadline passed: drop instead of process
         self._inference_done = threading.Event()  # batch, infer and postprocess threads have drained
+        self._infer_bound = threading.Event()  # the infer thread has called backend.bind_to_thread()
         sched = config.scheduler
         self.scheduler = BatchScheduler(sched.max_batch, sched.max_wait_ms / 1000.0,
                                         sched.queue_per_camera, metrics=self.metrics)
@@ -149,6 +151,9 @@ class Daemon:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+            if name == "infer" and not self._infer_bound.wait(BIND_BACKEND_S):
+                log.warning("inference: the model was not ready on its thread after %.0f s; starting anyway",
+                            BIND_BACKEND_S)
         for cam in cfg.cameras:
             self.add_camera(cam)
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
@@ -398,9 +403,22 @@ class Daemon:
 
     def _infer_loop(self) -> None:
         try:  # once inference takes a batch, the batch thread may form the next one
+            self._bind_backend()
             self._drain(self._infer_q, self._run_inference, taken=self._infer_slot.release)
         finally:
             self._postprocess_q.put(_END)
+
+    def _bind_backend(self) -> None:
+        """On the infer thread, before the batch thread and the cameras start (start() waits):
+        per-thread model state such as ONNX Runtime's CUDA graphs, which must be captured while no
+        other thread uses the GPU."""
+        assert self._backend is not None
+        try:
+            self._backend.bind_to_thread()
+        except Exception as exc:  # noqa: BLE001 - the model still runs, without that state
+            log.error("inference: preparing the model on its thread failed (it runs anyway): %s", exc)
+        finally:
+            self._infer_bound.set()
 
     def _run_inference(self, tensor: TensorBatch) -> None:
         assert self._backend is not None

@@ -140,6 +140,11 @@ class Backend(ABC):
         return InferenceResult(frames=batch.frames, transforms=batch.transforms, output=output,
                                formed_at=batch.formed_at, layout=self._output_layout)
 
+    def bind_to_thread(self) -> None:
+        """Called by the thread that will run infer(), before any other thread uses the GPU, for
+        backends with per-thread state (ONNX Runtime captures its CUDA graphs per thread).
+        infer() from other threads still works. Default: nothing to do."""
+
     def close(self) -> None:
         """Release the model (sessions, device memory). Safe to call twice."""
 

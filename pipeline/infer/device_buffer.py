@@ -48,11 +48,25 @@ def split(view: DeviceView, step: int) -> list[tuple[DeviceView, int]]:
              min(step, count - i)) for i in range(0, count, step)]
 
 
-def copy_device_to_device(dst_ptr: int, src_ptr: int, nbytes: int) -> None:
+PER_THREAD_STREAM = 2  # cudaStreamPerThread
+
+
+def copy_device_to_device(dst_ptr: int, src_ptr: int, nbytes: int, stream: int | None = None) -> None:
+    """Copy between device buffers.
+
+    stream given: enqueue the copy on it and return; work queued later on that stream (ONNX
+    Runtime's compute stream, when it is ours) runs after it, and the source must stay alive until
+    then. No stream: copy and wait until done. A plain cudaMemcpy returns before the copy ends and
+    ONNX Runtime's own stream does not wait for it, so this thread's stream is used and synchronized
+    (measured on the H200: ~2.3 ms per batch under load, since that stream also waits for the legacy
+    default stream's work; hence the stream argument)."""
     runtime = _cuda_runtime()
-    (err,) = runtime.cudaMemcpy(dst_ptr, src_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+    on = PER_THREAD_STREAM if stream is None else stream
+    (err,) = runtime.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, on)
+    if int(err) == 0 and stream is None:
+        (err,) = runtime.cudaStreamSynchronize(PER_THREAD_STREAM)
     if int(err) != 0:
-        raise RuntimeError(f"cudaMemcpy device to device failed: {err}")
+        raise RuntimeError(f"cudaMemcpyAsync device to device failed: {err}")
 
 
 def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:

@@ -12,11 +12,11 @@ import onnxruntime as ort
 
 from pipeline.config import ModelConfig
 from pipeline.frame import OutputLayout
-from pipeline.infer import device_buffer
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
 from pipeline.infer.device_buffer import DeviceView
 from pipeline.infer.fp16 import fp16_model_path
+from pipeline.infer.ort_gpu import BatchSizeSession, PriorityStream, with_fixed_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _preload_cuda_libraries() -> None:
 def padded_batch(count: int, max_batch: int) -> int:
     """The batch size `count` images run at on the GPU: powers of two up to 8, then multiples of
     max(8, max_batch / 4) up to max_batch (32: 1, 2, 4, 8, 16, 24, 32). A handful of shapes, each with
-    its own session (_session_for), with little padding: a batch of 17 runs as 24, not 32."""
+    its own session (_batch_session), with little padding: a batch of 17 runs as 24, not 32."""
     size = 1
     while size < min(count, 8):
         size *= 2
@@ -84,9 +84,10 @@ class OnnxRuntimeBackend(Backend):
         self._path = Path(model.path)
         self._labels = list(model.labels)
         self._device, self._device_id = parse_device(device)
+        self._gpu_options = model.onnxruntime
         if not self._path.is_file():
             raise ValueError(f"{self._path}: no such model file")
-        providers = self._providers()
+        self._providers({})  # fails early, in one line, when the CUDA EP is missing
         load_path = self._path
         if self._device == "gpu" and model.precision == "fp16":
             load_path = fp16_model_path(self._path, cache_dir)
@@ -100,53 +101,71 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
         self._output_layout = OutputLayout.ANCHORS
         source: str | bytes = str(load_path)
+        self._graph: Any = None  # the onnx.ModelProto run, when the onnx package could read it
         candidates = self._candidate_model(load_path, model.max_candidates)
         if candidates is not None:
-            source, self._output_layout = candidates, OutputLayout.CANDIDATES
-        self._source, self._options, self._provider_list = source, options, providers
+            self._graph, self._output_layout = candidates, OutputLayout.CANDIDATES
+            source = candidates.SerializeToString()
+        self._source, self._options = source, options
         self._session = self._new_session()
         if self._device == "gpu" and self._session.get_providers()[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"{self._path}: CUDAExecutionProvider did not load (CUDA/cuDNN libraries "
                                f"missing?); session providers: {self._session.get_providers()}")
         self._check_signature(model.input_size)
         self._max_batch = self._fixed_batch or max_batch
-        self._staging_buffers: dict[int, Any] = {}
-        self._bucket_sessions: dict[int, Any] = {}  # GPU: one session per batch size (see _session_for)
+        self._batch_sessions: dict[int, BatchSizeSession] = {}  # GPU: one per padded batch size
+        self._stream: PriorityStream | None = None
         if self._device == "gpu":
+            if self._gpu_options.priority_stream:
+                self._stream = self._priority_stream()
             started = time.perf_counter()
             self.warm_up()
-            log.info("%s: warmed up batch sizes %s on the GPU in %.1f s", self._path, self._gpu_batch_sizes(),
-                     time.perf_counter() - started)
+            graphs = sum(s.cuda_graph for s in self._batch_sessions.values())
+            log.info("%s: warmed up batch sizes %s on the GPU in %.1f s (%d of them as CUDA graphs)",
+                     self._path, self._gpu_batch_sizes(), time.perf_counter() - started, graphs)
         log.info("loaded %s: input %s %s %s, output %s %s, max batch %d, %s", self._path, self._input_name,
                  _dims(self._input_shape), self._input_dtype, self._output_name, _dims(self._output_shape),
                  self._max_batch, self._session.get_providers()[0])
 
     # ------------------------------------------------------------------ load-time checks
 
-    def _new_session(self) -> Any:
+    def _new_session(self, source: str | bytes | None = None, cuda_options: dict[str, str] | None = None) -> Any:
+        providers = self._providers(cuda_options or {})
         try:
-            return ort.InferenceSession(self._source, sess_options=self._options, providers=self._provider_list)
+            return ort.InferenceSession(self._source if source is None else source, sess_options=self._options,
+                                        providers=providers)
         except Exception as exc:  # ORT raises several types, with multi-line messages
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"{self._path}: cannot load ONNX model: {first}") from None
 
-    def _session_for(self, batch: int) -> Any:
-        """The GPU session that runs batches of exactly `batch` images.
-
-        One session per batch size, because the CUDA EP re-tunes its convolutions whenever a
-        session's input shape changes, also back to a shape it ran before: measured on the H200
-        with YOLOv8n fp16, every call after a batch-size change took 1.2-1.7 s instead of 2-10 ms
-        (docs/BENCHMARKS.md). A session that only ever sees one shape tunes once, at warm-up.
-        The sessions share nothing but the model bytes; each holds its own copy of the weights."""
-        session = self._bucket_sessions.get(batch)
+    def _batch_session(self, batch: int) -> BatchSizeSession:
+        """The GPU session that runs batches of exactly `batch` images (pipeline/infer/ort_gpu.py)."""
+        session = self._batch_sessions.get(batch)
         if session is None:
-            session = self._session if not self._bucket_sessions else self._new_session()
-            self._bucket_sessions[batch] = session
+            model = self._source if self._graph is None or self._fixed_batch else \
+                with_fixed_batch(self._graph, batch)
+            s = self._input_size
+            stream = self._stream.provider_options() if self._stream is not None else {}
+            session = BatchSizeSession(
+                lambda data, extra: self._new_session(data, {**stream, **extra}), model, batch,
+                input_name=self._input_name, output_name=self._output_name, item_shape=(3, s, s),
+                input_dtype=self._input_dtype, device_id=self._device_id,
+                cuda_graph=self._gpu_options.cuda_graph, where=str(self._path),
+                stream=self._stream.handle if self._stream is not None else None)
+            self._batch_sessions[batch] = session
         return session
 
-    def _candidate_model(self, load_path: Path, max_candidates: int | None) -> bytes | None:
-        """The model with on-device candidate selection (pipeline/infer/candidates.py), or None to
-        decode the full output on the host (switched off, or a model the graph does not fit)."""
+    def _priority_stream(self) -> PriorityStream | None:
+        try:
+            return PriorityStream(self._device_id)
+        except Exception as exc:  # noqa: BLE001 - cuda-python missing or refused: ORT's own stream
+            log.warning("%s: inference runs on ONNX Runtime's own CUDA stream (no priority stream: %s)",
+                        self._path, exc)
+            return None
+
+    def _candidate_model(self, load_path: Path, max_candidates: int | None) -> Any:
+        """The model (onnx.ModelProto) with on-device candidate selection (pipeline/infer/candidates.py),
+        or None to decode the full output on the host (switched off, or a model the graph does not fit)."""
         if not max_candidates:
             return None
         try:
@@ -165,12 +184,12 @@ class OnnxRuntimeBackend(Backend):
                     for d in raw.type.tensor_type.shape.dim]
             self._check_output(raw.name, dims)
         try:
-            return append_candidate_selection(model, max_candidates, str(self._path)).SerializeToString()
+            return append_candidate_selection(model, max_candidates, str(self._path))
         except CandidateGraphError as exc:
             log.info("%s; the full model output is decoded on the host", exc)
             return None
 
-    def _providers(self) -> list[Any]:
+    def _providers(self, cuda_options: dict[str, str]) -> list[Any]:
         if self._device == "cpu":
             return ["CPUExecutionProvider"]
         available = ort.get_available_providers()
@@ -178,7 +197,10 @@ class OnnxRuntimeBackend(Backend):
             raise RuntimeError(f"device gpu needs onnxruntime-gpu (the [gpu] extra); this onnxruntime "
                                f"has {', '.join(available)}")
         _preload_cuda_libraries()
-        return [("CUDAExecutionProvider", {"device_id": self._device_id}), "CPUExecutionProvider"]
+        options = {"device_id": str(self._device_id), **cuda_options}
+        if self._gpu_options.prefer_nhwc:
+            options["prefer_nhwc"] = "1"
+        return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
     def _check_signature(self, input_size: int) -> None:
         where = self._path
@@ -230,8 +252,10 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]  # ORT frees the session with its last reference
-        self._bucket_sessions = {}
-        self._staging_buffers = {}
+        self._batch_sessions = {}
+        if self._stream is not None:  # after the sessions that run on it
+            self._stream.close()
+            self._stream = None
 
     # ------------------------------------------------------------------ running
 
@@ -239,7 +263,9 @@ class OnnxRuntimeBackend(Backend):
         if self._session is None:
             raise RuntimeError(f"{self._path}: backend is closed")
         if isinstance(chunk, DeviceView):
-            out = self._run_device(chunk, count)
+            out = self._batch_session(self._device_batch(count)).run(chunk)
+        elif self._device == "gpu":  # host images for the GPU: uploaded into the batch size's buffer
+            out = self._batch_session(self._device_batch(count)).run_host(chunk)
         else:
             if self._fixed_batch and count < self._fixed_batch:
                 # fixed-batch models take exactly that many images: pad, then drop the padding's outputs
@@ -270,38 +296,13 @@ class OnnxRuntimeBackend(Backend):
         sizes = {self._device_batch(n) for n in range(1, self._max_batch + 1)}
         return sorted(sizes)
 
-    def _staging(self, batch: int) -> Any:
-        """An ORT-owned device input buffer of `batch` images, made once per size."""
-        staging = self._staging_buffers.get(batch)
-        if staging is None:
-            shape = [batch, 3, self._input_size, self._input_size]
-            staging = ort.OrtValue.ortvalue_from_shape_and_type(shape, self._input_dtype.type, "cuda",
-                                                                self._device_id)
-            self._staging_buffers[batch] = staging
-        return staging
+    def bind_to_thread(self) -> None:
+        """Capture the CUDA graphs for the calling thread (pipeline/infer/ort_gpu.py)."""
+        if self._device == "gpu" and self._gpu_options.cuda_graph:
+            self.warm_up()
 
     def warm_up(self) -> None:
-        """Create and run every batch size's session once (at load), so shape planning and cuDNN
-        tuning happen before the first frame instead of stalling live cameras."""
+        """Create and run every batch size's session (at load), so shape planning, cuDNN tuning and
+        CUDA graph capture happen before the first frame instead of stalling live cameras."""
         for batch in self._gpu_batch_sizes():
-            staging = self._staging(batch)
-            shape = (batch, 3, self._input_size, self._input_size)
-            self._run_device(DeviceView(staging.data_ptr(), shape, self._input_dtype, staging), batch)
-
-    def _run_device(self, view: DeviceView, count: int) -> np.ndarray:
-        batch = self._device_batch(count)
-        if batch > count:
-            # pad by copying into an ORT-owned buffer of the bucket's size; the tail is whatever the
-            # buffer held, and its outputs are dropped (images in a batch do not influence each other)
-            staging = self._staging(batch)
-            if staging.data_ptr() != view.ptr:
-                device_buffer.copy_device_to_device(staging.data_ptr(), view.ptr, view.nbytes)
-            view = DeviceView(staging.data_ptr(), (batch,) + view.shape[1:], view.dtype, staging)
-        session = self._session_for(batch)
-        binding = session.io_binding()
-        binding.bind_input(self._input_name, device_type="cuda", device_id=self._device_id,
-                           element_type=view.dtype.type, shape=list(view.shape), buffer_ptr=view.ptr)
-        # Candidates are ~24 KB per image; a full YOLOv8n@640 output would be 2.8 MB (candidates.py)
-        binding.bind_output(self._output_name, device_type="cpu")
-        session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+            self._batch_session(batch).warm_up()

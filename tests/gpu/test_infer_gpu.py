@@ -113,11 +113,65 @@ def test_each_batch_size_has_its_own_session_and_alternating_sizes_agree(models:
     frames = frames_on_device(pool, 8)
     with create_preprocessor("gpu", model.input_size, np.float32, 8, 2) as pre, \
             create_backend(model, 8, "gpu") as gpu:
-        sessions = {b: gpu._session_for(b) for b in (1, 2, 4, 8)}
-        assert len({id(s) for s in sessions.values()}) == 4
+        sessions = {b: gpu._batch_session(b) for b in (1, 2, 4, 8)}
+        assert len({id(s.session) for s in sessions.values()}) == 4
+        assert all(s.cuda_graph for s in sessions.values())  # model.onnxruntime.cuda_graph is on by default
         singles = [gpu.infer(pre(FrameBatch(frames[i:i + 1], 0.0, 0.0))).output for i in range(8)]
         for n in (3, 1, 8, 2, 5, 1, 4):  # batch sizes 4, 1, 8, 2, 8, 1, 4 in turn
             out = gpu.infer(pre(FrameBatch(frames[:n], 0.0, 0.0))).output
             for i in range(n):
                 # scores, best first; each batch size has its own cuDNN algorithms (TF32 too): ~1e-3 apart
                 np.testing.assert_allclose(out[i, 4], singles[i][0, 4], atol=5e-3)
+
+
+@pytest.mark.parametrize("options", [{"cuda_graph": False, "prefer_nhwc": False, "priority_stream": False},
+                                     {"cuda_graph": False}, {"prefer_nhwc": False}, {"priority_stream": False}])
+def test_every_onnxruntime_option_gives_the_default_sessions_results(models: list[ModelConfig],
+                                                                     options: dict) -> None:
+    """The defaults replay CUDA graphs of fixed buffers on a priority stream with NHWC kernels:
+    every batch (also a padded one, also after other sizes) must read its own images, so results
+    equal those of sessions with each option off, batch by batch."""
+    pool = DeviceBufferPool(0)
+    model = models[-1].model_copy(update={"max_candidates": 256})
+    other = model.model_copy(update={"onnxruntime": model.onnxruntime.model_copy(update=options)})
+    frames = frames_on_device(pool, 8)
+    with create_preprocessor("gpu", model.input_size, np.float32, 8, 2) as pre, \
+            create_backend(model, 8, "gpu") as plain, create_backend(other, 8, "gpu") as changed:
+        for n in (8, 3, 1, 5, 8):
+            batch = pre(FrameBatch(frames[8 - n:], 0.0, 0.0))
+            want, got = plain.infer(batch).output, changed.infer(batch).output
+            assert got.shape == want.shape == (n, 6, min(256, want.shape[2]))
+            # same anchors, scores ~1e-3 apart (each session tunes its own cuDNN algorithms)
+            np.testing.assert_allclose(got[:, 4], want[:, 4], atol=5e-3)
+
+
+def test_cuda_graphs_belong_to_the_thread_that_captured_them(models: list[ModelConfig]) -> None:
+    """ONNX Runtime keeps a captured graph per thread and captures globally: a thread that did not
+    warm up must run the plain way (never capture mid-stream), and bind_to_thread() gives it a graph."""
+    import threading
+
+    pool = DeviceBufferPool(0)
+    model = models[-1].model_copy(update={"max_candidates": 256})
+    frames = frames_on_device(pool, 8)
+    seen: dict[str, object] = {}
+    with create_preprocessor("gpu", model.input_size, np.float32, 8, 2) as pre, \
+            create_backend(model, 8, "gpu") as gpu:
+        batch = pre(FrameBatch(frames, 0.0, 0.0))
+        here = gpu.infer(batch).output
+        session = gpu._batch_session(8)
+        assert session.cuda_graph  # captured by the constructing thread at load
+
+        def other_thread() -> None:
+            seen["graph_before"] = session.cuda_graph
+            seen["plain"] = [gpu.infer(batch).output for _ in range(4)]  # 4 runs: would capture if allowed
+            gpu.bind_to_thread()
+            seen["graph_after"] = session.cuda_graph
+            seen["replayed"] = gpu.infer(batch).output
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join(120)
+        again = gpu.infer(batch).output  # the constructing thread's graph still replays
+    assert seen["graph_before"] is False and seen["graph_after"] is True
+    for out in [*seen["plain"], seen["replayed"], again]:  # type: ignore[misc]
+        np.testing.assert_allclose(out[:, 4], here[:, 4], atol=5e-3)
