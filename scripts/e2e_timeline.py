@@ -2,19 +2,23 @@
 """Timeline of one end-to-end bench run: what every stage thread did, half a second at a time.
 
     python3 scripts/e2e_timeline.py CONFIG [--streams 16] [--seconds 8] [--realtime]
-                                    [--variant default|ctx0|cpu-decode] [--json out.json]
+                                    [--variant default|ctx0|cpu-decode] [--switch-interval S]
+                                    [--json out.json]
 
 Runs `pipeline bench CONFIG --stages e2e-fast` (or e2e-realtime) in this process with timers
 wrapped around the stage calls (no product code changes):
     decode   each NVDEC Decode() call (ms, pictures returned) and each decoder creation
     pre      each DALI letterbox batch
-    infer    each ONNX Runtime device call (ms, images, padded batch)
+    infer    each ONNX Runtime device call (ms, images, padded batch), and within it the copy into
+             the CUDA graph's input buffer and the candidates' copy to the host
     post     each postprocess batch
     gil      a probe thread sleeping 0.5 ms: how late it wakes up is how long it waited for the GIL
-and prints one row per 0.5 s window, so a stall shows where it happens.
+and prints one row per 0.5 s window, so a stall shows where it happens, then one summary line over
+the steady windows (how busy each stage thread was, images per inference call, GIL lateness).
 
 Variants (for A/B): ctx0 lets PyNvVideoCodec pick its own CUDA context (cudacontext=0, the old
-behaviour); cpu-decode decodes with FFmpeg on the CPU instead of NVDEC.
+behaviour); cpu-decode decodes with FFmpeg on the CPU instead of NVDEC. --switch-interval sets
+sys.setswitchinterval (Python's default is 0.005 s) for the whole run.
 """
 from __future__ import annotations
 
@@ -64,15 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8)
     ap.add_argument("--realtime", action="store_true")
     ap.add_argument("--variant", choices=["default", "ctx0", "cpu-decode"], default="default")
+    ap.add_argument("--switch-interval", type=float, default=None)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
 
     from pipeline.infer.onnxruntime import OnnxRuntimeBackend
     from pipeline.postprocess.yolo import YoloPostprocessor
     from pipeline.preprocess.dali import DaliLetterbox
     from pipeline.sources import nvdec
 
+    import onnxruntime
+
+    from pipeline.infer import device_buffer
+
     wrap(OnnxRuntimeBackend, "_run_chunk", "infer", lambda a, out: a[2])
+    wrap(device_buffer, "copy_device_to_device", "infer_copy", lambda a, out: 1)  # into the graph's input
+    wrap(onnxruntime.OrtValue, "numpy", "infer_d2h", lambda a, out: 1)  # candidates to the host
     wrap(DaliLetterbox, "_letterbox", "pre", lambda a, out: len(a[1]))
     wrap(YoloPostprocessor, "__call__", "post", lambda a, out: len(out))
     wrap(nvdec._NvdecSession, "_submit", "decode", lambda a, out: len(out))
@@ -125,9 +138,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{(f'{sum(inf) / len(inf):.1f}/{inf[-1]:.0f}' if inf else '-'):>15} "
               f"{(f'{sum(post) / len(post):.1f}' if post else '-'):>7} "
               f"{(f'{gil[int(0.99 * (len(gil) - 1))]}/{gil[-1]}' if gil else '-'):>15} {len(w.get('decoder_create', [])):7d}")
+    print(steady_summary(buckets, args))
     if args.json:
-        args.json.write_text(json.dumps({"variant": args.variant, "t_start": t_start, "events": events}))
+        args.json.write_text(json.dumps({"variant": args.variant, "switch_interval": sys.getswitchinterval(),
+                                         "t_start": t_start, "events": events}))
     return rc
+
+
+def steady_summary(buckets: dict[int, dict[str, list]], args: argparse.Namespace) -> str:
+    """One line over the windows where inference ran, the first and last of them left out."""
+    busy = sorted(b for b, w in buckets.items() if w.get("infer"))[1:-1]
+    if not busy:
+        return "steady: no inference windows"
+    span = 0.5 * len(busy)
+
+    def total(kind: str, index: int) -> float:
+        return sum(e[index] for b in busy for e in buckets[b].get(kind, []))
+
+    calls = sum(len(buckets[b].get("infer", [])) for b in busy)
+    per_call = {kind: total(kind, 0) * 1000 / max(calls, 1) for kind in ("infer_copy", "infer_d2h")}
+    gil = sorted(n for b in busy for _, n in buckets[b].get("gil", []))
+    return (f"steady {span:.1f} s ({args.variant}, switch interval {sys.getswitchinterval() * 1000:g} ms): "
+            f"{total('infer', 1) / span:.0f} images/s, infer busy {total('infer', 0) / span:.0%} "
+            f"({total('infer', 1) / max(calls, 1):.1f} images, {total('infer', 0) * 1000 / max(calls, 1):.1f} ms "
+            f"a call, of which copy in {per_call['infer_copy']:.2f} ms, out {per_call['infer_d2h']:.2f} ms), pre busy {total('pre', 0) / span:.0%}, post busy {total('post', 0) / span:.0%}, "
+            f"decode calls {total('decode', 0) / span:.1f} s/s, gil late p50/p99 "
+            f"{gil[len(gil) // 2] if gil else 0}/{gil[int(0.99 * (len(gil) - 1))] if gil else 0} us")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,21 @@
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
 #   STEPS="timeline bench16 findmax hevc tests"   results (JSON + logs) in $OUT/bench.tar.gz
+# A/B steps: variants (scripts/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
+# streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval).
 set -u
 OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
 R=$OUT/bench; mkdir -p "$R"
 export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
 CFG=configs/bench-gpu-yolov8n.yaml
+variant_cfg() {  # variant_cfg NAME 'yaml for model.onnxruntime' -> configs/_ab_NAME.yaml
+  sed "s/^  iou_threshold: 0.45\$/  iou_threshold: 0.45\n  onnxruntime: $2/" $CFG > configs/_ab_$1.yaml; }
+if [ -n "${ORT:-}" ]; then  # ORT='{prefer_nhwc: true}': the other steps (not ab) run with these model.onnxruntime settings
+  variant_cfg run "$ORT"; CFG=configs/_ab_run.yaml; echo "model.onnxruntime: $ORT"; fi
 for step in $STEPS; do case $step in
 timeline)
   timeout 150 python3 scripts/e2e_timeline.py $CFG --streams 16 --seconds 6 > "$R/timeline_fast.log" 2>&1
-  echo "timeline rc=$?"; grep -E "^e2e_|^ *1[0-9]\.[05] " "$R/timeline_fast.log" | cut -c1-150 | head -14 ;;
+  echo "timeline rc=$?"; grep -E "^e2e_|^ *1[0-9]\.[05] |^steady" "$R/timeline_fast.log" | cut -c1-200 | tail -8 ;;
 bench16)
   timeout 300 python3 -m pipeline bench $CFG --streams 16 --seconds 8 --json "$R/h264_16.json" > "$R/h264_16.log" 2>&1
   echo "bench16 rc=$?"; grep -A20 "^stage " "$R/h264_16.log" ;;
@@ -23,10 +29,26 @@ hevc)
   timeout 300 python3 -m pipeline bench $CFG --media .cache/bench-media/hevc_1080p30.mp4 --streams 32 --seconds 8 \
     --json "$R/hevc_32.json" > "$R/hevc_32.log" 2>&1
   echo "hevc rc=$?"; grep -A20 "^stage " "$R/hevc_32.log" ;;
+variants)
+  timeout 400 python3 scripts/infer_variants.py .cache/bench-model/yolov8n-bench.onnx --device gpu --precision fp16 \
+    --batch 32 --seconds 3 --json "$R/infer_variants_b32.json" 2>&1 | grep -v "^20..-" | tee "$R/infer_variants_b32.log" \
+    | grep -E "images/s|failed|not on the CUDA" ;;
+ab)
+  default_ab='nograph:{cuda_graph: false, prefer_nhwc: false};graph:{prefer_nhwc: false};graph_nhwc:{}'
+  IFS=';' read -ra variants <<< "${AB:-$default_ab}"
+  for v in "${variants[@]}"; do
+    name=${v%%:*}; variant_cfg $name "${v#*:}"
+    timeout 200 python3 -m pipeline bench configs/_ab_$name.yaml --streams 16 --seconds 8 --warmup 2 \
+      --stages decode,inference,e2e-fast --json "$R/ab_$name.json" > "$R/ab_$name.log" 2>&1
+    echo "ab $name rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|warmed up|CUDA graph|Error|error" "$R/ab_$name.log" | cut -c1-200 | head -12
+  done; rm -f configs/_ab_[!r]*.yaml ;;
+timeline_sw)
+  timeout 150 python3 scripts/e2e_timeline.py $CFG --streams 16 --seconds 6 --switch-interval 0.001 > "$R/timeline_sw1ms.log" 2>&1
+  echo "timeline_sw rc=$?"; grep -E "^e2e_|^steady" "$R/timeline_sw1ms.log" ;;
 tests)
   timeout 400 python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$R/tests_gpu.log" 2>&1
   echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|XFAIL|XPASS|max \|" "$R/tests_gpu.log" | cut -c1-220 | tail -25 ;;
 esac
   tar czf "$OUT/bench.tar.gz" -C "$OUT" bench
 done
-rm -rf "$R"
+rm -rf "$R" configs/_ab_*.yaml

@@ -40,13 +40,14 @@ def main() -> None:
         sess = ort.InferenceSession(str(path), so, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
         print(f"{precision}: load+warm-up {load_s:.1f} s, session providers {sess.get_providers()}", flush=True)
         for b in (int(x) for x in args.batches.split(",")):
-            staging = backend._staging(b)
-            view = DeviceView(staging.data_ptr(), (b, 3, args.input_size, args.input_size), backend.input_dtype, staging)
+            session = backend._batch_session(b)
+            buffer = session.input_buffer
+            view = DeviceView(buffer.data_ptr(), (b, 3, args.input_size, args.input_size), backend.input_dtype, buffer)
             for _ in range(3):
-                backend._run_device(view, b)
+                session.run(view)
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < args.seconds:
-                backend._run_device(view, b)
+                session.run(view)
                 n += 1
             dt = time.perf_counter() - t0
             print(f"  {precision} batch {b}: {n * b / dt:.0f} frames/s ({dt / n * 1000:.2f} ms per call)", flush=True)
