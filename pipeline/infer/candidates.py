@@ -29,10 +29,14 @@ Every operator used exists since opset 11 and runs on ONNX Runtime's CUDA EP and
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.frame import CANDIDATE_ROWS
+
+log = logging.getLogger(__name__)
+
 OUTPUT_NAME = "candidates"
 MIN_OPSET = 11  # GatherElements; TopK with K as an input
 _PREFIX = "pipeline_candidates/"
@@ -149,12 +153,32 @@ def append_candidate_selection(model: Any, max_candidates: int, where: str = "mo
     return out
 
 
-def candidate_model_bytes(path: Path, max_candidates: int) -> bytes:
-    """The model at `path` with candidate selection appended, serialized (for ORT's session)."""
-    import onnx
+def load_with_candidates(path: Path, max_candidates: int | None, where: str,
+                         check_output: Callable[[str, list[Any]], None], instead: str) -> Any | None:
+    """The model at `path` (onnx.ModelProto) with candidate selection appended, or None where the
+    backend uses the model's full output: switched off, no onnx package (a warning), not readable
+    as ONNX (the runtime's own load reports that), or a model the graph does not fit (an info line).
 
+    check_output(name, dims) sees the model's own first output before the graph is appended (dims:
+    an int, the dim_param's name, or None) and raises for a label-count mismatch. `where` names the
+    model in messages; `instead` ends the log lines, saying what is done with the full output."""
+    if not max_candidates:
+        return None
     try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf/IO errors
-        raise CandidateGraphError(f"{path}: cannot read the ONNX model: {exc}") from None
-    return append_candidate_selection(model, max_candidates, str(path)).SerializeToString()
+        import onnx
+    except ImportError:
+        log.warning("%s: the onnx package is missing; %s", where, instead)
+        return None
+    try:
+        model = onnx.load(str(path))  # with external weights, resolved next to the file
+    except Exception:  # noqa: BLE001 - not ONNX (or weights missing): the runtime's own load reports it
+        return None
+    if model.graph.output:  # the label count is checked on the model's own output, before the graph
+        raw = model.graph.output[0]
+        check_output(raw.name, [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                for d in raw.type.tensor_type.shape.dim])
+    try:
+        return append_candidate_selection(model, max_candidates, where)
+    except CandidateGraphError as exc:
+        log.info("%s; %s", exc, instead)
+        return None

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from pipeline.config import ModelConfig
 from pipeline.frame import OutputLayout
 from pipeline.infer.base import Backend, parse_device, register_backend
-from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
+from pipeline.infer.candidates import load_with_candidates
 from pipeline.infer.device_buffer import DeviceView
 from pipeline.infer.fp16 import fp16_model_path
 from pipeline.infer.ort_gpu import BatchSizeSession, PriorityStream, with_fixed_batch
@@ -166,28 +166,8 @@ class OnnxRuntimeBackend(Backend):
     def _candidate_model(self, load_path: Path, max_candidates: int | None) -> Any:
         """The model (onnx.ModelProto) with on-device candidate selection (pipeline/infer/candidates.py),
         or None to decode the full output on the host (switched off, or a model the graph does not fit)."""
-        if not max_candidates:
-            return None
-        try:
-            import onnx
-        except ImportError:
-            log.warning("%s: the onnx package is missing; the full model output is decoded on the host",
-                        self._path)
-            return None
-        try:
-            model = onnx.load(str(load_path))
-        except Exception:  # noqa: BLE001 - not ONNX: ORT's own load below reports it
-            return None
-        raw = model.graph.output[0] if model.graph.output else None
-        if raw is not None:  # the label count is checked on the model's own output, before the graph
-            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                    for d in raw.type.tensor_type.shape.dim]
-            self._check_output(raw.name, dims)
-        try:
-            return append_candidate_selection(model, max_candidates, str(self._path))
-        except CandidateGraphError as exc:
-            log.info("%s; the full model output is decoded on the host", exc)
-            return None
+        return load_with_candidates(load_path, max_candidates, str(self._path), self._check_output,
+                                    "the full model output is decoded on the host")
 
     def _providers(self, cuda_options: dict[str, str]) -> list[Any]:
         if self._device == "cpu":

@@ -106,7 +106,7 @@ class BatchSizeSession:
         self.session: Any = None
         self._new_session, self._model, self._where = new_session, model, where
         if cuda_graph:
-            self.session = self._graph_session(new_session, model, where)
+            self.session = self._graph_session()
         if self.session is None:
             self.session = new_session(model, {})
 
@@ -115,9 +115,10 @@ class BatchSizeSession:
         """Whether the calling thread replays a captured graph (after its warm_up())."""
         return self._graph_binding is not None and threading.get_ident() in self._graph_threads
 
-    def _graph_session(self, new_session: SessionFactory, model: bytes, where: str) -> Any:
+    def _graph_session(self) -> Any:
+        where = self._where
         try:
-            session = new_session(model, {"enable_cuda_graph": "1"})
+            session = self._new_session(self._model, {"enable_cuda_graph": "1"})
         except ValueError as exc:
             log.info("%s: batch %d runs without a CUDA graph: %s", where, self.batch, exc)
             return None

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
-from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
+from pipeline.infer.candidates import load_with_candidates
 from pipeline.infer.trt_build import CandidateNetwork, EngineBuildError, label_mismatch
 from pipeline.infer.trt_engine_cache import EngineCache, atomic_write_bytes, file_sha256
 
@@ -32,32 +33,19 @@ def candidate_network(source: Path, source_sha256: str, max_candidates: int | No
     The label count is checked here, on the model's own output, with inspect_network's message.
     write=False computes the file's path and sha256 without writing it (for verify-only lookups).
     """
-    if not max_candidates:
+    def check_output(name: str, dims: list[Any]) -> None:
+        shape = [d if isinstance(d, int) and d > 0 else -1 for d in dims]
+        if len(shape) == 3 and shape[1] > 0 and shape[1] != 4 + num_classes:
+            raise EngineBuildError(label_mismatch(source, name, shape, num_classes))
+
+    instead = "the engine is built with the model's full output, decoded on the host"
+    model = load_with_candidates(source, max_candidates, str(source), check_output, instead)
+    if model is None:
         return None
     try:
-        import onnx
-    except ImportError:
-        log.warning("%s: the onnx package is missing; the engine is built with the model's full output",
-                    source)
-        return None
-    try:
-        model = onnx.load(str(source))  # with external weights, resolved next to the source
-    except Exception:  # noqa: BLE001 - not ONNX (or weights missing): TensorRT's parser reports it
-        return None
-    if model.graph.output:
-        raw = model.graph.output[0]
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
-                for d in raw.type.tensor_type.shape.dim]
-        if len(dims) == 3 and dims[1] > 0 and dims[1] != 4 + num_classes:
-            raise EngineBuildError(label_mismatch(source, raw.name, dims, num_classes))
-    try:
-        data = append_candidate_selection(model, max_candidates, str(source)).SerializeToString()
-    except CandidateGraphError as exc:
-        log.info("%s; the engine is built with the model's full output, decoded on the host", exc)
-        return None
+        data = model.SerializeToString()
     except ValueError as exc:  # protobuf's 2 GB limit, with the external weights loaded in
-        log.info("%s: cannot write the model with candidate selection (%s); the engine is built with the "
-                 "model's full output, decoded on the host", source, exc)
+        log.info("%s: cannot write the model with candidate selection (%s); %s", source, exc, instead)
         return None
     sha = hashlib.sha256(data).hexdigest()
     path = cache.candidates_model_path(source.stem, source_sha256, max_candidates)
