@@ -58,6 +58,8 @@ def test_labels_from_file(tmp_path: Path) -> None:
     ("  - id: parking", "  - id: lobby", 4, "camera id 'lobby' is used twice"),
     ("  - id: parking", "  - id: park ing", 4, "cameras[1].id: camera id 'park ing' must match"),
     ("  input_size: 320", "  input_size: 300", 11, "model.input_size: input_size 300 must be a multiple of 32"),
+    ("  input_size: 320\n", "  input_size: 320\n  onnxruntime: {cuda_grpah: false}\n", 12,
+     "model.onnxruntime.cuda_grpah: unknown key 'cuda_grpah'"),
     ("max_batch: 8", "max_batch: 0", 12, "scheduler.max_batch: Input should be greater than or equal to 1"),
     ("max_batch: 8", "max_batch: lots", 12, "scheduler.max_batch: Input should be a valid integer"),
     ('"tcp://127.0.0.1:5599"', '"localhost:5599"', 13, "publish.bind: bind 'localhost:5599' must look like"),
