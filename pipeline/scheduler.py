@@ -33,6 +33,7 @@ class _CameraQueue:
     """One camera's FIFO of (enqueue time, frame). `removed` releases puts blocked on this queue."""
 
     policy: OverflowPolicy
+    capacity: int
     frames: deque[tuple[float, Frame]] = field(default_factory=deque)
     removed: bool = False
 
@@ -68,11 +69,15 @@ class BatchScheduler:
 
     # ---- cameras -------------------------------------------------------------------------
 
-    def add_camera(self, camera_id: str, policy: OverflowPolicy) -> None:
+    def add_camera(self, camera_id: str, policy: OverflowPolicy, capacity: int | None = None) -> None:
+        """`capacity`: this camera's queue length instead of queue_per_camera (decode workers'
+        back-pressured cameras get a queue as deep as their credits, so a put never blocks)."""
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"scheduler: capacity must be >= 1, got {capacity}")
         with self._lock:
             if camera_id in self._queues:
                 raise ValueError(f"scheduler: camera {camera_id!r} is already added")
-            self._queues[camera_id] = _CameraQueue(OverflowPolicy(policy))
+            self._queues[camera_id] = _CameraQueue(OverflowPolicy(policy), capacity or self.queue_per_camera)
             self._dropped.setdefault(camera_id, 0)
             self._set_depth_metric(camera_id, 0)
 
@@ -127,7 +132,7 @@ class BatchScheduler:
                 raise KeyError(f"scheduler: frame from unknown camera {camera_id!r} (add_camera first)")
             if self._closed:
                 return False
-            if len(queue.frames) >= self.queue_per_camera:
+            if len(queue.frames) >= queue.capacity:
                 if queue.policy is OverflowPolicy.DROP_OLDEST:
                     queue.frames.popleft()
                     self._queued -= 1
@@ -149,7 +154,7 @@ class BatchScheduler:
     def _wait_for_room(self, queue: _CameraQueue, timeout: float | None) -> bool:
         """Holding the lock, block until `queue` has room. False on close, removal or timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(queue.frames) >= self.queue_per_camera:
+        while len(queue.frames) >= queue.capacity:
             if self._closed or queue.removed:
                 return False
             if deadline is None:

@@ -203,6 +203,24 @@ def test_wait_policy_blocks_producer_until_consumer_takes_a_batch() -> None:
     assert result["value"] is True and s.depth("a") == 1
 
 
+def test_a_camera_capacity_replaces_queue_per_camera_for_that_camera_only() -> None:
+    clock = FakeClock()
+    s = BatchScheduler(max_batch=10, max_wait_s=10.0, queue_per_camera=2, clock=clock)
+    s.add_camera("deep", WAIT, capacity=5)
+    s.add_camera("live", DROP, capacity=3)
+    s.add_camera("plain", WAIT)
+    for i in range(5):
+        assert s.put(frame("deep", i), timeout=0.01) is True
+    assert s.put(frame("deep", 5), timeout=0.01) is False  # the sixth waits: full at 5
+    for i in range(4):
+        s.put(frame("live", i))
+    assert s.depth("live") == 3 and s.dropped("live") == 1
+    assert s.put(frame("plain", 0)) and s.put(frame("plain", 1))
+    assert s.put(frame("plain", 2), timeout=0.01) is False  # queue_per_camera still holds here
+    with pytest.raises(ValueError, match="capacity must be >= 1"):
+        s.add_camera("bad", WAIT, capacity=0)
+
+
 def test_wait_put_enqueue_time_is_when_it_got_in() -> None:
     clock = FakeClock(0.0)
     s = make(max_batch=2, max_wait_s=1.0, queue_per_camera=1, policy=WAIT, clock=clock)
