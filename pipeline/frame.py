@@ -66,7 +66,7 @@ class Frame:
     captured_at: float
     width: int
     height: int
-    image: Any
+    image: Any  # None after preprocessing (TensorBatch frames): the pixels are in the tensor
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -118,7 +119,12 @@ class Preprocessor(ABC):
             tensor = self._letterbox([f.image for f in frames], transforms)
         else:  # every frame was rejected (or the batch was empty): nothing for the backend to run
             tensor = np.zeros((0, 3, self.input_size, self.input_size), self.dtype)
-        return TensorBatch(frames=tuple(frames), transforms=transforms, tensor=tensor, formed_at=batch.formed_at)
+        # The pixels are in the tensor now: the frames go on without them, so their buffers (pooled
+        # NVDEC pictures, a decode worker's memory and its back-pressure credits) come back at once
+        # instead of after inference and postprocessing.
+        frames_without_pixels = tuple(replace(f, image=None) for f in frames)
+        return TensorBatch(frames=frames_without_pixels, transforms=transforms, tensor=tensor,
+                           formed_at=batch.formed_at)
 
     def _frame_problems(self, frames: Sequence[Frame]) -> list[str | None]:
         """One entry per frame: None if the backend can take its image, else a one-line reason."""

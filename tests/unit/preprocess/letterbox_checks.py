@@ -27,3 +27,11 @@ def assert_matches_reference(out: np.ndarray, image: np.ndarray, t: LetterboxTra
     max_diff = MAX_DIFF + (FP16_EXTRA if out.dtype == np.float16 else 0.0)
     assert diff.max() <= max_diff, f"max diff {diff.max() * 255:.3f}/255 in the picture"
     assert diff.mean() <= MEAN_DIFF, f"mean diff {diff.mean() * 255:.3f}/255 in the picture"
+
+
+def same_frames_without_pixels(out_frames: tuple, frames: list) -> bool:
+    """A TensorBatch's frames are the input frames, in order, with their pixels dropped (the
+    preprocessor lets go of them once they are in the tensor)."""
+    key = [(f.camera_id, f.index, f.pts, f.captured_at, f.width, f.height) for f in frames]
+    return (all(f.image is None for f in out_frames)
+            and [(f.camera_id, f.index, f.pts, f.captured_at, f.width, f.height) for f in out_frames] == key)
