@@ -2,4 +2,5 @@ import sys
 
 from pipeline.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned decode workers import this module without running the CLI
+    sys.exit(main())

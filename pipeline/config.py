@@ -131,6 +131,9 @@ class ModelConfig(_Model):
 class DecodeConfig(_Model):
     device: Literal["cpu", "gpu"] = "cpu"
     gpu_id: int = Field(0, ge=0)
+    # Processes that run the cameras (decode included), so decoding does not share the daemon's
+    # GIL; 0: camera threads in the daemon process (pipeline/workers/).
+    workers: int = Field(0, ge=0, le=64)
 
 
 class PreprocessConfig(_Model):

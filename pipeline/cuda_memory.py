@@ -89,17 +89,17 @@ class DeviceBufferPool:
             self._rt.cudaFree(ptr)
 
 
-class DeviceImage:
-    """An HxWx3 uint8 RGB picture in device memory (C-contiguous). Exposes only
+class DeviceImageView:
+    """An HxWx3 uint8 RGB picture at `ptr` in device memory (C-contiguous). Exposes only
     __cuda_array_interface__ (v3, no stream: the pixels are complete when the object is made),
-    never __array_interface__, so nothing copies it to the host by accident."""
+    never __array_interface__, so nothing copies it to the host by accident. Subclasses own the
+    memory: DeviceImage (a pooled buffer), workers.cuda_ipc.SharedDeviceImage (another process's)."""
 
-    def __init__(self, pool: DeviceBufferPool, height: int, width: int) -> None:
+    def __init__(self, device_id: int, ptr: int, height: int, width: int) -> None:
         self.shape = (int(height), int(width), 3)
         self.nbytes = self.shape[0] * self.shape[1] * 3
-        self.device_id = pool.device_id
-        self.ptr = pool.take(self.nbytes)
-        self._release = weakref.finalize(self, pool.give_back, self.ptr, self.nbytes)
+        self.device_id = device_id
+        self.ptr = ptr
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
@@ -113,6 +113,15 @@ class DeviceImage:
         check(rt.cudaMemcpy(out.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
               "cudaMemcpy device to host")
         return out
+
+
+class DeviceImage(DeviceImageView):
+    """A picture in one buffer of its camera's pool; the buffer goes back when the image goes."""
+
+    def __init__(self, pool: DeviceBufferPool, height: int, width: int) -> None:
+        nbytes = int(height) * int(width) * 3
+        super().__init__(pool.device_id, pool.take(nbytes), height, width)
+        self._release = weakref.finalize(self, pool.give_back, self.ptr, self.nbytes)
 
 
 def upload(pool: DeviceBufferPool, image: np.ndarray) -> DeviceImage:

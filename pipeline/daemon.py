@@ -35,6 +35,7 @@ from pipeline.reload import diff_configs
 from pipeline.scheduler import BatchScheduler, OverflowPolicy
 from pipeline.service import ServiceReporter
 from pipeline.sources import create_source
+from pipeline.workers import DecodeWorkerPool, WorkerCamera
 
 log = logging.getLogger("pipeline.daemon")
 
@@ -64,10 +65,21 @@ def simulated_infer_delay_s(environ: Mapping[str, str] | None = None) -> float:
 
 
 @dataclass
-class _Camera:
+class _CameraThread:
+    """A camera whose source runs on a thread of this process (WorkerCamera: in a decode worker)."""
+
     config: CameraConfig
     stop: threading.Event
     thread: threading.Thread
+
+    def request_stop(self) -> None:
+        self.stop.set()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class Daemon:
         self.options = options
         self.metrics = metrics or Metrics()
         self.board = CameraStatusBoard(self.metrics)
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, _CameraThread | WorkerCamera] = {}
+        self._workers: DecodeWorkerPool | None = None
         self._threads: list[threading.Thread] = []
         self._abort = threading.Event()  # drain deadline passed: drop instead of process
         self._inference_done = threading.Event()  # batch, infer and postprocess threads have drained
@@ -154,6 +167,8 @@ class Daemon:
             if name == "infer" and not self._infer_bound.wait(BIND_BACKEND_S):
                 log.warning("inference: the model was not ready on its thread after %.0f s; starting anyway",
                             BIND_BACKEND_S)
+        if cfg.decode.workers:
+            self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
         for cam in cfg.cameras:
             self.add_camera(cam)
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
@@ -162,7 +177,10 @@ class Daemon:
 
     def add_camera(self, cam: CameraConfig) -> None:
         policy = OverflowPolicy.DROP_OLDEST if cam.is_live else OverflowPolicy.WAIT
-        self.scheduler.add_camera(cam.id, policy)
+        # A decode worker's back-pressured camera may have this many frames here (queued, or in the
+        # batch being preprocessed: the preprocessor lets go of pixels as soon as it has copied them).
+        credits = 2 * self.config.scheduler.queue_per_camera if policy is OverflowPolicy.WAIT else None
+        self.scheduler.add_camera(cam.id, policy, capacity=credits if self._workers is not None else None)
         stop = threading.Event()
 
         def sink(frame: Frame) -> None:
@@ -174,25 +192,28 @@ class Daemon:
                 self._submit_frame(frame)
 
         try:
+            if self._workers is not None:
+                self._cameras[cam.id] = self._workers.add_camera(cam, sink, credits, stop)
+                return
             source = create_source(cam, self.config.decode, sink, self._submit_status, stop, self.metrics)
         except Exception:
             self.scheduler.remove_camera(cam.id)
             raise
         thread = threading.Thread(target=source.run, name=f"camera-{cam.id}", daemon=True)
-        self._cameras[cam.id] = _Camera(cam, stop, thread)
+        self._cameras[cam.id] = _CameraThread(cam, stop, thread)
         thread.start()
 
     def remove_cameras(self, camera_ids: Iterable[str]) -> None:
         """Stop these cameras (each publishes `stopped`) and forget them; the others keep going."""
         cams = [self._cameras.pop(cid) for cid in camera_ids if cid in self._cameras]
         for cam in cams:
-            cam.stop.set()
+            cam.request_stop()
         for cam in cams:  # also releases a source blocked on its full queue
             self._count_dropped(tuple(self.scheduler.remove_camera(cam.config.id)), "removed")
         deadline = time.monotonic() + SOURCE_JOIN_S
         for cam in cams:
-            cam.thread.join(max(0.0, deadline - time.monotonic()))
-            if cam.thread.is_alive():
+            cam.join(max(0.0, deadline - time.monotonic()))
+            if cam.is_alive():
                 log.warning("camera %s did not stop within %.1fs; abandoning its thread",
                             cam.config.id, SOURCE_JOIN_S)
             self.board.forget(cam.config.id)
@@ -247,7 +268,7 @@ class Daemon:
             if self._inference_done.is_set():
                 break
             if not self.scheduler.closed and self._cameras and all(
-                    not c.thread.is_alive() for c in self._cameras.values()):
+                    not c.is_alive() for c in self._cameras.values()):
                 log.info("every camera has ended; draining")
                 self.scheduler.close()
             if time.monotonic() >= next_lines:
@@ -260,12 +281,12 @@ class Daemon:
     def shutdown(self) -> None:
         """Reverse order: sources, scheduler, stages (with a drain deadline), publisher, context."""
         for cam in self._cameras.values():
-            cam.stop.set()
+            cam.request_stop()
         self.scheduler.close()  # also releases sources blocked on a full queue
         deadline = time.monotonic() + SOURCE_JOIN_S
         for cam in self._cameras.values():
-            cam.thread.join(max(0.0, deadline - time.monotonic()))
-            if cam.thread.is_alive():
+            cam.join(max(0.0, deadline - time.monotonic()))
+            if cam.is_alive():
                 log.warning("camera %s did not stop within %.1fs; abandoning its thread",
                             cam.config.id, SOURCE_JOIN_S)
         if not self._inference_done.wait(DRAIN_S):
@@ -280,8 +301,8 @@ class Daemon:
             if t.is_alive():
                 log.warning("%s thread did not stop within %.1fs", t.name, THREAD_JOIN_S)
         self._count_unpublished()
-        for closable in (self._preprocess, self._backend):
-            if closable is not None:
+        for closable in (self._preprocess, self._backend, self._workers):
+            if closable is not None:  # workers last: frames in their GPU memory are gone by now
                 closable.close()
         if self._publisher is not None:
             self._publisher.close()

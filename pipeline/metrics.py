@@ -32,6 +32,8 @@ class Metrics:
                                      ["camera"], registry=r)
         self.reconnects = Counter("pipeline_reconnects", "Network source reconnect attempts",
                                   ["camera"], registry=r)
+        self.decode_worker_exits = Counter("pipeline_decode_worker_exits", "Decode worker processes that "
+                                           "died and were restarted (decode.workers)", ["worker"], registry=r)
         self.camera_up = Gauge("pipeline_camera_up", "1 while the camera delivers frames", ["camera"],
                                registry=r)
         self.queue_depth = Gauge("pipeline_queue_depth", "Frames waiting per camera", ["camera"], registry=r)

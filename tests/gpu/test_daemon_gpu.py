@@ -33,16 +33,28 @@ def gpu_sections() -> dict:
     return {"decode": {"device": "gpu"}, "preprocess": {"device": "gpu"}}
 
 
-def test_daemon_keeps_frames_on_the_device_end_to_end(tmp_path: Path) -> None:
-    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
-    cams = [{"id": f"c{i}", "url": str(make_clip(tmp_path / f"c{i}.mp4", 320 + 32 * i, 240, 20, fps=25)),
+def three_clips(tmp_path: Path) -> list[dict]:
+    """Cameras on three clips. A comparison between runs must reuse the same files: libx264 does not
+    encode the same pictures to the same bytes twice here (15 of 20 frames differed between encodes)."""
+    return [{"id": f"c{i}", "url": str(make_clip(tmp_path / f"c{i}.mp4", 320 + 32 * i, 240, 20, fps=25)),
              "realtime": False} for i in range(3)]
-    cfg_path = write_config(tmp_path / "cfg.yaml", cams,
+
+
+def run_recording(tmp_path: Path, workers: int, cams: list[dict]) -> tuple[set, dict, dict]:
+    """Run the daemon in process on `cams`, with a recording wrapper around its preprocessor:
+    (image type, image memory, tensor memory) of every frame, a pixel checksum per (camera, frame),
+    and frames published per camera."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
+    sections = gpu_sections()
+    sections["decode"]["workers"] = workers
+    cfg_path = write_config(tmp_path / f"cfg{workers}.yaml", cams,
                             {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64},
-                            scheduler={"max_batch": 8, "max_wait_ms": 10}, **gpu_sections())
+                            scheduler={"max_batch": 8, "max_wait_ms": 10}, **sections)
     cfg = parse_config(cfg_path.read_text(), str(cfg_path), base=tmp_path)
     daemon = Daemon(cfg, DaemonOptions(status_interval_s=0))
-    seen: list[tuple[str, str, str]] = []  # (image type, image memory, tensor memory)
+    seen: set[tuple[str, str, str]] = set()
+    checksums: dict[tuple[str, int], int] = {}
     daemon.start()
     inner = daemon._preprocess
 
@@ -53,7 +65,9 @@ def test_daemon_keeps_frames_on_the_device_end_to_end(tmp_path: Path) -> None:
             for f in batch.frames:
                 cai = getattr(f.image, "__cuda_array_interface__", None)
                 kind = "host-array" if hasattr(f.image, "__array_interface__") else memory_type(cai["data"][0])
-                seen.append((type(f.image).__name__, kind, tensor_memory))
+                seen.add((type(f.image).__name__, kind, tensor_memory))
+                pixels = f.image.to_host() if cai is not None else f.image
+                checksums[(f.camera_id, f.index)] = int(pixels.astype(np.int64).sum() % 1_000_000_007)
             return out
 
         def close(self) -> None:
@@ -61,15 +75,31 @@ def test_daemon_keeps_frames_on_the_device_end_to_end(tmp_path: Path) -> None:
 
     daemon._preprocess = Recording()
     stop = threading.Event()
-    timer = threading.Timer(60.0, stop.set)
+    timer = threading.Timer(90.0, stop.set)
     timer.start()
     try:
         daemon.run(stop)
     finally:
         timer.cancel()
-    published = daemon.metrics.value("pipeline_frames_published_total", camera="c0")
-    assert len(seen) > 0 and published > 0
-    assert {s for s in seen} == {("DeviceImage", "device", "device")}, set(seen)
+    published = {c["id"]: daemon.metrics.value("pipeline_frames_published_total", camera=c["id"]) for c in cams}
+    return seen, checksums, published
+
+
+def test_daemon_keeps_frames_on_the_device_end_to_end(tmp_path: Path) -> None:
+    seen, _, published = run_recording(tmp_path, 0, three_clips(tmp_path))
+    assert published == {"c0": 20, "c1": 20, "c2": 20}
+    assert seen == {("DeviceImage", "device", "device")}, seen
+
+
+def test_decode_workers_hand_nvdec_frames_over_in_gpu_memory(tmp_path: Path) -> None:
+    """Two decode worker processes: the daemon gets every frame as a CUDA IPC mapping of the
+    worker's NVDEC buffer (never host memory), with the very pixels the daemon decodes itself."""
+    cams = three_clips(tmp_path)
+    seen, checksums, published = run_recording(tmp_path / "workers", 2, cams)
+    _, alone, _ = run_recording(tmp_path / "alone", 0, cams)
+    assert published == {"c0": 20, "c1": 20, "c2": 20}
+    assert seen == {("SharedDeviceImage", "device", "device")}, seen
+    assert len(checksums) == 60 and checksums == alone
 
 
 def detections_by_frame(messages: list[tuple[str, dict]]) -> dict[tuple[str, int], list[dict]]:

@@ -43,9 +43,10 @@ def wait_for_log(d: DaemonProcess, text: str, timeout: float) -> str:
     raise AssertionError(f"{text!r} not logged within {timeout}s:\n{d.stderr_path.read_text()}")
 
 
-def test_sighup_applies_camera_changes_live(tmp_path: Path, tiny_model: dict) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["camera-threads", "decode-workers"])
+def test_sighup_applies_camera_changes_live(tmp_path: Path, tiny_model: dict, workers: int) -> None:
     cfg = write_config(tmp_path / "cfg.yaml", [synthetic("keep"), synthetic("gone"), synthetic("change")],
-                       tiny_model, scheduler={"max_batch": 4, "max_wait_ms": 20})
+                       tiny_model, scheduler={"max_batch": 4, "max_wait_ms": 20}, decode={"workers": workers})
     doc = yaml.safe_load(cfg.read_text())
     with DaemonProcess(cfg) as d:
         assert d.pump_until(lambda ms: all(len(dets(ms, c)) >= 5 for c in ("keep", "gone", "change")), 60), \

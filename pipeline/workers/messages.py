@@ -1,0 +1,96 @@
+"""What a decode worker process and the daemon say over their pipe (multiprocessing.Connection).
+
+Each side sends lists of these frozen messages: a list carries whatever queued up since the last
+send, so a busy worker costs the daemon one wake-up per several frames, not one per frame.
+
+Frame pixels travel two ways:
+  * device (NVDEC) pictures stay in the worker's GPU memory; the message carries a DeviceRef, and
+    the daemon maps the buffer once by its CUDA IPC handle (sent with the buffer's first frame).
+  * host (CPU-decoded) pictures travel inside the message, pickled.
+Either way the daemon answers ReleaseFrames(tokens) once it is done with a frame, so the worker
+can reuse the buffer and, for cameras read with back-pressure (files), send the next frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config import CameraConfig
+from pipeline.frame import Frame, StatusEvent
+
+# ----------------------------------------------------------------------------- worker -> daemon
+
+
+@dataclass(frozen=True)
+class DeviceRef:
+    """An RGB picture in one of the worker's CUDA allocations."""
+
+    buffer_id: int  # CU_POINTER_ATTRIBUTE_BUFFER_ID in the worker: never reused while it lives
+    handle: bytes | None  # the allocation's CUDA IPC handle, with the buffer's first frame only
+    offset: int  # bytes from the start of the allocation
+    shape: tuple[int, int, int]  # height, width, 3
+
+
+@dataclass(frozen=True)
+class FrameMessage:
+    run: int  # the StartCamera.run this frame belongs to
+    frame: Frame  # its image: the pixels (np.ndarray) or where they are (DeviceRef)
+    token: int | None  # answer ReleaseFrames with it; None when the worker needs no answer
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    run: int
+    event: StatusEvent
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    """A worker's log record, re-logged by the daemon (its handler formats and rate-limits it: the
+    template and arguments travel apart so repeated messages are still recognised as repeats)."""
+
+    level: int
+    logger: str
+    template: str
+    args: tuple[object, ...]  # numbers and strings as they were; anything else as str()
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class CounterTotals:
+    """The worker's source counters so far: (Metrics attribute, camera id, total)."""
+
+    totals: tuple[tuple[str, str, float], ...]
+
+
+@dataclass(frozen=True)
+class BuffersFreed:
+    """These buffers will not carry frames again (their camera ended): the daemon may unmap them
+    once its last frame in them is gone."""
+
+    buffer_ids: tuple[int, ...]
+
+
+# ----------------------------------------------------------------------------- daemon -> worker
+
+
+@dataclass(frozen=True)
+class StartCamera:
+    run: int  # the daemon's number for this start of the camera: a restarted camera's late frames
+    #           and statuses from before are told apart by it
+    camera: CameraConfig
+    credits: int | None  # frames it may have unreleased at the daemon; None: no limit (live cameras)
+
+
+@dataclass(frozen=True)
+class StopCamera:
+    run: int
+
+
+@dataclass(frozen=True)
+class ReleaseFrames:
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Stop every camera and exit."""

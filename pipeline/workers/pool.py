@@ -1,0 +1,320 @@
+"""Decode workers, daemon side (`decode: {workers: N}`): N processes run the cameras' sources
+(child.py) and send their frames here, where they enter the scheduler like any camera thread's.
+
+    DecodeWorkerPool  assigns each camera to the worker with the fewest, restarts a worker that dies
+    _WorkerLink       one worker process: its pipe, a thread that receives, a thread that releases
+    WorkerCamera      the daemon's handle for one camera: stop, join, is_alive, as a camera thread
+
+A worker that dies (a decoder crash, the OOM killer) takes only its own cameras with it, for about
+a second: they report `reconnecting` with the exit code, and a new process starts them again
+(backing off up to RESTART_MAX_S if it keeps dying). Frame numbers start again from 0 then.
+
+Flow control: a camera read with back-pressure (a file not paced in real time) gets `credits`
+frames it may have unreleased here; the scheduler queue is that deep too, so a put from the
+receiving thread never blocks (which would stall the worker's other cameras). Live cameras send
+freely; the scheduler drops their oldest frames as it does for camera threads.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.config import CameraConfig, DecodeConfig
+from pipeline.frame import CameraState, Frame, StatusEvent
+from pipeline.metrics import Metrics
+from pipeline.sources.base import TERMINAL_STATES
+from pipeline.workers.child import run_worker
+from pipeline.workers.messages import (BuffersFreed, CounterTotals, DeviceRef, FrameMessage, LogMessage,
+                                       ReleaseFrames, Shutdown, StartCamera, StatusMessage, StopCamera)
+
+log = logging.getLogger(__name__)
+
+RESTART_MIN_S = 1.0
+RESTART_MAX_S = 30.0
+STABLE_S = 60.0  # a worker that lived this long restarts after RESTART_MIN_S again
+WORKER_EXIT_S = 2.0  # Shutdown -> exit, then terminate(), then kill()
+MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default CUDA_MPS_PIPE_DIRECTORY
+
+FrameSink = Callable[[Frame], None]
+StatusSink = Callable[[StatusEvent], None]
+
+
+@dataclass
+class WorkerCamera:
+    """One camera running in a worker, seen from the daemon (the camera-thread counterpart)."""
+
+    config: CameraConfig
+    run: int
+    credits: int | None
+    sink: FrameSink
+    pool: "DecodeWorkerPool"
+    stop: threading.Event
+    ended: threading.Event = field(default_factory=threading.Event)  # a terminal status came
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.pool.stop_camera(self)
+
+    def join(self, timeout: float) -> None:
+        self.ended.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return not self.ended.is_set()
+
+
+class _WorkerLink:
+    """One worker process and its two daemon-side threads."""
+
+    def __init__(self, index: int, decode: DecodeConfig, log_level: int,
+                 on_message: Callable[["_WorkerLink", Any], None], on_exit: Callable[["_WorkerLink"], None]) -> None:
+        self.index = index
+        self.started = time.monotonic()
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that holds CUDA state
+        self._conn, child_conn = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=run_worker, args=(child_conn, index, decode, log_level),
+                                   name=f"decode-worker-{index}", daemon=True)
+        self.process.start()
+        child_conn.close()
+        self._send_lock = threading.Lock()
+        self._releases: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.alive = True
+        self.importer: Any = None  # DeviceImporter, made with the first device frame
+        self.counter_totals: dict[tuple[str, str], float] = {}
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._receiver = threading.Thread(target=self._receive, name=f"decode-worker-{index}-recv", daemon=True)
+        self._releaser = threading.Thread(target=self._send_releases, name=f"decode-worker-{index}-release",
+                                          daemon=True)
+        self._receiver.start()
+        self._releaser.start()
+
+    def send(self, message: Any) -> None:
+        with self._send_lock:
+            try:
+                self._conn.send([message])
+            except (OSError, ValueError):  # the worker is gone: the receiving thread handles it
+                pass
+
+    def release(self, token: int) -> None:
+        """A frame from this worker is done (runs in whichever thread dropped it)."""
+        if self.alive:
+            self._releases.put(token)
+
+    def shutdown(self, timeout: float) -> None:
+        self.send(Shutdown())
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self._stop_threads()
+
+    def _stop_threads(self) -> bool:
+        """Stop the release thread; False if it was stopped already."""
+        with self._send_lock:
+            if not self.alive:
+                return False
+            self.alive = False
+        self._releases.put(None)
+        return True
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                messages = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            for message in messages:
+                try:
+                    self._on_message(self, message)
+                except Exception:  # noqa: BLE001 - one bad message must not stop this worker's cameras
+                    log.exception("decode worker %d: message %s failed", self.index, type(message).__name__)
+        self.process.join(WORKER_EXIT_S)
+        unexpected = self._stop_threads()  # False: shutdown() stopped them first
+        with self._send_lock:
+            self._conn.close()
+        if unexpected:
+            self._on_exit(self)
+
+    def _send_releases(self) -> None:
+        while True:
+            token = self._releases.get()
+            tokens = []
+            while token is not None:
+                tokens.append(token)
+                try:
+                    token = self._releases.get_nowait()
+                except queue.Empty:
+                    break
+            if tokens:
+                self.send(ReleaseFrames(tuple(tokens)))
+            if token is None:
+                return
+
+
+class DecodeWorkerPool:
+    def __init__(self, decode: DecodeConfig, workers: int, metrics: Metrics, status: StatusSink) -> None:
+        self.decode = decode
+        self.metrics = metrics
+        self._status = status
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._log_level = logging.getLogger().getEffectiveLevel()
+        self._links: list[_WorkerLink | None] = [None] * workers
+        self._assigned: list[dict[int, WorkerCamera]] = [{} for _ in range(workers)]
+        self._restart_delay = [RESTART_MIN_S] * workers
+        self._runs: dict[int, WorkerCamera] = {}
+        self._next_run = 0
+        if decode.device == "gpu" and not mps_running():
+            log.warning("decode.workers: %d without CUDA MPS: the GPU time-slices between the worker processes "
+                        "and this one, which measured no faster than decode.workers: 0 (docs/operations.md, "
+                        "Decode workers)", workers)
+
+    @property
+    def size(self) -> int:
+        return len(self._links)
+
+    def add_camera(self, camera: CameraConfig, sink: FrameSink, credits: int | None,
+                   stop: threading.Event) -> WorkerCamera:
+        """Start `camera` on the worker with the fewest cameras; its frames go to `sink`."""
+        with self._lock:
+            index = min(range(self.size), key=lambda i: len(self._assigned[i]))
+            self._next_run += 1
+            cam = WorkerCamera(camera, self._next_run, credits, sink, self, stop)
+            self._assigned[index][cam.run] = cam
+            self._runs[cam.run] = cam
+            link = self._links[index]
+            if link is None:
+                link = self._links[index] = self._start_link(index)
+        link.send(StartCamera(cam.run, camera, credits))
+        return cam
+
+    def stop_camera(self, cam: WorkerCamera) -> None:
+        with self._lock:
+            link = next((self._links[i] for i, runs in enumerate(self._assigned) if cam.run in runs), None)
+        if link is not None:
+            link.send(StopCamera(cam.run))
+        else:
+            cam.ended.set()
+
+    def close(self) -> None:
+        """Stop every worker (the daemon has drained: no frame of theirs is in use any more)."""
+        self._closing.set()
+        with self._lock:
+            links = [link for link in self._links if link is not None]
+            self._links = [None] * self.size
+            cams = list(self._runs.values())
+        for link in links:
+            link.shutdown(WORKER_EXIT_S)
+        for cam in cams:
+            cam.ended.set()
+
+    # ------------------------------------------------------------------ receiving
+
+    def _start_link(self, index: int) -> _WorkerLink:
+        return _WorkerLink(index, self.decode, self._log_level, self._on_message, self._on_exit)
+
+    def _on_message(self, link: _WorkerLink, message: Any) -> None:
+        if isinstance(message, FrameMessage):
+            self._on_frame(link, message)
+        elif isinstance(message, StatusMessage):
+            self._on_status(message)
+        elif isinstance(message, LogMessage):
+            template = message.template + ("\n%s" if message.traceback else "")
+            args = message.args + ((message.traceback,) if message.traceback else ())
+            logging.getLogger(message.logger).log(message.level, template, *args)
+        elif isinstance(message, CounterTotals):
+            for name, camera_id, total in message.totals:
+                key = (name, camera_id)
+                delta = total - link.counter_totals.get(key, 0.0)
+                link.counter_totals[key] = total
+                if delta > 0:
+                    getattr(self.metrics, name).labels(camera_id).inc(delta)
+        elif isinstance(message, BuffersFreed) and link.importer is not None:
+            link.importer.forget(message.buffer_ids)
+
+    def _on_frame(self, link: _WorkerLink, message: FrameMessage) -> None:
+        release = None if message.token is None else functools.partial(link.release, message.token)
+        cam = self._runs.get(message.run)
+        if cam is None:  # its camera was removed meanwhile
+            if release is not None:
+                release()
+            return
+        pixels = message.frame.image
+        if isinstance(pixels, DeviceRef):
+            if link.importer is None:
+                from pipeline.workers.cuda_ipc import DeviceImporter
+
+                link.importer = DeviceImporter(self.decode.gpu_id)
+            image: Any = link.importer.image(pixels, release)
+        else:
+            image = pixels
+            if release is not None:
+                _finalize_array(image, release)
+        cam.sink(replace(message.frame, image=image))
+
+    def _on_status(self, message: StatusMessage) -> None:
+        cam = self._runs.get(message.run)
+        if cam is None:
+            return
+        self._status(message.event)
+        if message.event.state in TERMINAL_STATES:
+            with self._lock:
+                self._runs.pop(cam.run, None)
+                for runs in self._assigned:
+                    runs.pop(cam.run, None)
+            cam.ended.set()
+
+    # ------------------------------------------------------------------ a worker died
+
+    def _on_exit(self, link: _WorkerLink) -> None:
+        if self._closing.is_set():
+            return
+        code = link.process.exitcode
+        with self._lock:
+            cams = list(self._assigned[link.index].values())
+            lived = time.monotonic() - link.started
+            delay = RESTART_MIN_S if lived >= STABLE_S else self._restart_delay[link.index]
+            self._restart_delay[link.index] = min(RESTART_MAX_S, delay * 2)
+        self.metrics.decode_worker_exits.labels(str(link.index)).inc()
+        reason = f"decode worker {link.index} exited (exit code {code}); restarting it in {delay:g} s"
+        log.error("%s; its cameras: %s", reason, ", ".join(c.config.id for c in cams) or "none")
+        for cam in cams:
+            self._status(StatusEvent(cam.config.id, CameraState.RECONNECTING, time.time(), reason))
+        if link.importer is not None:
+            link.importer.forget_all()  # each mapping closes when its last frame here goes
+        if self._closing.wait(delay):
+            return
+        with self._lock:
+            if self._closing.is_set():
+                return
+            new = self._links[link.index] = self._start_link(link.index)
+            cams = [c for c in self._assigned[link.index].values() if not c.stop.is_set()]
+            stopped = [c for c in self._assigned[link.index].values() if c.stop.is_set()]
+        for cam in cams:
+            new.send(StartCamera(cam.run, cam.config, cam.credits))
+        for cam in stopped:  # a stop sent to the dead worker: this camera will not come back
+            self._on_status(StatusMessage(cam.run, StatusEvent(cam.config.id, CameraState.STOPPED, time.time(),
+                                                               "stop requested")))
+
+
+def mps_running(environ: dict[str, str] | None = None) -> bool:
+    """Whether a CUDA MPS control daemon is listening where CUDA clients of this process would look."""
+    env = os.environ if environ is None else environ
+    return os.path.exists(os.path.join(env.get("CUDA_MPS_PIPE_DIRECTORY", MPS_DEFAULT_PIPE_DIR), "control"))
+
+
+def _finalize_array(image: np.ndarray, release: Callable[[], None]) -> None:
+    weakref.finalize(image, release)

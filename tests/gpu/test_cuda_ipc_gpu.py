@@ -1,0 +1,47 @@
+"""CUDA IPC as the decode workers use it (pipeline/workers/cuda_ipc.py): pictures in one process's
+pooled buffers, small and 1080p, read in another process, byte for byte."""
+from __future__ import annotations
+
+import multiprocessing
+
+from tests.gpu.gpu_env import skip_module_without_gpu
+
+skip_module_without_gpu()
+
+from pipeline.cuda_memory import DeviceBufferPool, DeviceImage, check, cuda_runtime  # noqa: E402
+from pipeline.workers.cuda_ipc import DeviceExporter  # noqa: E402
+from tests.support.ipc_child import read_pictures  # noqa: E402
+
+SIZES = [(48, 64)] * 5 + [(240, 320)] * 4 + [(1080, 1920)] * 3
+
+
+def read_in_another_process() -> tuple[list, list]:
+    """Fill pictures with 1, 2, 3, ... in this process; (what was written, what another process read)."""
+    rt = cuda_runtime()
+    pool = DeviceBufferPool(0)
+    exporter = DeviceExporter()
+    images, refs = [], []
+    for value, (h, w) in enumerate(SIZES, start=1):
+        image = DeviceImage(pool, h, w)
+        check(rt.cudaMemset(image.ptr, value, image.nbytes), "cudaMemset")
+        images.append(image)
+        refs.append(exporter.describe(image, "cam"))
+    check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=read_pictures, args=(refs, theirs))
+    child.start()
+    try:
+        assert ours.poll(120), "the reading process sent nothing"
+        got = ours.recv()
+    finally:
+        child.join(30)
+    assert not isinstance(got, str), got
+    return [(v, v) for v in range(1, len(SIZES) + 1)], got
+
+
+def test_pooled_pictures_read_the_same_in_another_process() -> None:
+    """Small pictures too: each is opened at its allocation's base plus its offset, whatever the
+    driver packs together (cuMemGetAddressRange on the worker side)."""
+    written, read = read_in_another_process()
+    assert read == written

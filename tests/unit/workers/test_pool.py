@@ -1,0 +1,35 @@
+"""Decode workers, the parts that need no process: the MPS check and the messages' round trip
+through the pipe's pickling (the processes themselves: tests/integration/test_daemon_workers.py)."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import CameraConfig
+from pipeline.frame import CameraState, Frame, StatusEvent
+from pipeline.workers.messages import DeviceRef, FrameMessage, StartCamera, StatusMessage
+from pipeline.workers.pool import mps_running
+
+
+def test_mps_is_running_when_its_control_pipe_exists(tmp_path: Path) -> None:
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}
+    assert mps_running(env) is False
+    (tmp_path / "control").touch()
+    assert mps_running(env) is True
+
+
+def test_messages_survive_the_pipe() -> None:
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    messages = [
+        FrameMessage(4, Frame("cam", 7, 0.28, 1700000000.5, 3, 2, pixels), 11),
+        FrameMessage(4, Frame("cam", 8, None, 1700000000.6, 1920, 1080, DeviceRef(99, b"\x01" * 64, 0, (1080, 1920, 3))), 12),
+        StatusMessage(4, StatusEvent("cam", CameraState.UP, 1700000000.0, "receiving frames")),
+        StartCamera(4, CameraConfig(id="cam", url="synthetic:64x48@5"), 8),
+    ]
+    back = pickle.loads(pickle.dumps(messages))
+    assert np.array_equal(back[0].frame.image, pixels) and back[0].token == 11
+    assert (back[0].frame.camera_id, back[0].frame.index, back[0].frame.pts) == ("cam", 7, 0.28)
+    assert back[1].frame.image == messages[1].frame.image and back[1].frame.width == 1920
+    assert back[2:] == messages[2:]
