@@ -22,6 +22,9 @@ from pipeline.metrics import Metrics
 
 SUBSCRIBER_READY_S = 60.0  # a cold Python start on a loaded box can take a while
 RUN_JOIN_S = 15.0  # Daemon.shutdown takes at most ~4 s; this is a generous bound
+# The warm-up starts once every camera has published a frame (decode worker processes take a few
+# seconds to start), but never later than this.
+FIRST_FRAMES_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,15 @@ def _totals(metrics: Metrics) -> dict[str, dict[str, float]]:
             "decode_errors": counter_by_label(metrics, "pipeline_decode_errors", "camera")}
 
 
+def _wait_for_first_frames(metrics: Metrics, cameras: list[CameraConfig], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        published = counter_by_label(metrics, "pipeline_frames_published", "camera")
+        if all(published.get(c.id, 0.0) > 0 for c in cameras):
+            return
+        time.sleep(0.05)
+
+
 def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
     return {k: int(v - before.get(k, 0.0)) for k, v in after.items() if v - before.get(k, 0.0) > 0}
 
@@ -139,6 +151,7 @@ def run_daemon(cfg: PipelineConfig, cameras: list[CameraConfig], realtime: bool,
                 daemon.add_camera(cam)
                 if stagger:
                     time.sleep(stagger)
+            _wait_for_first_frames(metrics, cameras, FIRST_FRAMES_S)
             time.sleep(window.warmup_s)
             before = _totals(metrics)
             probe = ResourceProbe(gpu).start()

@@ -1,6 +1,7 @@
-"""Resource use of this process over a measured window: CPU %, peak RSS, peak GPU memory.
+"""Resource use of this process and its child processes (decode workers) over a measured window:
+CPU %, peak RSS, peak GPU memory.
 
-CPU % is process CPU time (every thread, user + system) over wall time, so 200 means two cores busy.
+CPU % is CPU time (every thread, user + system) over wall time, so 200 means two cores busy.
 RSS and GPU memory are sampled by a background thread (the kernel's VmHWM is a lifetime peak, useless
 per stage). GPU memory comes from NVML (nvidia-ml-py) when installed, else from `nvidia-smi`; it is
 this process's memory when the driver lists our pid, else the whole device's used memory (containers
@@ -8,6 +9,7 @@ hide pids); `scope` says which.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -22,9 +24,36 @@ NVIDIA_SMI_INTERVAL_S = 1.0  # a subprocess per sample: keep it rare
 PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE_MIB
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def family_pids() -> list[int]:
+    """This process and its live multiprocessing children (the daemon's decode workers)."""
+    return [os.getpid(), *(child.pid for child in multiprocessing.active_children() if child.pid)]
+
+
+def rss_mib(pids: list[int] | None = None) -> float:
+    total = 0.0
+    for pid in pids or ["self"]:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE_MIB
+        except (OSError, ValueError, IndexError):  # a child that just exited
+            pass
+    return total
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds so far of each pid that still exists."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
 
 
 class GpuMemoryReader:
@@ -63,19 +92,22 @@ class GpuMemoryReader:
 
     def _read_nvml(self) -> float | None:
         nvml = self._nvml
-        for proc in nvml.nvmlDeviceGetComputeRunningProcesses(self._handle):
-            if proc.pid == os.getpid() and proc.usedGpuMemory is not None:
-                self.scope = "process"
-                return proc.usedGpuMemory / 2**20
+        ours = set(family_pids())
+        used = [proc.usedGpuMemory for proc in nvml.nvmlDeviceGetComputeRunningProcesses(self._handle)
+                if proc.pid in ours and proc.usedGpuMemory is not None]
+        if used:
+            self.scope = "process"
+            return sum(used) / 2**20
         self.scope = "device"
         return nvml.nvmlDeviceGetMemoryInfo(self._handle).used / 2**20
 
     def _read_smi(self) -> float | None:
-        for line in self._smi(["--query-compute-apps=pid,used_memory"]):
-            pid, _, used = line.partition(",")
-            if pid.strip() == str(os.getpid()):
-                self.scope = "process"
-                return float(used)
+        ours = {str(pid) for pid in family_pids()}
+        used = [float(line.partition(",")[2]) for line in self._smi(["--query-compute-apps=pid,used_memory"])
+                if line.partition(",")[0].strip() in ours]
+        if used:
+            self.scope = "process"
+            return sum(used)
         lines = self._smi(["--query-gpu=memory.used"])
         if not lines:
             return None
@@ -101,11 +133,13 @@ class ResourceProbe:
         self._rss_peak = 0.0
         self._gpu_peak: float | None = None
         self._wall0 = self._cpu0 = 0.0
+        self._children0: dict[int, float] = {}
 
     def start(self) -> "ResourceProbe":
-        self._rss_peak = rss_mib()
+        self._rss_peak = rss_mib(family_pids())
         self._gpu_peak = self._gpu.read()
         self._wall0, self._cpu0 = time.monotonic(), time.process_time()
+        self._children0 = cpu_seconds(family_pids()[1:])
         self._thread = threading.Thread(target=self._sample, name="bench-probe", daemon=True)
         self._thread.start()
         return self
@@ -113,17 +147,19 @@ class ResourceProbe:
     def stop(self) -> Resources:
         wall = time.monotonic() - self._wall0
         cpu = time.process_time() - self._cpu0
+        children = cpu_seconds(family_pids()[1:])  # a child gone before the end is not counted
+        cpu += sum(t - self._children0.get(pid, 0.0) for pid, t in children.items())
         self._done.set()
         if self._thread is not None:
             self._thread.join(5.0)
-        self._rss_peak = max(self._rss_peak, rss_mib())
+        self._rss_peak = max(self._rss_peak, rss_mib(family_pids()))
         return Resources(round(100.0 * cpu / wall, 1) if wall > 0 else 0.0, round(self._rss_peak, 1),
                          None if self._gpu_peak is None else round(self._gpu_peak, 1))
 
     def _sample(self) -> None:
         next_gpu = time.monotonic() + self._gpu.interval_s
         while not self._done.wait(RSS_INTERVAL_S):
-            self._rss_peak = max(self._rss_peak, rss_mib())
+            self._rss_peak = max(self._rss_peak, rss_mib(family_pids()))
             if self._gpu.available and time.monotonic() >= next_gpu:
                 next_gpu += self._gpu.interval_s
                 used = self._gpu.read()
