@@ -6,9 +6,10 @@ Why a process: in one Python process the camera threads held the GIL for about a
 time at 16 NVDEC cameras, and every return from a C call waited ~1 ms for it, so inference waited
 for frames (docs/BENCHMARKS.md). Here each worker has its own GIL.
 
-The worker ignores SIGINT and SIGTERM: the daemon drains and then stops it (Shutdown), and a
-terminal's Ctrl-C or systemd's SIGTERM to the whole group must not kill frames mid-drain. It exits
-on its own when the daemon's end of the pipe closes (the daemon died).
+The worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and the daemon drains
+and then stops its workers itself (Shutdown). SIGTERM still ends a worker (multiprocessing's exit
+handler uses it, and systemd's unit sends it to the daemon alone: KillMode=mixed). A worker also exits
+when the daemon's end of the pipe closes (the daemon died).
 """
 from __future__ import annotations
 
@@ -46,8 +47,7 @@ _CLOSE = object()
 
 def run_worker(conn: Connection, index: int, decode: DecodeConfig, log_level: int) -> None:
     """The worker process's entry point (multiprocessing spawn target)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.current_thread().name = f"decode-worker-{index}"
     worker = DecodeWorker(decode, conn)
     _forward_logs(worker.outbox, log_level)

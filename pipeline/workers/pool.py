@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 30.0
 STABLE_S = 60.0  # a worker that lived this long restarts after RESTART_MIN_S again
-WORKER_EXIT_S = 2.0  # Shutdown -> exit, then terminate(), then kill()
+WORKER_EXIT_S = 2.0  # Shutdown -> exit (every worker at once), then kill()
 MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default CUDA_MPS_PIPE_DIRECTORY
 
 FrameSink = Callable[[Frame], None]
@@ -110,15 +110,16 @@ class _WorkerLink:
         if self.alive:
             self._releases.put(token)
 
-    def shutdown(self, timeout: float) -> None:
+    def ask_to_exit(self) -> None:
         self.send(Shutdown())
-        self.process.join(timeout)
+
+    def finish(self, deadline: float) -> None:
+        """Wait for the exit ask_to_exit() asked for until `deadline` (monotonic), then kill."""
+        self.process.join(max(0.0, deadline - time.monotonic()))
         if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout)
-        if self.process.is_alive():
+            log.warning("decode worker %d did not exit in time; killing it", self.index)
             self.process.kill()
-            self.process.join(timeout)
+            self.process.join(WORKER_EXIT_S)
         self._stop_threads()
 
     def _stop_threads(self) -> bool:
@@ -142,7 +143,7 @@ class _WorkerLink:
                 except Exception:  # noqa: BLE001 - one bad message must not stop this worker's cameras
                     log.exception("decode worker %d: message %s failed", self.index, type(message).__name__)
         self.process.join(WORKER_EXIT_S)
-        unexpected = self._stop_threads()  # False: shutdown() stopped them first
+        unexpected = self._stop_threads()  # False: finish() stopped them first
         with self._send_lock:
             self._conn.close()
         if unexpected:
@@ -217,7 +218,10 @@ class DecodeWorkerPool:
             self._links = [None] * self.size
             cams = list(self._runs.values())
         for link in links:
-            link.shutdown(WORKER_EXIT_S)
+            link.ask_to_exit()
+        deadline = time.monotonic() + WORKER_EXIT_S
+        for link in links:
+            link.finish(deadline)
         for cam in cams:
             cam.ended.set()
 
