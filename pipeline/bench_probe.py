@@ -32,9 +32,9 @@ def family_pids() -> list[int]:
     return [os.getpid(), *(child.pid for child in multiprocessing.active_children() if child.pid)]
 
 
-def rss_mib(pids: list[int] | None = None) -> float:
+def rss_mib(pids: list[int]) -> float:
     total = 0.0
-    for pid in pids or ["self"]:
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * PAGE_MIB

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.config import CameraConfig, DecodeConfig
+from pipeline.config import DecodeConfig
 from pipeline.frame import Frame, StatusEvent
 from pipeline.metrics import Metrics
 from pipeline.sources import create_source
@@ -111,8 +111,6 @@ class Outbox:
 
 @dataclass
 class _CameraRun:
-    run: int
-    camera: CameraConfig
     stop: threading.Event
     thread: threading.Thread
 
@@ -180,7 +178,7 @@ class DecodeWorker:
         thread = threading.Thread(target=self._run_camera, args=(run_id, source), name=f"camera-{camera.id}",
                                   daemon=True)
         with self._lock:
-            self._runs[run_id] = _CameraRun(run_id, camera, stop, thread)
+            self._runs[run_id] = _CameraRun(stop, thread)
         thread.start()
 
     def _run_camera(self, run_id: int, source: Any) -> None:
@@ -191,7 +189,7 @@ class DecodeWorker:
                 self._runs.pop(run_id, None)
                 exporter = self._exporter
             if exporter is not None:
-                freed = exporter.forget_camera(str(run_id))
+                freed = exporter.forget_run(run_id)
                 if freed:
                     self.outbox.put(BuffersFreed(freed))
 
@@ -203,7 +201,7 @@ class DecodeWorker:
             pixels: Any = image
             keep = None
         else:  # an NVDEC DeviceImage: kept here, out of its pool, until the daemon releases it
-            pixels = self._device_exporter().describe(image, str(run_id))
+            pixels = self._device_exporter().describe(image, run_id)
             keep = image
         token = None
         if keep is not None or on_release is not None:

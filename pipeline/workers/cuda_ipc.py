@@ -38,9 +38,9 @@ class DeviceExporter:
         self._driver = _driver()
         self._lock = threading.Lock()
         self._bases: dict[int, int] = {}  # buffer id -> allocation base pointer
-        self._by_camera: dict[str, set[int]] = {}
+        self._by_run: dict[int, set[int]] = {}  # StartCamera.run -> buffer ids its frames used
 
-    def describe(self, image: Any, camera_id: str) -> DeviceRef:
+    def describe(self, image: Any, run: int) -> DeviceRef:
         drv = self._driver
         cai = image.__cuda_array_interface__
         ptr = int(cai["data"][0])
@@ -55,14 +55,14 @@ class DeviceExporter:
             handle = raw if isinstance(raw, bytes) else bytes(b & 0xFF for b in raw)  # char[64]
             with self._lock:
                 self._bases[buffer_id] = base
-                self._by_camera.setdefault(camera_id, set()).add(buffer_id)
+                self._by_run.setdefault(run, set()).add(buffer_id)
         shape = tuple(int(d) for d in cai["shape"])
         return DeviceRef(buffer_id, handle, ptr - base, (shape[0], shape[1], 3))
 
-    def forget_camera(self, camera_id: str) -> tuple[int, ...]:
-        """The buffers this camera's frames used (its pool is closed): the daemon may unmap them."""
+    def forget_run(self, run: int) -> tuple[int, ...]:
+        """The buffers this camera run's frames used (its pool is closed): the daemon may unmap them."""
         with self._lock:
-            ids = tuple(sorted(self._by_camera.pop(camera_id, ())))
+            ids = tuple(sorted(self._by_run.pop(run, ())))
             for buffer_id in ids:
                 self._bases.pop(buffer_id, None)
         return ids
@@ -124,7 +124,3 @@ class DeviceImporter:
 
     def forget_all(self) -> None:
         self._mappings.clear()
-
-    @property
-    def mapped(self) -> int:
-        return len(self._mappings)

@@ -27,8 +27,6 @@ import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-import numpy as np
-
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import CameraState, Frame, StatusEvent
 from pipeline.metrics import Metrics
@@ -55,6 +53,7 @@ class WorkerCamera:
 
     config: CameraConfig
     run: int
+    worker: int  # index of the worker process it runs in
     credits: int | None
     sink: FrameSink
     pool: "DecodeWorkerPool"
@@ -174,9 +173,8 @@ class DecodeWorkerPool:
         self._closing = threading.Event()
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._links: list[_WorkerLink | None] = [None] * workers
-        self._assigned: list[dict[int, WorkerCamera]] = [{} for _ in range(workers)]
         self._restart_delay = [RESTART_MIN_S] * workers
-        self._runs: dict[int, WorkerCamera] = {}
+        self._runs: dict[int, WorkerCamera] = {}  # running cameras by StartCamera.run
         self._next_run = 0
         if decode.device == "gpu" and not mps_running():
             log.warning("decode.workers: %d without CUDA MPS: the GPU time-slices between the worker processes "
@@ -191,10 +189,9 @@ class DecodeWorkerPool:
                    stop: threading.Event) -> WorkerCamera:
         """Start `camera` on the worker with the fewest cameras; its frames go to `sink`."""
         with self._lock:
-            index = min(range(self.size), key=lambda i: len(self._assigned[i]))
+            index = min(range(self.size), key=lambda i: len(self._cameras_of(i)))
             self._next_run += 1
-            cam = WorkerCamera(camera, self._next_run, credits, sink, self, stop)
-            self._assigned[index][cam.run] = cam
+            cam = WorkerCamera(camera, self._next_run, index, credits, sink, self, stop)
             self._runs[cam.run] = cam
             link = self._links[index]
             if link is None:
@@ -204,7 +201,7 @@ class DecodeWorkerPool:
 
     def stop_camera(self, cam: WorkerCamera) -> None:
         with self._lock:
-            link = next((self._links[i] for i, runs in enumerate(self._assigned) if cam.run in runs), None)
+            link = self._links[cam.worker] if cam.run in self._runs else None
         if link is not None:
             link.send(StopCamera(cam.run))
         else:
@@ -226,6 +223,10 @@ class DecodeWorkerPool:
             cam.ended.set()
 
     # ------------------------------------------------------------------ receiving
+
+    def _cameras_of(self, index: int) -> list[WorkerCamera]:
+        """The running cameras of worker `index` (holding the lock)."""
+        return [c for c in self._runs.values() if c.worker == index]
 
     def _start_link(self, index: int) -> _WorkerLink:
         return _WorkerLink(index, self.decode, self._log_level, self._on_message, self._on_exit)
@@ -266,7 +267,7 @@ class DecodeWorkerPool:
         else:
             image = pixels
             if release is not None:
-                _finalize_array(image, release)
+                weakref.finalize(image, release)
         cam.sink(replace(message.frame, image=image))
 
     def _on_status(self, message: StatusMessage) -> None:
@@ -277,8 +278,6 @@ class DecodeWorkerPool:
         if message.event.state in TERMINAL_STATES:
             with self._lock:
                 self._runs.pop(cam.run, None)
-                for runs in self._assigned:
-                    runs.pop(cam.run, None)
             cam.ended.set()
 
     # ------------------------------------------------------------------ a worker died
@@ -288,7 +287,7 @@ class DecodeWorkerPool:
             return
         code = link.process.exitcode
         with self._lock:
-            cams = list(self._assigned[link.index].values())
+            cams = self._cameras_of(link.index)
             lived = time.monotonic() - link.started
             delay = RESTART_MIN_S if lived >= STABLE_S else self._restart_delay[link.index]
             self._restart_delay[link.index] = min(RESTART_MAX_S, delay * 2)
@@ -305,8 +304,8 @@ class DecodeWorkerPool:
             if self._closing.is_set():
                 return
             new = self._links[link.index] = self._start_link(link.index)
-            cams = [c for c in self._assigned[link.index].values() if not c.stop.is_set()]
-            stopped = [c for c in self._assigned[link.index].values() if c.stop.is_set()]
+            cams = [c for c in self._cameras_of(link.index) if not c.stop.is_set()]
+            stopped = [c for c in self._cameras_of(link.index) if c.stop.is_set()]
         for cam in cams:
             new.send(StartCamera(cam.run, cam.config, cam.credits))
         for cam in stopped:  # a stop sent to the dead worker: this camera will not come back
@@ -318,7 +317,3 @@ def mps_running(environ: dict[str, str] | None = None) -> bool:
     """Whether a CUDA MPS control daemon is listening where CUDA clients of this process would look."""
     env = os.environ if environ is None else environ
     return os.path.exists(os.path.join(env.get("CUDA_MPS_PIPE_DIRECTORY", MPS_DEFAULT_PIPE_DIR), "control"))
-
-
-def _finalize_array(image: np.ndarray, release: Callable[[], None]) -> None:
-    weakref.finalize(image, release)

@@ -25,7 +25,7 @@ def read_in_another_process() -> tuple[list, list]:
         image = DeviceImage(pool, h, w)
         check(rt.cudaMemset(image.ptr, value, image.nbytes), "cudaMemset")
         images.append(image)
-        refs.append(exporter.describe(image, "cam"))
+        refs.append(exporter.describe(image, 1))
     check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
     ctx = multiprocessing.get_context("spawn")
     ours, theirs = ctx.Pipe()
