@@ -61,6 +61,8 @@ def test_labels_from_file(tmp_path: Path) -> None:
     ("  input_size: 320\n", "  input_size: 320\n  onnxruntime: {cuda_grpah: false}\n", 12,
      "model.onnxruntime.cuda_grpah: unknown key 'cuda_grpah'"),
     ("max_batch: 8", "max_batch: 0", 12, "scheduler.max_batch: Input should be greater than or equal to 1"),
+    ("scheduler:", "decode: {workers: 65}\nscheduler:", 12, "decode.workers: Input should be less than or equal to 64"),
+    ("scheduler:", "decode: {workers: -1}\nscheduler:", 12, "decode.workers: Input should be greater than or equal to 0"),
     ("max_batch: 8", "max_batch: lots", 12, "scheduler.max_batch: Input should be a valid integer"),
     ('"tcp://127.0.0.1:5599"', '"localhost:5599"', 13, "publish.bind: bind 'localhost:5599' must look like"),
     ("  labels: [person, car]\n", "", 8, "model.labels: required key 'labels' is missing"),
