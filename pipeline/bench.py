@@ -96,19 +96,22 @@ class BenchRun:
         fast = bench_cameras(cfg, streams, realtime=False, media=opts.media)
         out: dict[str, StageResult] = {}
         frames: list = []
-        if {"decode", "preprocess", "inference"} & set(opts.stages):
-            wanted = "decode" in opts.stages
-            # not asked for: a short run, only to get frames for the batch stages
-            window = self.window if wanted else Window(0.0, min(1.0, opts.seconds))
-            self.progress(f"decode: {streams} stream(s) for {window.seconds:g} s ...")
+        if "decode" in opts.stages:
+            self.progress(f"decode: {streams} stream(s) for {self.window.seconds:g} s ...")
             try:
-                out["decode"], frames = measure_decode(fast, cfg, window, keep=2 * batch, gpu=self.gpu)
+                out["decode"], frames = measure_decode(fast, cfg, self.window, keep=2 * batch, gpu=self.gpu)
             except Exception as exc:  # noqa: BLE001 - a failed stage is reported, the others still run
                 out["decode"] = failed("decode", _one_line(exc), streams)
-            if not wanted:
-                del out["decode"]
-            else:
-                self._said(out["decode"])
+            self._said(out["decode"])
+        if not frames and {"preprocess", "inference"} & set(opts.stages):
+            # decode not asked for, or run in workers (whose pictures go with them): a short run in
+            # threads, only to get frames for the batch stages
+            threads_cfg = cfg.model_copy(update={"decode": cfg.decode.model_copy(update={"workers": 0})})
+            try:
+                frames = measure_decode(fast, threads_cfg, Window(0.0, min(1.0, opts.seconds)), keep=2 * batch,
+                                        gpu=self.gpu)[1]
+            except Exception as exc:  # noqa: BLE001 - the batch stages then report that they had no frames
+                self.progress(f"decode for the batch stages: FAILED: {_one_line(exc)}")
         if {"preprocess", "inference"} & set(opts.stages):
             out.update(self._batch_stages(frames, batch))
         if "e2e-fast" in opts.stages:
@@ -239,16 +242,22 @@ def machine_info(gpu: GpuMemoryReader) -> dict[str, Any]:
 
 
 def pipeline_info(cfg: PipelineConfig, cameras: list[CameraConfig]) -> dict[str, Any]:
-    return {"decode_device": cfg.decode.device, "preprocess_device": cfg.preprocess.device,
+    return {"decode_device": cfg.decode.device, "decode_workers": cfg.decode.workers, "preprocess_device": cfg.preprocess.device,
             "backend": cfg.model.backend, "precision": cfg.model.precision, "model": str(cfg.model.path),
             "input_size": cfg.model.input_size, "max_batch": cfg.scheduler.max_batch,
             "max_wait_ms": cfg.scheduler.max_wait_ms, "queue_per_camera": cfg.scheduler.queue_per_camera,
             "media": media_names(cameras)}
 
 
+def print_progress(line: str) -> None:
+    # the clock lets a GPU utilisation log (nvidia-smi dmon -o T) be lined up with the stages
+    print(f"bench {time.strftime('%H:%M:%S')}: {line}", file=sys.stderr, flush=True)
+
+
 def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
-              progress: Progress = lambda line: print(f"bench: {line}", file=sys.stderr, flush=True)) -> dict[str, Any]:
+              progress: Progress | None = None) -> dict[str, Any]:
     """Run everything the options ask for; the JSON-ready report."""
+    progress = progress or print_progress
     run = BenchRun(cfg, options, progress)
     started = time.time()
     load_start = machine_info(run.gpu)["load_avg"]
@@ -289,7 +298,8 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
 
     stages = {name: stage_from_json(r) for name, r in report["stages"].items() if r is not None}
     m, p = report["machine"], report["pipeline"]
-    print(f"pipeline bench: {report['streams']} stream(s) of {', '.join(p['media'])}; decode {p['decode_device']}, "
+    print(f"pipeline bench: {report['streams']} stream(s) of {', '.join(p['media'])}; decode {p['decode_device']}"
+          f"{' in %d worker processes' % p['decode_workers'] if p.get('decode_workers') else ''}, "
           f"preprocess {p['preprocess_device']}, {p['backend']} {p['precision']} {Path(p['model']).name} "
           f"@{p['input_size']}, batch {p['max_batch']}", file=out)
     print(f"machine: {m['cpus_usable']} CPU(s), GPU {m['gpu'] or 'none'}, load average at start "

@@ -134,9 +134,10 @@ class ResourceProbe:
         self._gpu_peak: float | None = None
         self._wall0 = self._cpu0 = 0.0
         self._children0: dict[int, float] = {}
+        self._processes = 1
 
     def start(self) -> "ResourceProbe":
-        self._rss_peak = rss_mib(family_pids())
+        self._sample_family()
         self._gpu_peak = self._gpu.read()
         self._wall0, self._cpu0 = time.monotonic(), time.process_time()
         self._children0 = cpu_seconds(family_pids()[1:])
@@ -152,14 +153,19 @@ class ResourceProbe:
         self._done.set()
         if self._thread is not None:
             self._thread.join(5.0)
-        self._rss_peak = max(self._rss_peak, rss_mib(family_pids()))
+        self._sample_family()
         return Resources(round(100.0 * cpu / wall, 1) if wall > 0 else 0.0, round(self._rss_peak, 1),
-                         None if self._gpu_peak is None else round(self._gpu_peak, 1))
+                         None if self._gpu_peak is None else round(self._gpu_peak, 1), self._processes)
+
+    def _sample_family(self) -> None:
+        pids = family_pids()
+        self._processes = max(self._processes, len(pids))
+        self._rss_peak = max(self._rss_peak, rss_mib(pids))
 
     def _sample(self) -> None:
         next_gpu = time.monotonic() + self._gpu.interval_s
         while not self._done.wait(RSS_INTERVAL_S):
-            self._rss_peak = max(self._rss_peak, rss_mib(family_pids()))
+            self._sample_family()
             if self._gpu.available and time.monotonic() >= next_gpu:
                 next_gpu += self._gpu.interval_s
                 used = self._gpu.read()

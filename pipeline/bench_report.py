@@ -62,6 +62,7 @@ class Resources:
     cpu_percent: float  # process CPU time / wall time * 100 (200 = two cores busy)
     rss_peak_mib: float
     gpu_mem_peak_mib: float | None  # None: no NVIDIA GPU (or no way to read its memory)
+    processes: int = 1  # this process and its decode workers, the most seen at once (older reports: absent)
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,15 @@ def _row(r: StageResult) -> list[str]:
     res = r.resources
     held = "-" if r.held is None else ("held" if r.held else f"NOT held: {r.held_reason}")
     return [r.stage, _fmt(r.streams, "d"), _fmt(r.batch_size, "d"), _fmt(r.fps), cam, lat, drops,
-            _fmt(res.cpu_percent, ".0f") if res else "-", _fmt(res.rss_peak_mib, ".0f") if res else "-",
+            _cpu(res), _fmt(res.rss_peak_mib, ".0f") if res else "-",
             _fmt(res.gpu_mem_peak_mib, ".0f") if res else "-",
             f"{_fmt(r.target_fps)} {held}" if r.target_fps is not None or r.held is not None else "-"]
+
+
+def _cpu(res: Resources | None) -> str:
+    if res is None:
+        return "-"
+    return _fmt(res.cpu_percent, ".0f") + (f" ({res.processes} procs)" if res.processes > 1 else "")
 
 
 HEADER = ["stage", "streams", "batch", "frames/s", "cam fps min/mean", "p50/p95/p99 ms", "drops", "CPU%",

@@ -1,4 +1,4 @@
-"""Stages measured alone: decode (N camera threads), preprocess, inference and postprocess (one batch
+"""Stages measured alone: decode (N camera threads, or decode workers), preprocess, inference and postprocess (one batch
 size, fed from decoded frames held in memory). Each uses the same classes the daemon uses."""
 from __future__ import annotations
 
@@ -42,28 +42,41 @@ def counter_by_label(metrics: Metrics, name: str, label: str) -> dict[str, float
 # ---------------------------------------------------------------------------------------------- decode
 
 class FrameKeeper:
-    """The decode stage's sink: keeps the first `keep` frames (the batch stages' input), drops the rest."""
+    """The decode stage's sink: counts each camera's frames and keeps the first `keep` frames (the
+    batch stages' input); the rest are dropped at once."""
 
     def __init__(self, keep: int) -> None:
         self._keep = keep
         self._lock = threading.Lock()
         self.frames: list[Frame] = []
+        self.counts: dict[str, list[int]] = {}  # camera -> [frames]; each list is bumped by one thread only
 
-    def __call__(self, frame: Frame) -> None:
-        if len(self.frames) < self._keep:
-            with self._lock:
-                if len(self.frames) < self._keep:
-                    self.frames.append(frame)
+    def sink_for(self, camera_id: str) -> Callable[[Frame], None]:
+        tally = self.counts.setdefault(camera_id, [0])
+
+        def sink(frame: Frame) -> None:
+            tally[0] += 1
+            if len(self.frames) < self._keep:
+                with self._lock:
+                    if len(self.frames) < self._keep:
+                        self.frames.append(frame)
+        return sink
+
+    def snapshot(self) -> dict[str, int]:
+        return {camera: tally[0] for camera, tally in self.counts.items()}
 
 
 def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Window, keep: int,
                    gpu: GpuMemoryReader) -> tuple[StageResult, list[Frame]]:
-    """Every camera in its own thread, as in the daemon, decoding as fast as it can (the sink never
-    waits). Returns the result and the first `keep` decoded frames."""
+    """The cameras decoding as fast as they can (the sink never waits), as the daemon runs them:
+    each in its own thread, or with `decode.workers` in that many worker processes, counted as the
+    frames reach this process. Returns the result and the first `keep` decoded frames (none from
+    workers: their pictures live in the workers' memory, which goes when they stop)."""
     from pipeline.sources import create_source
+    from pipeline.workers import DecodeWorkerPool
 
     metrics = Metrics()
-    keeper = FrameKeeper(keep)
+    keeper = FrameKeeper(0 if cfg.decode.workers else keep)
     stop = threading.Event()
     failures: dict[str, str] = {}
 
@@ -72,26 +85,32 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
             failures[event.camera_id] = f"{event.state.value}: {event.reason}"
 
     threads = []
-    for cam in cameras:
-        source = create_source(cam, cfg.decode, keeper, on_status, stop, metrics)
-        threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
-    for t in threads:
-        t.start()
+    pool = DecodeWorkerPool(cfg.decode, cfg.decode.workers, metrics, on_status) if cfg.decode.workers else None
     try:
+        for cam in cameras:
+            if pool is not None:
+                pool.add_camera(cam, keeper.sink_for(cam.id), None, stop)
+                continue
+            source = create_source(cam, cfg.decode, keeper.sink_for(cam.id), on_status, stop, metrics)
+            threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
+        for t in threads:
+            t.start()
         time.sleep(window.warmup_s)
-        before = counter_by_label(metrics, "pipeline_frames_decoded", "camera")
+        before = keeper.snapshot()
         probe = ResourceProbe(gpu).start()
         t0 = time.monotonic()
         time.sleep(window.seconds)
         elapsed = time.monotonic() - t0
-        after = counter_by_label(metrics, "pipeline_frames_decoded", "camera")
+        after = keeper.snapshot()
         resources = probe.stop()
     finally:
         stop.set()
         deadline = time.monotonic() + SOURCE_JOIN_S
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
-    per_camera = [(after.get(c.id, 0.0) - before.get(c.id, 0.0)) / elapsed for c in cameras]
+        if pool is not None:
+            pool.close()
+    per_camera = [(after.get(c.id, 0) - before.get(c.id, 0)) / elapsed for c in cameras]
     frames = int(sum(after.values()) - sum(before.values()))
     error = None
     if frames == 0:

@@ -5,7 +5,9 @@
 #   STEPS="timeline bench16 findmax hevc tests"   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
-# abw (decode worker processes, ABW='0 4 8'). WORKERS=N runs the other steps with N decode workers.
+# abw (decode worker processes, ABW='0 4 8'). WORKERS=N runs the other steps with N decode workers;
+# MPS=1 runs them under CUDA MPS (this script starts the control daemon and stops it at the end).
+# Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
 set -u
 OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
 R=$OUT/bench; mkdir -p "$R"
@@ -20,7 +22,18 @@ if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: the steps run with 4 decode worker 
   workers_cfg $CFG "$WORKERS" configs/_ab_runw.yaml; CFG=configs/_ab_runw.yaml; echo "decode.workers: $WORKERS"; fi
 if [ -n "${ORT:-}" ]; then  # ORT='{prefer_nhwc: true}': the other steps (not ab) run with these model.onnxruntime settings
   variant_cfg run "$ORT"; CFG=configs/_ab_run.yaml; echo "model.onnxruntime: $ORT"; fi
-for step in $STEPS; do case $step in
+if [ "${MPS:-0}" = 1 ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-cuda-mps-control -d && echo "CUDA MPS: control daemon started" || { echo "CUDA MPS: cannot start"; exit 2; }
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+fi
+for step in $STEPS; do
+  dmon_pid=""
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi dmon -s u -o T -d 1 > "$R/dmon_$step.log" 2>&1 & dmon_pid=$!
+  fi
+  case $step in
 timeline)
   timeout 150 python3 scripts/e2e_timeline.py $CFG --streams 16 --seconds 6 > "$R/timeline_fast.log" 2>&1
   echo "timeline rc=$?"; grep -E "^e2e_|^ *1[0-9]\.[05] |^steady" "$R/timeline_fast.log" | cut -c1-200 | tail -8 ;;
@@ -62,6 +75,7 @@ tests)
   timeout 400 python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$R/tests_gpu.log" 2>&1
   echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|XFAIL|XPASS|max \|" "$R/tests_gpu.log" | cut -c1-220 | tail -25 ;;
 esac
+  [ -n "$dmon_pid" ] && kill $dmon_pid 2> /dev/null
   tar czf "$OUT/bench.tar.gz" -C "$OUT" bench
 done
 rm -rf "$R" configs/_ab_*.yaml

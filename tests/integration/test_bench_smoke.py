@@ -130,3 +130,26 @@ def test_bad_options_are_one_line_usage_errors(bench_config: Path) -> None:
     assert run.returncode == 2 and run.stderr.strip() == "pipeline bench: --streams 0: need at least 1 stream"
     run = bench(bench_config, "--media", "/nonexistent/clip.mp4")
     assert run.returncode == 2 and "--media /nonexistent/clip.mp4: no such file" in run.stderr
+
+
+def test_decode_workers_are_measured_in_their_processes(bench_config: Path, tmp_path: Path) -> None:
+    # the decode ceiling is measured as the daemon would decode: here in two worker processes
+    config = tmp_path / "workers.yaml"
+    settings = yaml.safe_load(bench_config.read_text())
+    settings["model"]["path"] = str(bench_config.parent / "tiny.onnx")
+    settings["cameras"][0]["url"] = str(bench_config.parent / "clip.mp4")
+    settings["decode"] = {"workers": 2}
+    config.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "report.json"
+    run = bench(config, "--streams", "2", "--seconds", "1", "--warmup", "0.5", "--stages", "decode,inference",
+                "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert report["pipeline"]["decode_workers"] == 2
+    assert "decode cpu in 2 worker processes" in run.stdout
+    decode = report["stages"]["decode"]
+    assert decode["error"] is None and decode["per_camera_fps"]["min"] > 0, decode
+    assert decode["resources"]["processes"] == 3  # this one and both workers
+    # the batch stages still got frames (from a short run in threads: workers' pictures go with them)
+    assert report["stages"]["inference"]["error"] is None and report["stages"]["inference"]["frames"] > 0
+    assert report["stages"]["inference"]["resources"]["processes"] == 1
