@@ -18,6 +18,7 @@ from pipeline.metrics import Metrics
 MIN_CALLS = 3  # a batch stage runs at least this often in its window, however slow
 WARMUP_CALLS = 2  # first calls build kernels, caches and pools: not measured
 SOURCE_JOIN_S = 2.0
+FIRST_FRAMES_S = 60.0  # a camera with no frame by then counts as it is (0 frames/s)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,13 @@ class FrameKeeper:
                         self.frames.append(frame)
         return sink
 
+    def wait_for_every_camera(self, timeout_s: float, failed: dict[str, str]) -> None:
+        """Until every camera has a frame or has failed (or the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not all(tally[0] or camera in failed
+                                                      for camera, tally in self.counts.items()):
+            time.sleep(0.05)
+
     def snapshot(self) -> dict[str, int]:
         return {camera: tally[0] for camera, tally in self.counts.items()}
 
@@ -95,6 +103,8 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
             threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
         for t in threads:
             t.start()
+        # many cameras (workers above all) take a while to open: the warm-up starts once all have
+        keeper.wait_for_every_camera(FIRST_FRAMES_S, failures)
         time.sleep(window.warmup_s)
         before = keeper.snapshot()
         probe = ResourceProbe(gpu).start()

@@ -2,7 +2,7 @@
 # The GPU benchmark runs of docs/BENCHMARKS.md, on the GPU machine from the repo root, after
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
-#   STEPS="timeline bench16 findmax hevc tests"   results (JSON + logs) in $OUT/bench.tar.gz
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'). WORKERS=N runs the other steps with N decode workers;
@@ -40,10 +40,11 @@ timeline)
 bench16)
   timeout 300 python3 -m pipeline bench $CFG --streams 16 --seconds 8 --json "$R/h264_16.json" > "$R/h264_16.log" 2>&1
   echo "bench16 rc=$?"; grep -A20 "^stage " "$R/h264_16.log" ;;
-findmax)
-  timeout 560 python3 -m pipeline bench $CFG --find-max --streams 32 --max-streams 128 --seconds 6 --warmup 3 \
-    --json "$R/h264_findmax.json" > "$R/h264_findmax.log" 2>&1
-  echo "findmax rc=$?"; grep -E "trial|held|max|^stage|^e2e|^decode|^infer|^pre|^post|ceiling" "$R/h264_findmax.log" | tail -30 ;;
+findmax|findmax_hevc)  # FINDMAX_START=N: the first N tried (then doubling up to 128, then bisecting)
+  name=h264_findmax; media=(); [ $step = findmax_hevc ] && { name=hevc_findmax; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
+  timeout 560 python3 -m pipeline bench $CFG "${media[@]}" --find-max --streams ${FINDMAX_START:-32} --max-streams 128 \
+    --seconds 6 --warmup 3 --json "$R/$name.json" > "$R/$name.log" 2>&1
+  echo "$step rc=$?"; grep -E "trial|held|max|^stage|^e2e|^decode|^infer|^pre|^post|ceiling" "$R/$name.log" | tail -30 ;;
 hevc)
   timeout 300 python3 -m pipeline bench $CFG --media .cache/bench-media/hevc_1080p30.mp4 --streams 32 --seconds 8 \
     --json "$R/hevc_32.json" > "$R/hevc_32.log" 2>&1

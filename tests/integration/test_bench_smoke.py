@@ -153,3 +153,23 @@ def test_decode_workers_are_measured_in_their_processes(bench_config: Path, tmp_
     # the batch stages still got frames (from a short run in threads: workers' pictures go with them)
     assert report["stages"]["inference"]["error"] is None and report["stages"]["inference"]["frames"] > 0
     assert report["stages"]["inference"]["resources"]["processes"] == 1
+
+
+def test_decode_stage_with_a_broken_camera_says_why_without_waiting_for_it(tmp_path: Path) -> None:
+    import time
+
+    from pipeline.bench_probe import GpuMemoryReader
+    from pipeline.bench_stages import Window, measure_decode
+    from pipeline.config import PipelineConfig
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    cfg = PipelineConfig.model_validate({
+        "cameras": [{"id": "bad", "url": str(broken)}],
+        "model": {"path": str(tmp_path / "unused.onnx"), "labels": ["x"], "input_size": 64},
+        "metrics": {"bind": None}})
+    started = time.monotonic()
+    result, frames = measure_decode(cfg.cameras, cfg, Window(0.2, 0.5), keep=4, gpu=GpuMemoryReader())
+    assert time.monotonic() - started < 20  # the wait for first frames ends when the camera fails
+    assert frames == [] and result.frames == 0
+    assert result.error.startswith("no frames decoded (bad: down:"), result.error
