@@ -253,6 +253,9 @@ def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         except (ValueError, TypeError, OverflowError) as exc:  # e.g. !!int abc, !!timestamp 2024-13-45
             raise ConfigError(f"{source}:{line}: {_dotted(loc)}: cannot read {n.tag.rsplit(':', 1)[-1]} "
                               f"value: {' '.join(str(exc).split())}") from None
+        except AttributeError:  # PyYAML's own slip on a tagged scalar it cannot parse, e.g. !!timestamp 2024-13-45x
+            raise ConfigError(f"{source}:{line}: {_dotted(loc)}: {str(n.value)[:60]!r} is not a valid "
+                              f"{n.tag.rsplit(':', 1)[-1]}") from None
         finally:
             loader.dispose()
 

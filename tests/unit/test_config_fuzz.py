@@ -38,7 +38,7 @@ VALID_TEXT = yaml.safe_dump(VALID, sort_keys=False)
 # YAML that exercises the parser's corners: tags, anchors and aliases, complex keys, several
 # documents, odd scalars, deep nesting, control characters.
 NASTY = [
-    "!!python/object:os.system {}", "!!binary 'not base64!'", "!!timestamp 2024-13-45", "!custom x",
+    "!!python/object:os.system {}", "!!binary 'not base64!'", "!!timestamp 2024-13-45", "!!timestamp 2024-13-45x", "!custom x",
     "!!int abc", "!!float x", "!!map [1, 2]", "!!seq {a: 1}", "!!set {a, b}", "!!omap [a, b]",
     "&a [*a]", "&a {k: *a}", "*undefined", "? [a, b]\n: c", "? {a: 1}\n: b", "--- 1\n--- 2",
     "\"a\\nb\": 1", "'tab\there': 1", ".inf", "-.nan", "0x1F", "0o17", "1_000", "~", "null",
