@@ -42,6 +42,7 @@ log = logging.getLogger("pipeline.daemon")
 _END = object()  # end-of-stream marker passed down the stage queues
 # Shutdown budget (SIGTERM must exit within 5 s): sources, then the drain, then the stage threads.
 SOURCE_JOIN_S = 1.0
+LATE_NAMED = 5  # cameras named in the "did not stop" warning
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
 BIND_BACKEND_S = 120.0  # start() waits this long for the infer thread's backend.bind_to_thread()
@@ -80,6 +81,19 @@ class _CameraThread:
 
     def is_alive(self) -> bool:
         return self.thread.is_alive()
+
+
+def _join_cameras(cams: list) -> None:
+    """Wait for stopped cameras (threads here, or in decode workers) under one shared deadline; the
+    ones still running are left behind, named in one line (a hundred cameras, one warning)."""
+    deadline = time.monotonic() + SOURCE_JOIN_S
+    for cam in cams:
+        cam.join(max(0.0, deadline - time.monotonic()))
+    late = [cam.config.id for cam in cams if cam.is_alive()]
+    if late:
+        named = ", ".join(late[:LATE_NAMED]) + (f" and {len(late) - LATE_NAMED} more" if len(late) > LATE_NAMED else "")
+        log.warning("%d camera(s) did not stop within %.1fs, left to end on their own: %s", len(late),
+                    SOURCE_JOIN_S, named)
 
 
 @dataclass(frozen=True)
@@ -210,12 +224,8 @@ class Daemon:
             cam.request_stop()
         for cam in cams:  # also releases a source blocked on its full queue
             self._count_dropped(tuple(self.scheduler.remove_camera(cam.config.id)), "removed")
-        deadline = time.monotonic() + SOURCE_JOIN_S
+        _join_cameras(cams)
         for cam in cams:
-            cam.join(max(0.0, deadline - time.monotonic()))
-            if cam.is_alive():
-                log.warning("camera %s did not stop within %.1fs; abandoning its thread",
-                            cam.config.id, SOURCE_JOIN_S)
             self.board.forget(cam.config.id)
 
     def reload(self) -> bool:
@@ -283,12 +293,7 @@ class Daemon:
         for cam in self._cameras.values():
             cam.request_stop()
         self.scheduler.close()  # also releases sources blocked on a full queue
-        deadline = time.monotonic() + SOURCE_JOIN_S
-        for cam in self._cameras.values():
-            cam.join(max(0.0, deadline - time.monotonic()))
-            if cam.is_alive():
-                log.warning("camera %s did not stop within %.1fs; abandoning its thread",
-                            cam.config.id, SOURCE_JOIN_S)
+        _join_cameras(list(self._cameras.values()))
         if not self._inference_done.wait(DRAIN_S):
             log.warning("drain deadline passed; remaining queued frames are counted as dropped")
             self._abort.set()

@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -57,6 +58,12 @@ def run_worker(conn: Connection, index: int, decode: DecodeConfig, log_level: in
         worker.serve()
     finally:
         worker.close()
+    # Skip the interpreter's teardown: with dozens of cameras, destroying their decoders and GPU
+    # pools one by one outlasted the daemon's WORKER_EXIT_S (H200, 28 NVDEC cameras a worker), and
+    # the driver frees all of it at process exit anyway. Logs and statuses went out in close().
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 class Outbox:

@@ -253,7 +253,7 @@ class DecodeWorkerPool:
     def _on_frame(self, link: _WorkerLink, message: FrameMessage) -> None:
         release = None if message.token is None else functools.partial(link.release, message.token)
         cam = self._runs.get(message.run)
-        if cam is None:  # its camera was removed meanwhile
+        if cam is None or self._closing.is_set():  # its camera was removed meanwhile, or the daemon has drained
             if release is not None:
                 release()
             return
@@ -263,7 +263,14 @@ class DecodeWorkerPool:
                 from pipeline.workers.cuda_ipc import DeviceImporter
 
                 link.importer = DeviceImporter(self.decode.gpu_id)
-            image: Any = link.importer.image(pixels, release)
+            try:
+                image: Any = link.importer.image(pixels, release)
+            except Exception:
+                if link.process.is_alive():
+                    raise
+                # still in the pipe when its worker died: the picture went with the worker's memory
+                self.metrics.frames_dropped.labels(cam.config.id, "worker_exited").inc()
+                return
         else:
             image = pixels
             if release is not None:

@@ -33,3 +33,27 @@ def test_messages_survive_the_pipe() -> None:
     assert (back[0].frame.camera_id, back[0].frame.index, back[0].frame.pts) == ("cam", 7, 0.28)
     assert back[1].frame.image == messages[1].frame.image and back[1].frame.width == 1920
     assert back[2:] == messages[2:]
+
+
+def test_frames_arriving_after_close_are_released_not_delivered() -> None:
+    # frames still in a pipe when the daemon has drained and closes its workers go nowhere: their
+    # release tokens go back, and the camera's sink (the scheduler) is not called any more
+    import threading
+    from types import SimpleNamespace
+
+    from pipeline.config import DecodeConfig
+    from pipeline.metrics import Metrics
+    from pipeline.workers.pool import DecodeWorkerPool, WorkerCamera
+
+    pool = DecodeWorkerPool(DecodeConfig(), 1, Metrics(), lambda event: None)
+    delivered, released = [], []
+    cam = WorkerCamera(CameraConfig(id="cam", url="synthetic:64x48@5"), 1, 0, None, delivered.append, pool,
+                       threading.Event())
+    pool._runs[cam.run] = cam
+    link = SimpleNamespace(release=released.append, importer=None)
+    frame = Frame("cam", 1, 0.0, 1700000000.0, 3, 2, np.zeros((2, 3, 3), np.uint8))
+    pool._on_frame(link, FrameMessage(1, frame, 5))
+    assert len(delivered) == 1
+    pool.close()  # no worker was started: nothing to stop
+    pool._on_frame(link, FrameMessage(1, frame, 6))
+    assert len(delivered) == 1 and released == [6]
