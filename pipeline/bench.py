@@ -242,8 +242,8 @@ def machine_info(gpu: GpuMemoryReader) -> dict[str, Any]:
 
 
 def pipeline_info(cfg: PipelineConfig, cameras: list[CameraConfig]) -> dict[str, Any]:
-    return {"decode_device": cfg.decode.device, "decode_workers": cfg.decode.workers, "preprocess_device": cfg.preprocess.device,
-            "backend": cfg.model.backend, "precision": cfg.model.precision, "model": str(cfg.model.path),
+    return {"decode_device": cfg.decode.device, "decode_workers": cfg.decode.workers,
+            "preprocess_device": cfg.preprocess.device, "backend": cfg.model.backend, "precision": cfg.model.precision, "model": str(cfg.model.path),
             "input_size": cfg.model.input_size, "max_batch": cfg.scheduler.max_batch,
             "max_wait_ms": cfg.scheduler.max_wait_ms, "queue_per_camera": cfg.scheduler.queue_per_camera,
             "media": media_names(cameras)}

@@ -16,15 +16,12 @@ import numpy as np
 
 from pipeline.bench_probe import GpuMemoryReader, ResourceProbe
 from pipeline.bench_report import Drops, Percentiles, Spread, StageResult
-from pipeline.bench_stages import Window, counter_by_label
+from pipeline.bench_stages import FIRST_FRAMES_S, Window, counter_by_label, wait_until
 from pipeline.config import CameraConfig, PipelineConfig
 from pipeline.metrics import Metrics
 
 SUBSCRIBER_READY_S = 60.0  # a cold Python start on a loaded box can take a while
 RUN_JOIN_S = 15.0  # Daemon.shutdown takes at most ~4 s; this is a generous bound
-# The warm-up starts once every camera has published a frame (decode worker processes take a few
-# seconds to start), but never later than this.
-FIRST_FRAMES_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,13 +94,9 @@ def _totals(metrics: Metrics) -> dict[str, dict[str, float]]:
             "decode_errors": counter_by_label(metrics, "pipeline_decode_errors", "camera")}
 
 
-def _wait_for_first_frames(metrics: Metrics, cameras: list[CameraConfig], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        published = counter_by_label(metrics, "pipeline_frames_published", "camera")
-        if all(published.get(c.id, 0.0) > 0 for c in cameras):
-            return
-        time.sleep(0.05)
+def _every_camera_published(metrics: Metrics, cameras: list[CameraConfig]) -> bool:
+    published = counter_by_label(metrics, "pipeline_frames_published", "camera")
+    return all(published.get(c.id, 0.0) > 0 for c in cameras)
 
 
 def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
@@ -151,7 +144,7 @@ def run_daemon(cfg: PipelineConfig, cameras: list[CameraConfig], realtime: bool,
                 daemon.add_camera(cam)
                 if stagger:
                     time.sleep(stagger)
-            _wait_for_first_frames(metrics, cameras, FIRST_FRAMES_S)
+            wait_until(lambda: _every_camera_published(metrics, cameras), FIRST_FRAMES_S)
             time.sleep(window.warmup_s)
             before = _totals(metrics)
             probe = ResourceProbe(gpu).start()

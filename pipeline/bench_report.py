@@ -59,7 +59,7 @@ class Drops:
 
 @dataclass(frozen=True)
 class Resources:
-    cpu_percent: float  # process CPU time / wall time * 100 (200 = two cores busy)
+    cpu_percent: float  # CPU time of this process and its decode workers / wall time * 100 (200 = two cores busy)
     rss_peak_mib: float
     gpu_mem_peak_mib: float | None  # None: no NVIDIA GPU (or no way to read its memory)
     processes: int = 1  # this process and its decode workers, the most seen at once (older reports: absent)

@@ -1,5 +1,6 @@
-"""Stages measured alone: decode (N camera threads, or decode workers), preprocess, inference and postprocess (one batch
-size, fed from decoded frames held in memory). Each uses the same classes the daemon uses."""
+"""Stages measured alone: decode (N camera threads, or decode workers), preprocess, inference and
+postprocess (one batch size, fed from decoded frames held in memory). Each uses the same classes the
+daemon uses."""
 from __future__ import annotations
 
 import threading
@@ -18,13 +19,22 @@ from pipeline.metrics import Metrics
 MIN_CALLS = 3  # a batch stage runs at least this often in its window, however slow
 WARMUP_CALLS = 2  # first calls build kernels, caches and pools: not measured
 SOURCE_JOIN_S = 2.0
-FIRST_FRAMES_S = 60.0  # a camera with no frame by then counts as it is (0 frames/s)
+# Decode and end to end start their warm-up once every camera has a frame (many cameras, and decode
+# worker processes above all, take seconds to open), but never later than this.
+FIRST_FRAMES_S = 60.0
 
 
 @dataclass(frozen=True)
 class Window:
     warmup_s: float
     seconds: float
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Poll `condition` until it holds or `timeout_s` passes (the caller measures what it got)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
 
 
 def counter_by_label(metrics: Metrics, name: str, label: str) -> dict[str, float]:
@@ -63,12 +73,9 @@ class FrameKeeper:
                         self.frames.append(frame)
         return sink
 
-    def wait_for_every_camera(self, timeout_s: float, failed: dict[str, str]) -> None:
-        """Until every camera has a frame or has failed (or the timeout)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not all(tally[0] or camera in failed
-                                                      for camera, tally in self.counts.items()):
-            time.sleep(0.05)
+    def every_camera_has_a_frame(self, failed: dict[str, str]) -> bool:
+        """Every camera has a frame, or has failed (`failed` names it)."""
+        return all(tally[0] or camera in failed for camera, tally in self.counts.items())
 
     def snapshot(self) -> dict[str, int]:
         return {camera: tally[0] for camera, tally in self.counts.items()}
@@ -103,8 +110,7 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
             threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
         for t in threads:
             t.start()
-        # many cameras (workers above all) take a while to open: the warm-up starts once all have
-        keeper.wait_for_every_camera(FIRST_FRAMES_S, failures)
+        wait_until(lambda: keeper.every_camera_has_a_frame(failures), FIRST_FRAMES_S)
         time.sleep(window.warmup_s)
         before = keeper.snapshot()
         probe = ResourceProbe(gpu).start()
