@@ -2,9 +2,11 @@
 measured in one run on one machine, so the bottleneck is named, not guessed.
 
 Stages, in this order, each with the config's own classes and settings:
-  decode        N camera threads (the config's cameras cycled to N, files looped), as fast as possible
+  decode        N cameras (the config's cameras cycled to N, files looped) decoding as the daemon
+                decodes (threads, or decode.workers processes), as fast as possible
   preprocess    the configured letterbox at scheduler.max_batch, on decoded frames held in memory
   inference     the configured backend at scheduler.max_batch, on one preprocessed batch
+                (model.instances > 1: that many copies, each on its own thread, as the daemon runs them)
   postprocess   YOLO decode + NMS on that batch's output
   e2e_fast      the real Daemon with N streams as fast as possible, publishing to a real subscriber
   e2e_realtime  the same with the streams paced at their native frame rate
@@ -131,7 +133,8 @@ class BenchRun:
             for name in ("preprocess", "inference", "postprocess"):
                 out[name] = failed(name, "no decoded frames to feed it (see decode)", batch_size=batch)
             return out
-        preprocess = backend = tensor = result = None
+        preprocess = tensor = result = None
+        backends: list = []
         try:
             self.progress(f"preprocess: {cfg.preprocess.device}, batch {batch} ...")
             preprocess = preprocessor_from_config(cfg)
@@ -140,8 +143,9 @@ class BenchRun:
             if "inference" in opts.stages:
                 self.progress(f"inference: {cfg.model.backend} on {cfg.preprocess.device}, batch {batch} ...")
                 # the same arguments as the daemon: the model runs where preprocessing puts its tensor
-                backend = create_backend(cfg.model, batch, cfg.preprocess.device)
-                out["inference"], result = measure_inference(backend, tensor, opts.seconds, self.gpu)
+                for _ in range(cfg.model.instances):
+                    backends.append(create_backend(cfg.model, batch, cfg.preprocess.device))
+                out["inference"], result = measure_inference(backends, tensor, opts.seconds, self.gpu)
                 self._said(out["inference"])
                 post = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
                                          cfg.model.max_detections)
@@ -153,7 +157,7 @@ class BenchRun:
                     out[name] = failed(name, _one_line(exc), batch_size=batch)
         finally:
             tensor = result = None  # a GPU batch lives in the preprocessor's memory: release it first
-            for closable in (backend, preprocess):
+            for closable in (*backends, preprocess):
                 if closable is not None:
                     closable.close()
         if "preprocess" not in opts.stages:
@@ -244,7 +248,8 @@ def machine_info(gpu: GpuMemoryReader) -> dict[str, Any]:
 def pipeline_info(cfg: PipelineConfig, cameras: list[CameraConfig]) -> dict[str, Any]:
     return {"decode_device": cfg.decode.device, "decode_workers": cfg.decode.workers,
             "preprocess_device": cfg.preprocess.device, "backend": cfg.model.backend, "precision": cfg.model.precision, "model": str(cfg.model.path),
-            "input_size": cfg.model.input_size, "max_batch": cfg.scheduler.max_batch,
+            "input_size": cfg.model.input_size, "model_instances": cfg.model.instances,
+            "max_batch": cfg.scheduler.max_batch,
             "max_wait_ms": cfg.scheduler.max_wait_ms, "queue_per_camera": cfg.scheduler.queue_per_camera,
             "media": media_names(cameras)}
 
@@ -301,7 +306,8 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
     print(f"pipeline bench: {report['streams']} stream(s) of {', '.join(p['media'])}; decode {p['decode_device']}"
           f"{' in %d worker processes' % p['decode_workers'] if p.get('decode_workers') else ''}, "
           f"preprocess {p['preprocess_device']}, {p['backend']} {p['precision']} {Path(p['model']).name} "
-          f"@{p['input_size']}, batch {p['max_batch']}", file=out)
+          f"@{p['input_size']}{' x%d instances' % p['model_instances'] if p.get('model_instances', 1) > 1 else ''}, "
+          f"batch {p['max_batch']}", file=out)
     print(f"machine: {m['cpus_usable']} CPU(s), GPU {m['gpu'] or 'none'}, load average at start "
           f"{'/'.join(str(x) for x in m['load_avg_start'])}", file=out)
     print(format_table(stages, report["summary"]), file=out)

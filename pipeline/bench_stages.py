@@ -155,8 +155,10 @@ def _timed_calls(call: Callable[[], Any], seconds: float, gpu: GpuMemoryReader) 
     return times, probe.stop(), out
 
 
-def _batch_result(stage: str, batch_size: int, times: list[float], resources: Any) -> StageResult:
-    total = sum(times)
+def _batch_result(stage: str, batch_size: int, times: list[float], resources: Any,
+                  wall_s: float | None = None) -> StageResult:
+    """wall_s: the window's length when calls overlapped (several threads); else the calls' sum."""
+    total = wall_s if wall_s is not None else sum(times)
     frames = batch_size * len(times)
     return StageResult(stage, None, batch_size, round(total, 3), frames, round(frames / total, 3), None,
                        Percentiles.of(np.asarray(times) * 1000.0), None, None, None, None, None, resources)
@@ -179,10 +181,70 @@ def measure_preprocess(preprocess: Any, frames: list[Frame], batch_size: int, se
     return _batch_result("preprocess", batch_size, times, resources), tensor
 
 
-def measure_inference(backend: Any, tensor: TensorBatch, seconds: float,
+def measure_inference(backends: list[Any], tensor: TensorBatch, seconds: float,
                       gpu: GpuMemoryReader) -> tuple[StageResult, InferenceResult]:
-    times, resources, result = _timed_calls(lambda: backend.infer(tensor), seconds, gpu)
-    return _batch_result("inference", len(tensor.frames), times, resources), result
+    """One model instance: calls in a row. Several (model.instances): as the daemon runs them, each
+    on its own thread, all at once on the same batch; throughput is images over the window."""
+    batch = len(tensor.frames)
+    if len(backends) == 1:
+        times, resources, result = _timed_calls(lambda: backends[0].infer(tensor), seconds, gpu)
+        return _batch_result("inference", batch, times, resources), result
+    times, resources, result, wall = _concurrent_calls([lambda b=b: b.infer(tensor) for b in backends],
+                                                       [b.bind_to_thread for b in backends], seconds, gpu)
+    return _batch_result("inference", batch, times, resources, wall), result
+
+
+def _concurrent_calls(calls: list[Callable[[], Any]], prepare: list[Callable[[], None]], seconds: float,
+                      gpu: GpuMemoryReader) -> tuple[list[float], Any, Any, float]:
+    """calls[i] repeatedly on thread i for `seconds`, after prepare[i] on that thread (one thread at a
+    time, like the daemon's start) and a warm-up. Returns every call's seconds, the window's
+    resources, one output and the window's wall time (until the last call ended)."""
+    go, stop = threading.Event(), threading.Event()
+    times: list[float] = []
+    outputs: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def lane(call: Callable[[], Any], ready: Callable[[], None], prepared: threading.Event) -> None:
+        mine: list[float] = []
+        out = None
+        try:
+            try:
+                ready()
+                for _ in range(WARMUP_CALLS):
+                    out = call()
+            finally:
+                prepared.set()
+            go.wait()
+            while not stop.is_set() or len(mine) < MIN_CALLS:
+                started = time.perf_counter()
+                out = call()
+                mine.append(time.perf_counter() - started)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the measuring thread
+            errors.append(exc)
+            stop.set()
+        with lock:
+            times.extend(mine)
+            outputs.append(out)
+
+    threads = []
+    for call, ready in zip(calls, prepare):
+        prepared = threading.Event()
+        threads.append(threading.Thread(target=lane, args=(call, ready, prepared), daemon=True))
+        threads[-1].start()
+        prepared.wait()
+    probe = ResourceProbe(gpu).start()
+    t0 = time.monotonic()
+    go.set()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    resources = probe.stop()
+    if errors:
+        raise errors[0]
+    return times, resources, outputs[-1], wall
 
 
 def measure_postprocess(postprocess: Any, result: InferenceResult, seconds: float,

@@ -104,6 +104,9 @@ class ModelConfig(_Model):
     score_threshold: float = Field(0.35, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.5, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=10000)
+    # Copies of the model, each run by its own inference thread: with 2, one batch's host-side work
+    # (copy in, hand-over, Python) overlaps the other's GPU time. Each copy has its own GPU memory.
+    instances: int = Field(1, ge=1, le=8)
     # Best anchors per image selected on the device (pipeline/infer/candidates.py); null copies the
     # whole [B, 4+C, N] output to the host and decodes it there.
     max_candidates: int | None = Field(1024, ge=1, le=3840)  # 3840: TensorRT's TopK limit

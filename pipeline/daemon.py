@@ -1,7 +1,11 @@
 """Wires the stages into threads and queues, supervises them, and shuts them down in reverse order.
 
-    camera threads -> BatchScheduler -> batch thread (preprocess) -> infer thread -> postprocess thread
+    camera threads -> BatchScheduler -> batch thread (preprocess) -> infer thread(s) -> postprocess thread
     -> publish thread (ZeroMQ).  Status events from sources go straight to the publish thread.
+
+With `model.instances: N` there are N infer threads, each with its own copy of the model, taking
+batches from one queue; their results go on to postprocess in the order the batches came
+(pipeline/turns.py), so every camera's messages stay in frame order.
 
 Postprocess has its own thread so the infer thread hands the GPU its next batch as soon as one
 returns, instead of first decoding and publishing-queueing the last one's detections.
@@ -35,6 +39,7 @@ from pipeline.reload import diff_configs
 from pipeline.scheduler import BatchScheduler, OverflowPolicy
 from pipeline.service import ServiceReporter
 from pipeline.sources import create_source
+from pipeline.turns import TurnOrder
 from pipeline.workers import DecodeWorkerPool, WorkerCamera
 
 log = logging.getLogger("pipeline.daemon")
@@ -118,7 +123,6 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._abort = threading.Event()  # drain deadline passed: drop instead of process
         self._inference_done = threading.Event()  # batch, infer and postprocess threads have drained
-        self._infer_bound = threading.Event()  # the infer thread has called backend.bind_to_thread()
         sched = config.scheduler
         self.scheduler = BatchScheduler(sched.max_batch, sched.max_wait_ms / 1000.0,
                                         sched.queue_per_camera, metrics=self.metrics)
@@ -127,8 +131,12 @@ class Daemon:
         # fuller (max_wait_ms still bounds the wait when the model is idle). One batch waits,
         # preprocessed, while another runs, so the model never waits for preprocessing.
         # (Holding a partial batch back further while the model runs was tried and measured
-        # worse: the model then waits for preprocessing; docs/BENCHMARKS.md.)
-        self._infer_slot = threading.Semaphore(1)
+        # worse: the model then waits for preprocessing; docs/BENCHMARKS.md.) With N model instances,
+        # N batches may run and N wait.
+        self._infer_slot = threading.Semaphore(config.model.instances)
+        self._infer_order = TurnOrder()  # results leave the infer threads in batch order
+        self._infer_running = config.model.instances  # infer threads not yet ended (the last one ends postprocess)
+        self._infer_running_lock = threading.Lock()
         self._infer_q: queue.Queue[object] = queue.Queue(maxsize=2)
         self._postprocess_q: queue.Queue[object] = queue.Queue(maxsize=2)
         self._publish_q: queue.Queue[object] = queue.Queue(maxsize=sched.max_batch * 8 + 256)
@@ -137,12 +145,12 @@ class Daemon:
         self.metrics.stage_queue_depth.labels("publish").set_function(self._publish_q.qsize)
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
-        self._backend: Backend | None = None
+        self._backends: list[Backend] = []  # one per model instance, each run by its own infer thread
         self._preprocess: Preprocessor | None = None
         self._infer_delay_s = 0.0  # see TEST_INFER_DELAY_ENV
-        # the frames inside the infer and postprocess stages right now, counted as dropped if
-        # shutdown gives up on them
-        self._in_flight: dict[str, tuple[Frame, ...]] = {"infer": (), "postprocess": ()}
+        # the frames inside the infer threads and the postprocess stage right now, counted as dropped
+        # if shutdown gives up on them
+        self._in_flight: dict[str, tuple[Frame, ...]] = {"postprocess": ()}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,9 +161,10 @@ class Daemon:
         if self._infer_delay_s:
             log.warning("%s: every inference batch is delayed by %g ms (a test aid, not for production)",
                         TEST_INFER_DELAY_ENV, self._infer_delay_s * 1000)
-        self._backend = create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)
+        for _ in range(cfg.model.instances):
+            self._backends.append(create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
-        dtype = np.dtype(self._backend.input_dtype)
+        dtype = np.dtype(self._backends[0].input_dtype)
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
                                                device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
@@ -173,14 +182,18 @@ class Daemon:
             got = self._publisher.wait_for_subscribers(self.options.wait_for_subscribers,
                                                        self.options.wait_for_subscribers_timeout_s)
             log.info("%d subscriber(s) connected", got)
-        for target, name in ((self._publish_loop, "publish"), (self._postprocess_loop, "postprocess"),
-                             (self._infer_loop, "infer"), (self._batch_loop, "batch")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
-            if name == "infer" and not self._infer_bound.wait(BIND_BACKEND_S):
-                log.warning("inference: the model was not ready on its thread after %.0f s; starting anyway",
-                            BIND_BACKEND_S)
+        self._start_thread(self._publish_loop, "publish")
+        self._start_thread(self._postprocess_loop, "postprocess")
+        for lane, backend in enumerate(self._backends):
+            # one at a time: a thread preparing its model (CUDA graph capture) needs the GPU to itself
+            bound = threading.Event()
+            name = "infer" if len(self._backends) == 1 else f"infer-{lane}"
+            self._in_flight[name] = ()
+            self._start_thread(self._infer_loop, name, name, backend, bound)
+            if not bound.wait(BIND_BACKEND_S):
+                log.warning("inference: the model was not ready on thread %s after %.0f s; starting anyway",
+                            name, BIND_BACKEND_S)
+        self._start_thread(self._batch_loop, "batch")
         if cfg.decode.workers:
             self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
         for cam in cfg.cameras:
@@ -188,6 +201,11 @@ class Daemon:
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
                  len(cfg.cameras), cfg.model.path.name, cfg.model.backend, cfg.preprocess.device,
                  cfg.scheduler.max_batch, cfg.scheduler.max_wait_ms, cfg.publish.bind)
+
+    def _start_thread(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def add_camera(self, cam: CameraConfig) -> None:
         policy = OverflowPolicy.DROP_OLDEST if cam.is_live else OverflowPolicy.WAIT
@@ -306,7 +324,7 @@ class Daemon:
             if t.is_alive():
                 log.warning("%s thread did not stop within %.1fs", t.name, THREAD_JOIN_S)
         self._count_unpublished()
-        for closable in (self._preprocess, self._backend, self._workers):
+        for closable in (self._preprocess, *self._backends, self._workers):
             if closable is not None:  # workers last: frames in their GPU memory are gone by now
                 closable.close()
         if self._publisher is not None:
@@ -352,7 +370,7 @@ class Daemon:
         detections queued after the publisher's end marker, and a batch whose inference outlived
         the shutdown budget."""
         if not self._inference_done.is_set():
-            frames = self._in_flight["infer"] + self._in_flight["postprocess"]
+            frames = tuple(f for stage in self._in_flight.values() for f in stage)
             log.warning("inference still running at exit; its %d frame(s) are counted as dropped", len(frames))
             self._count_dropped(frames, "shutdown")
         while True:
@@ -412,56 +430,72 @@ class Daemon:
         self._infer_q.put(tensor)
         return True
 
-    def _drain(self, inbox: queue.Queue[Any], run: Callable[[Any], None],
-               taken: Callable[[], None] | None = None) -> None:
-        """Run `run(item)` for each item of `inbox` until the end marker; `taken()` after each get.
-        Past the drain deadline (abort) items are counted as dropped instead."""
+    def _drain(self, inbox: queue.Queue[Any], run: Callable[[Any], None]) -> None:
+        """Run `run(item)` for each item of `inbox` until the end marker. Past the drain deadline
+        (abort) items are counted as dropped instead."""
         while True:
             item = inbox.get()
             if item is _END:
                 return
-            if taken is not None:
-                taken()
             if self._abort.is_set():
                 self._count_dropped(item.frames, "shutdown")
                 continue
             run(item)
 
-    def _infer_loop(self) -> None:
-        try:  # once inference takes a batch, the batch thread may form the next one
-            self._bind_backend()
-            self._drain(self._infer_q, self._run_inference, taken=self._infer_slot.release)
+    def _infer_loop(self, name: str, backend: Backend, bound: threading.Event) -> None:
+        try:
+            self._bind_backend(backend, bound)
+            while True:
+                ticket, tensor = self._infer_order.take(self._infer_q)
+                if tensor is _END:
+                    self._infer_q.put(_END)  # for the other infer threads
+                    return
+                self._infer_slot.release()  # once inference takes a batch, the batch thread may form the next
+                result = None
+                try:
+                    result = self._run_inference(name, backend, tensor)
+                finally:  # every ticket takes its turn, or the later batches' threads wait for ever
+                    with self._infer_order.turn(ticket):
+                        if result is not None:
+                            self._postprocess_q.put(result)
+                        self._in_flight[name] = ()
         finally:
-            self._postprocess_q.put(_END)
+            with self._infer_running_lock:
+                self._infer_running -= 1
+                last = self._infer_running == 0
+            if last:
+                self._postprocess_q.put(_END)
 
-    def _bind_backend(self) -> None:
-        """On the infer thread, before the batch thread and the cameras start (start() waits):
+    def _bind_backend(self, backend: Backend, bound: threading.Event) -> None:
+        """On an infer thread, before the batch thread and the cameras start (start() waits):
         per-thread model state such as ONNX Runtime's CUDA graphs, which must be captured while no
         other thread uses the GPU."""
-        assert self._backend is not None
         try:
-            self._backend.bind_to_thread()
+            backend.bind_to_thread()
         except Exception as exc:  # noqa: BLE001 - the model still runs, without that state
             log.error("inference: preparing the model on its thread failed (it runs anyway): %s", exc)
         finally:
-            self._infer_bound.set()
+            bound.set()
 
-    def _run_inference(self, tensor: TensorBatch) -> None:
-        assert self._backend is not None
-        self._in_flight["infer"] = tensor.frames
+    def _run_inference(self, name: str, backend: Backend, tensor: TensorBatch) -> InferenceResult | None:
+        """The batch's result, or None when it was dropped (counted). Its frames stay in _in_flight
+        until the caller has passed the result on."""
+        if self._abort.is_set():
+            self._count_dropped(tensor.frames, "shutdown")
+            return None
+        self._in_flight[name] = tensor.frames
         started = time.perf_counter()
         if self._infer_delay_s:
             time.sleep(self._infer_delay_s)
         try:
-            result = self._backend.infer(tensor)
+            result = backend.infer(tensor)
         except Exception as exc:
             log.error("inference failed for a batch of %d: %s", len(tensor.frames), exc)
             self._count_dropped(tensor.frames, "inference_error")
-            self._in_flight["infer"] = ()
-            return
+            self._in_flight[name] = ()
+            return None
         self.metrics.stage_seconds.labels("inference").observe(time.perf_counter() - started)
-        self._postprocess_q.put(result)
-        self._in_flight["infer"] = ()
+        return result
 
     def _postprocess_loop(self) -> None:
         try:

@@ -14,7 +14,8 @@ wrapped around the stage calls (no product code changes):
     post     each postprocess batch
     gil      a probe thread sleeping 0.5 ms: how late it wakes up is how long it waited for the GIL
 and prints one row per 0.5 s window, so a stall shows where it happens, then one summary line over
-the steady windows (how busy each stage thread was, images per inference call, GIL lateness).
+the steady windows (how busy each stage thread was, images per inference call, GIL lateness;
+with model.instances N the infer threads' busy times add up, to at most N x 100 %).
 
 Variants (for A/B): ctx0 lets PyNvVideoCodec pick its own CUDA context (cudacontext=0, the old
 behaviour); cpu-decode decodes with FFmpeg on the CPU instead of NVDEC. --switch-interval sets

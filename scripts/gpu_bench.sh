@@ -5,21 +5,36 @@
 #   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
-# abw (decode worker processes, ABW='0 4 8'). WORKERS=N runs the other steps with N decode workers;
-# MPS=1 runs them under CUDA MPS (this script starts the control daemon and stops it at the end).
+# abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'). WORKERS=N runs the
+# other steps with N decode workers, INSTANCES=N with model.instances N; MPS=1 runs them under CUDA
+# MPS (this script starts the control daemon and stops it at the end).
 # Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
 set -u
 OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
 R=$OUT/bench; mkdir -p "$R"
 export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
-CFG=configs/bench-gpu-yolov8n.yaml
+CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}  # CFG=configs/bench-cpu.yaml runs the A/B steps on a CPU box
 variant_cfg() {  # variant_cfg NAME 'yaml for model.onnxruntime' -> configs/_ab_NAME.yaml
   sed "s/^  iou_threshold: 0.45\$/  iou_threshold: 0.45\n  onnxruntime: $2/" $CFG > configs/_ab_$1.yaml; }
 workers_cfg() {  # workers_cfg IN N OUT: IN with decode.workers N
   sed "s/^decode: *{device: gpu, gpu_id: 0}/decode:     {device: gpu, gpu_id: 0, workers: $2}/" $1 > $3
   grep -q "workers: $2" $3 || { echo "workers_cfg: no decode line to change in $1"; exit 2; }; }
+instances_cfg() {  # instances_cfg IN N OUT: IN with model.instances N
+  sed "/^  iou_threshold: /a\\  instances: $2" $1 > $3
+  grep -q "^  instances: $2" $3 || { echo "instances_cfg: no model line to change in $1"; exit 2; }; }
+ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench (decode, inference, e2e-fast) per value -> abKEY_VALUE.json
+  local key=$1 make_cfg=$2 v; shift 2
+  for v in "$@"; do
+    $make_cfg $CFG $v configs/_ab_$key$v.yaml
+    timeout 200 python3 -m pipeline bench configs/_ab_$key$v.yaml --streams ${ABW_STREAMS:-16} --seconds 8 --warmup 2 \
+      --stages decode,inference,e2e-fast --json "$R/ab${key}_$v.json" > "$R/ab${key}_$v.log" 2>&1
+    echo "ab$key $v rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|Error|error|Traceback" "$R/ab${key}_$v.log" | cut -c1-200 | head -12
+    rm -f configs/_ab_$key$v.yaml
+  done; }
 if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: the steps run with 4 decode worker processes
   workers_cfg $CFG "$WORKERS" configs/_ab_runw.yaml; CFG=configs/_ab_runw.yaml; echo "decode.workers: $WORKERS"; fi
+if [ -n "${INSTANCES:-}" ]; then  # INSTANCES=2: the steps run with two copies of the model
+  instances_cfg $CFG "$INSTANCES" configs/_ab_runi.yaml; CFG=configs/_ab_runi.yaml; echo "model.instances: $INSTANCES"; fi
 if [ -n "${ORT:-}" ]; then  # ORT='{prefer_nhwc: true}': the other steps (not ab) run with these model.onnxruntime settings
   variant_cfg run "$ORT"; CFG=configs/_ab_run.yaml; echo "model.onnxruntime: $ORT"; fi
 if [ "${MPS:-0}" = 1 ]; then
@@ -63,12 +78,9 @@ ab)
     echo "ab $name rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|warmed up|CUDA graph|Error|error" "$R/ab_$name.log" | cut -c1-200 | head -12
   done; rm -f configs/_ab_[!r]*.yaml ;;
 abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run, for same-run ratios)
-  for w in ${ABW:-0 4}; do
-    workers_cfg $CFG $w configs/_ab_w$w.yaml
-    timeout 200 python3 -m pipeline bench configs/_ab_w$w.yaml --streams ${ABW_STREAMS:-16} --seconds 8 --warmup 2 \
-      --stages decode,inference,e2e-fast --json "$R/abw_$w.json" > "$R/abw_$w.log" 2>&1
-    echo "abw workers=$w rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|Error|error|Traceback" "$R/abw_$w.log" | cut -c1-200 | head -12
-  done; rm -f configs/_ab_w*.yaml ;;
+  ab_runs w workers_cfg ${ABW:-0 4} ;;
+abi)  # model instances: ABI='1 2' (likewise)
+  ab_runs i instances_cfg ${ABI:-1 2} ;;
 timeline_sw)
   timeout 150 python3 scripts/e2e_timeline.py $CFG --streams 16 --seconds 6 --switch-interval 0.001 > "$R/timeline_sw1ms.log" 2>&1
   echo "timeline_sw rc=$?"; grep -E "^e2e_|^steady" "$R/timeline_sw1ms.log" ;;

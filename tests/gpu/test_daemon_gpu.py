@@ -174,3 +174,44 @@ def test_demo_clips_same_detections_on_gpu_as_on_cpu(tmp_path: Path, precision: 
     # measured a worst of 4.4 (docs/gpu-validation.md).
     assert p99 <= 2.0, p99
     assert worst <= 8.0, worst
+
+
+def test_two_model_instances_record_graphs_on_their_own_threads_and_keep_frame_order(tmp_path: Path) -> None:
+    """model.instances: 2 on the GPU path: each copy of the model has CUDA graphs recorded on its own
+    infer thread (ONNX Runtime keeps them per thread), and every camera's frames are published in order."""
+    from pipeline.publish.subscriber import Subscriber
+    from tests.integration.daemon_harness import free_tcp_endpoint
+
+    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
+    cams = three_clips(tmp_path)
+    endpoint = free_tcp_endpoint()
+    cfg_path = write_config(tmp_path / "cfg.yaml", cams,
+                            {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64,
+                             "instances": 2},
+                            scheduler={"max_batch": 8, "max_wait_ms": 10}, publish={"bind": endpoint},
+                            **gpu_sections())
+    cfg = parse_config(cfg_path.read_text(), str(cfg_path), base=tmp_path)
+    subscriber = Subscriber(endpoint, kinds=("det",))
+    stop = threading.Event()
+    timer = threading.Timer(90.0, stop.set)
+    try:
+        daemon = Daemon(cfg, DaemonOptions(status_interval_s=0, wait_for_subscribers=1))
+        daemon.start()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        recorded_on = [{names.get(ident) for s in b._batch_sessions.values() for ident in s._graph_threads}
+                       for b in daemon._backends]
+        timer.start()
+        daemon.run(stop)
+        got = []
+        while (msg := subscriber.recv(timeout=1.0)) is not None:
+            got.append(msg[1])
+    finally:
+        timer.cancel()
+        subscriber.close()
+    assert not stop.is_set(), "the daemon did not finish the clips within 90 s"
+    assert len(recorded_on) == 2
+    for i, threads in enumerate(recorded_on):
+        assert f"infer-{i}" in threads and f"infer-{1 - i}" not in threads, recorded_on
+    for cam in cams:
+        frames = [m["frame"] for m in got if m["camera"] == cam["id"]]
+        assert frames == list(range(20)), (cam["id"], frames)

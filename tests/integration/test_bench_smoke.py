@@ -60,6 +60,7 @@ def test_every_stage_runs_and_the_json_has_every_field(bench_config: Path, tmp_p
 
     assert set(report) == TOP_KEYS
     assert report["schema"] == "pipeline.bench/1" and report["streams"] == 2 and report["find_max"] is None
+    assert report["pipeline"]["model_instances"] == 1 and report["pipeline"]["decode_workers"] == 0
     assert set(report["summary"]) == SUMMARY_KEYS
     assert set(report["stages"]) == set(STAGES)
     for name, stage in report["stages"].items():
@@ -173,3 +174,38 @@ def test_decode_stage_with_a_broken_camera_says_why_without_waiting_for_it(tmp_p
     assert time.monotonic() - started < 20  # the wait for first frames ends when the camera fails
     assert frames == [] and result.frames == 0
     assert result.error.startswith("no frames decoded (bad: down:"), result.error
+
+
+def test_inference_with_two_model_instances_runs_them_on_two_threads_at_once(tmp_path: Path) -> None:
+    # model.instances: 2 is measured as the daemon runs it: each copy prepared and run on its own thread
+    import threading
+
+    import numpy as np
+
+    from pipeline.bench_probe import GpuMemoryReader
+    from pipeline.bench_stages import measure_inference
+    from pipeline.config import ModelConfig
+    from pipeline.frame import Frame, LetterboxTransform, TensorBatch
+    from pipeline.infer.onnxruntime import OnnxRuntimeBackend
+
+    path = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
+    model = ModelConfig(path=path, labels=["r", "g", "b"], input_size=64, instances=2)
+    backends = [OnnxRuntimeBackend(model, 4, intra_op_threads=1) for _ in range(2)]
+    seen: dict[int, set[str]] = {id(b): set() for b in backends}
+    bound: list[str] = []
+    for b in backends:
+        def run(batch, original=b.infer, key=id(b)):
+            seen[key].add(threading.current_thread().name)
+            return original(batch)
+        b.infer = run  # recording only: the real ONNX Runtime call runs
+        b.bind_to_thread = lambda: bound.append(threading.current_thread().name)
+    frames = tuple(Frame("cam", i, None, 0.0, 64, 64, None) for i in range(4))
+    tensor = TensorBatch(frames, tuple(LetterboxTransform.fit(64, 64, 64) for _ in frames),
+                         np.random.default_rng(0).random((4, 3, 64, 64), np.float32), 0.0)
+    result, output = measure_inference(backends, tensor, 0.5, GpuMemoryReader())
+    assert len(bound) == 2 and len(set(bound)) == 2 and threading.current_thread().name not in bound
+    assert [len(names) for names in seen.values()] == [1, 1] and seen[id(backends[0])] != seen[id(backends[1])]
+    assert result.error is None and result.frames % 4 == 0 and result.frames >= 2 * 3 * 4
+    # throughput over the window's wall time, not the sum of overlapping calls
+    assert 0.5 <= result.seconds < 5 and result.fps == pytest.approx(result.frames / result.seconds, rel=0.01)
+    assert output.output.shape[0] == 4
