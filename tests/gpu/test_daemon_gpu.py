@@ -176,18 +176,22 @@ def test_demo_clips_same_detections_on_gpu_as_on_cpu(tmp_path: Path, precision: 
     assert worst <= 8.0, worst
 
 
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="assets/demo/detector.onnx is not there yet")
 def test_two_model_instances_record_graphs_on_their_own_threads_and_keep_frame_order(tmp_path: Path) -> None:
     """model.instances: 2 on the GPU path: each copy of the model has CUDA graphs recorded on its own
-    infer thread (ONNX Runtime keeps them per thread), and every camera's frames are published in order."""
+    infer thread (ONNX Runtime keeps them per thread), and every camera's frames are published in order.
+    The demo detector, as in test_infer_gpu's graph tests (the tiny test model cannot be captured)."""
+    import onnx
+
     from pipeline.publish.subscriber import Subscriber
     from tests.integration.daemon_harness import free_tcp_endpoint
 
-    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
+    size = int(onnx.load(str(DEMO_MODEL)).graph.input[0].type.tensor_type.shape.dim[2].dim_value) or 640
     cams = three_clips(tmp_path)
     endpoint = free_tcp_endpoint()
     cfg_path = write_config(tmp_path / "cfg.yaml", cams,
-                            {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64,
-                             "instances": 2},
+                            {"path": str(DEMO_MODEL), "labels": str(DEMO / "labels.txt"), "input_size": size,
+                             "max_candidates": 256, "instances": 2},
                             scheduler={"max_batch": 8, "max_wait_ms": 10}, publish={"bind": endpoint},
                             **gpu_sections())
     cfg = parse_config(cfg_path.read_text(), str(cfg_path), base=tmp_path)
