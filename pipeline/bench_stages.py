@@ -142,17 +142,23 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
 def _timed_calls(call: Callable[[], Any], seconds: float, gpu: GpuMemoryReader) -> tuple[list[float], float, Any]:
     """Warm up, then call repeatedly for `seconds` (at least MIN_CALLS times).
     Returns per-call seconds, the window's resources and the last output."""
-    out = None
     for _ in range(WARMUP_CALLS):
-        out = call()
+        call()
     probe = ResourceProbe(gpu).start()
-    times: list[float] = []
     t0 = time.monotonic()
-    while len(times) < MIN_CALLS or time.monotonic() - t0 < seconds:
+    times, out = _repeat(call, lambda: time.monotonic() - t0 >= seconds)
+    return times, probe.stop(), out
+
+
+def _repeat(call: Callable[[], Any], done: Callable[[], bool]) -> tuple[list[float], Any]:
+    """Call until `done()` (and at least MIN_CALLS times): each call's seconds and the last output."""
+    times: list[float] = []
+    out = None
+    while len(times) < MIN_CALLS or not done():
         started = time.perf_counter()
         out = call()
         times.append(time.perf_counter() - started)
-    return times, probe.stop(), out
+    return times, out
 
 
 def _batch_result(stage: str, batch_size: int, times: list[float], resources: Any,
@@ -206,23 +212,19 @@ def _concurrent_calls(calls: list[Callable[[], Any]], prepare: list[Callable[[],
     lock = threading.Lock()
 
     def lane(call: Callable[[], Any], ready: Callable[[], None], prepared: threading.Event) -> None:
-        mine: list[float] = []
-        out = None
         try:
             try:
                 ready()
                 for _ in range(WARMUP_CALLS):
-                    out = call()
+                    call()
             finally:
                 prepared.set()
             go.wait()
-            while not stop.is_set() or len(mine) < MIN_CALLS:
-                started = time.perf_counter()
-                out = call()
-                mine.append(time.perf_counter() - started)
+            mine, out = _repeat(call, stop.is_set)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the measuring thread
             errors.append(exc)
             stop.set()
+            return
         with lock:
             times.extend(mine)
             outputs.append(out)
