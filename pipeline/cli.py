@@ -45,9 +45,9 @@ def _install_reload_signal(reload_requested: threading.Event) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.daemon import Daemon, DaemonOptions
-    from pipeline.metrics_http import MetricsServer
-    from pipeline.notify import SystemdNotifier
+    from pipeline.app.daemon import Daemon, DaemonOptions
+    from pipeline.observe.http import MetricsServer
+    from pipeline.app.systemd_notify import SystemdNotifier
 
     stop, reload_requested = threading.Event(), threading.Event()
     _install_stop_signals(stop)
@@ -144,7 +144,7 @@ def cmd_curve_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.eval_run import run_evaluation
+    from pipeline.tools.evaluate.command import run_evaluation
 
     cfg = _load(args.config)
     truths: dict[str, str] = {}
@@ -167,20 +167,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.tools.demo import run_demo
 
     return run_demo(args.config or str(bundled_demo_config()), seconds=args.seconds)
 
 
 def cmd_build_engine(args: argparse.Namespace) -> int:
-    from pipeline.infer.trt_cli import build_engine_command
+    from pipeline.tools.build_engine import build_engine_command
 
     return build_engine_command(_load(args.config), args.config, gpu_index=args.gpu, force=args.force,
                                 check_only=args.check)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import bench_command
+    from pipeline.tools.bench.command import bench_command
 
     return bench_command(args, _load(args.config))
 
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--check", action="store_true", help="only verify the cached engine; never build (exit 1 if none)")
     be.set_defaults(func=cmd_build_engine)
 
-    from pipeline.bench_cli import add_arguments as add_bench_arguments  # a light module: no PyAV, no numpy
+    from pipeline.tools.bench.cli import add_arguments as add_bench_arguments  # a light module: no PyAV, no numpy
 
     b = sub.add_parser("bench", help="measure decode, preprocess, inference and end-to-end ceilings in one run")
     add_bench_arguments(b)
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.logs import configure_logging
+    from pipeline.observe.logs import configure_logging
 
     args = build_parser().parse_args(argv)
     repeats = configure_logging(args.log_level, args.log_format)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pipeline.frame import Frame, FrameBatch
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 
 
 class OverflowPolicy(str, enum.Enum):

@@ -36,7 +36,7 @@ import yaml  # noqa: E402
 
 from pipeline.publish.messages import MessageError  # noqa: E402
 from pipeline.publish.subscriber import Subscriber  # noqa: E402
-from tests.integration.reliability_support import (free_port, metric_sum, open_fds, rss_bytes,  # noqa: E402
+from tests.support.reliability import (free_port, metric_sum, open_fds, rss_bytes,  # noqa: E402
                                                    scrape_metrics, summaries, tiny_model_section)
 from tests.support.media import make_clip  # noqa: E402
 from tests.support.rtsp_server import RtspServer, rtsp_server_unavailable  # noqa: E402

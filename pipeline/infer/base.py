@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
-from pipeline.infer import device_buffer
+from pipeline.gpu import device_buffer
 
 _BACKENDS: dict[str, type["Backend"]] = {}
 

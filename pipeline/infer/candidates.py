@@ -16,7 +16,7 @@ default: 24 KB per image):
     val, idx  = TopK(best, min(K, N), axis=1)    # the K best anchors, sorted
     gather boxes and cls at idx; concat; cast to float32
 
-Measured on the H200 (YOLOv8n fp16, batch 32, scripts/infer_variants.py): the first version's
+Measured on the H200 (YOLOv8n fp16, batch 32, scripts/gpu_lab/infer_variants.py): the first version's
 TopK k=1 over the class axis took 1.3 ms of a 9.7 ms call, ArgMax + GatherElements a fraction of
 that; a float16 model is selected in float16 and only [B, 6, K] is cast (same values).
 
@@ -55,7 +55,7 @@ def append_candidate_selection(model: Any, max_candidates: int, where: str = "mo
     """A copy of `model` (onnx.ModelProto) whose only output is [B, 6, min(K, N)] candidates.
 
     class_max: "argmax" (ArgMax, then the score gathered at it) or "topk" (TopK k=1 over the class
-      axis, the slower first version, kept for scripts/infer_variants.py); both give the lowest
+      axis, the slower first version, kept for scripts/gpu_lab/infer_variants.py); both give the lowest
       class id on ties.
     cast_last: for a float16 model, select in float16 and cast only the [B, 6, K] result to float32
       (the values are the same: every selected value is a float16 either way, and class ids up to

@@ -187,7 +187,7 @@ class DaliLetterbox(Preprocessor):
 
     def _upload(self, image: np.ndarray) -> Any:
         """A host frame in a batch of device frames: copy it to the GPU (DALI takes one kind)."""
-        from pipeline.cuda_memory import DeviceBufferPool, upload
+        from pipeline.gpu.memory import DeviceBufferPool, upload
 
         if self._upload_pool is None:
             self._upload_pool = DeviceBufferPool(self.device_id)

@@ -29,7 +29,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from pipeline.config import CurveConfig
 from pipeline.frame import FrameDetections, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.publish.messages import (detection_topic, detections_payload, encode_payload, status_payload,
                                        status_topic)
 

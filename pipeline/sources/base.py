@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import CameraState, Frame, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from av.codec.hwaccel import HWAccel
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from pipeline.config import DecodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +84,6 @@ def open_video(url: str, hwaccel: HWAccel | None = None, options: dict[str, str]
     if thread_type:
         stream.thread_type = thread_type
     return VideoInput(container, stream)
-
-
-def gpu_hwaccel(decode: DecodeConfig, camera_id: str) -> HWAccel | None:
-    """The NVDEC (FFmpeg cuda hwaccel) settings for `decode.device: gpu`, or None for the CPU.
-
-    Decoded pictures still come back to host memory (to_ndarray). Without a usable CUDA device
-    this logs one warning and returns None: the camera decodes on the CPU instead of failing.
-    Codecs NVDEC cannot decode fall back to software inside FFmpeg.
-    """
-    if decode.device != "gpu":
-        return None
-    hwaccel = HWAccel("cuda", device=decode.gpu_id, allow_software_fallback=True)
-    try:
-        hwaccel.create(av.Codec("h264", "r"))  # opens the CUDA device: fails fast without one
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        log.warning("camera %s: GPU decode on cuda:%d unavailable (%s); decoding on the CPU",
-                    camera_id, decode.gpu_id, ffmpeg_message(exc))
-        return None
-    return hwaccel
 
 
 def demux_packets(video: VideoInput, on_corrupt: Callable[[str], None]) -> Iterator[av.Packet]:

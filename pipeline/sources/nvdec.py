@@ -204,7 +204,7 @@ class _NvdecRuntime:
         try:
             from cuda.bindings import driver
 
-            from pipeline.cuda_memory import DeviceBufferPool, check, cuda_runtime
+            from pipeline.gpu.memory import DeviceBufferPool, check, cuda_runtime
             rt = cuda_runtime()
             check(rt.cudaSetDevice(gpu_id), f"cudaSetDevice({gpu_id})")
             # The decoder gets the device's primary context, the one DALI and ONNX Runtime use:
@@ -252,7 +252,7 @@ class _NvdecSession:
 
     def __init__(self, runtime: _NvdecRuntime, video: VideoInput) -> None:
         from av.bitstream import BitStreamFilterContext
-        from pipeline.cuda_memory import DeviceImage
+        from pipeline.gpu.memory import DeviceImage
 
         self._DeviceImage = DeviceImage
         self.rt = runtime

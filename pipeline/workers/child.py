@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.config import DecodeConfig
 from pipeline.frame import Frame, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.sources import create_source
 from pipeline.workers.messages import (BuffersFreed, CounterTotals, FrameMessage, LogMessage, ReleaseFrames,
                                        Shutdown, StartCamera, StatusMessage, StopCamera)
@@ -251,7 +251,7 @@ def _cuda_blocking_sync(gpu_id: int) -> None:
     try:
         from cuda.bindings import driver
 
-        from pipeline.cuda_memory import check
+        from pipeline.gpu.memory import check
         check(driver.cuInit(0), "cuInit")
         device = check(driver.cuDeviceGet(gpu_id), f"cuDeviceGet({gpu_id})")
         flags = int(driver.CUctx_flags.CU_CTX_SCHED_BLOCKING_SYNC.value)

@@ -1,6 +1,6 @@
 """NVDEC pictures handed from a decode worker to the daemon without leaving the GPU (CUDA IPC).
 
-Worker side, DeviceExporter: a picture is a DeviceImage in its camera's pool (pipeline/cuda_memory.py),
+Worker side, DeviceExporter: a picture is a DeviceImage in its camera's pool (pipeline/gpu/memory.py),
 i.e. inside one cudaMalloc allocation. The allocation's IPC handle is taken once and sent with its
 first frame; later frames in it carry only its buffer id. The worker keeps the DeviceImage (so the
 buffer stays out of its pool) until the daemon releases the frame.
@@ -21,7 +21,7 @@ import threading
 import weakref
 from typing import Any, Callable
 
-from pipeline.cuda_memory import CudaError, DeviceImageView, check, cuda_runtime
+from pipeline.gpu.memory import CudaError, DeviceImageView, check, cuda_runtime
 from pipeline.workers.messages import DeviceRef
 
 

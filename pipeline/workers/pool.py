@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import CameraState, Frame, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.sources.base import TERMINAL_STATES
 from pipeline.workers.child import run_worker
 from pipeline.workers.messages import (BuffersFreed, CounterTotals, DeviceRef, FrameMessage, LogMessage,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 
-from tests.gpu.gpu_env import skip_module_without_gpu
+from tests.support.gpu_env import skip_module_without_gpu
 
 skip_module_without_gpu()
 
-from pipeline.cuda_memory import DeviceBufferPool, DeviceImage, check, cuda_runtime  # noqa: E402
+from pipeline.gpu.memory import DeviceBufferPool, DeviceImage, check, cuda_runtime  # noqa: E402
 from pipeline.workers.cuda_ipc import DeviceExporter  # noqa: E402
 from tests.support.ipc_child import read_pictures  # noqa: E402
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.gpu.gpu_env import skip_module_without_gpu
+from tests.support.gpu_env import skip_module_without_gpu
 
 skip_module_without_gpu("PyNvVideoCodec", "nvidia.dali", "onnxruntime")
 
 from pipeline.config import parse_config  # noqa: E402
-from pipeline.cuda_memory import memory_type  # noqa: E402
-from pipeline.daemon import Daemon, DaemonOptions  # noqa: E402
-from tests.integration.daemon_harness import DaemonProcess, write_config  # noqa: E402
+from pipeline.gpu.memory import memory_type  # noqa: E402
+from pipeline.app.daemon import Daemon, DaemonOptions  # noqa: E402
+from tests.support.daemon_harness import DaemonProcess, write_config  # noqa: E402
 from tests.support.media import make_clip  # noqa: E402
 from tests.support.tiny_model import build_tiny_yolo_onnx  # noqa: E402
 
@@ -184,7 +184,7 @@ def test_two_model_instances_record_graphs_on_their_own_threads_and_keep_frame_o
     import onnx
 
     from pipeline.publish.subscriber import Subscriber
-    from tests.integration.daemon_harness import free_tcp_endpoint
+    from tests.support.daemon_harness import free_tcp_endpoint
 
     size = int(onnx.load(str(DEMO_MODEL)).graph.input[0].type.tensor_type.shape.dim[2].dim_value) or 640
     cams = three_clips(tmp_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.gpu.gpu_env import skip_module_without_gpu
+from tests.support.gpu_env import skip_module_without_gpu
 
 skip_module_without_gpu("nvidia.dali", "onnxruntime")
 
@@ -17,7 +17,7 @@ if "CUDAExecutionProvider" not in ort.get_available_providers():
                 allow_module_level=True)
 
 from pipeline.config import ModelConfig  # noqa: E402
-from pipeline.cuda_memory import DeviceBufferPool, memory_type, upload  # noqa: E402
+from pipeline.gpu.memory import DeviceBufferPool, memory_type, upload  # noqa: E402
 from pipeline.frame import Frame, FrameBatch  # noqa: E402
 from pipeline.infer import create_backend  # noqa: E402
 from pipeline.preprocess import create_preprocessor  # noqa: E402

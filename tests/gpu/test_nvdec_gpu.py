@@ -12,12 +12,12 @@ import av
 import numpy as np
 import pytest
 
-from tests.gpu.gpu_env import skip_module_without_gpu
+from tests.support.gpu_env import skip_module_without_gpu
 
 skip_module_without_gpu("PyNvVideoCodec")
 
 from pipeline.config import CameraConfig, DecodeConfig  # noqa: E402
-from pipeline.cuda_memory import DeviceImage, memory_type  # noqa: E402
+from pipeline.gpu.memory import DeviceImage, memory_type  # noqa: E402
 from pipeline.frame import CameraState  # noqa: E402
 from pipeline.sources.synthetic import SyntheticPattern  # noqa: E402
 from tests.support.media import make_clip, make_resolution_change_clip  # noqa: E402

@@ -6,8 +6,6 @@ the same tolerance as the cpu variant.
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,15 +20,7 @@ from pipeline.preprocess import create_preprocessor  # noqa: E402
 from pipeline.preprocess.dali import DaliDeviceTensor  # noqa: E402
 
 
-def _load_checks():
-    path = Path(__file__).parents[1] / "unit" / "preprocess" / "letterbox_checks.py"
-    spec = importlib.util.spec_from_file_location("letterbox_checks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-assert_matches_reference = _load_checks().assert_matches_reference
+from tests.support.letterbox_checks import assert_matches_reference  # noqa: E402
 SIZES = [(1280, 720), (768, 576), (640, 480), (480, 640), (333, 211), (1001, 999)]
 
 
@@ -99,7 +89,7 @@ def test_mixed_host_and_device_batch_uploads_the_host_frames():
 
 
 def test_output_lives_in_device_memory():
-    from pipeline.cuda_memory import memory_type
+    from pipeline.gpu.memory import memory_type
 
     frames = [host_frame(1280, 720, 0), host_frame(640, 480, 1)]
     with create_preprocessor("gpu", 640, np.float16, 2, 2) as pre:

@@ -8,7 +8,7 @@ from typing import Callable
 
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import CameraState, Frame, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.sources import create_source
 
 

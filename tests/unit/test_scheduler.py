@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.frame import Frame, FrameBatch
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.scheduler import BatchScheduler, OverflowPolicy
 
 DROP = OverflowPolicy.DROP_OLDEST

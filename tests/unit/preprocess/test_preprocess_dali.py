@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from letterbox_checks import assert_matches_reference, same_frames_without_pixels
+from tests.support.letterbox_checks import assert_matches_reference, same_frames_without_pixels
 from pipeline.frame import Frame, FrameBatch, LetterboxTransform, TensorBatch
 from pipeline.preprocess import PreprocessError, create_preprocessor
 from pipeline.preprocess.dali import DaliLetterbox, window_position

@@ -10,7 +10,7 @@ import pytest
 from pipeline.frame import Frame, FrameBatch, LetterboxTransform
 from pipeline.preprocess import ReferencePreprocessor, letterbox_reference
 
-from letterbox_checks import same_frames_without_pixels
+from tests.support.letterbox_checks import same_frames_without_pixels
 
 GREY = np.float32(114) / np.float32(255)
 

@@ -8,7 +8,7 @@ import time
 import zmq
 
 from pipeline.frame import Detection, FrameDetections
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.publish import Publisher
 
 MESSAGES = 3000

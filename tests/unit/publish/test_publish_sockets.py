@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from pipeline.frame import CameraState, Detection, FrameDetections, StatusEvent
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.publish import (MessageError, PublishBindError, Publisher, Subscriber, SubscriberConnectError,
                               load_schema)
 

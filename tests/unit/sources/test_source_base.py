@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import CameraState
-from pipeline.metrics import Metrics
+from pipeline.observe.metrics import Metrics
 from pipeline.sources import (FileSource, NetworkSource, SyntheticSource, create_source, redact_text,
                               redact_url)
 from pipeline.sources.base import Ending, Source, register_source

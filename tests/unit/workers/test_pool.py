@@ -1,5 +1,5 @@
 """Decode workers, the parts that need no process: the MPS check and the messages' round trip
-through the pipe's pickling (the processes themselves: tests/integration/test_daemon_workers.py)."""
+through the pipe's pickling (the processes themselves: tests/integration/daemon/test_daemon_workers.py)."""
 from __future__ import annotations
 
 import pickle
@@ -42,7 +42,7 @@ def test_frames_arriving_after_close_are_released_not_delivered() -> None:
     from types import SimpleNamespace
 
     from pipeline.config import DecodeConfig
-    from pipeline.metrics import Metrics
+    from pipeline.observe.metrics import Metrics
     from pipeline.workers.pool import DecodeWorkerPool, WorkerCamera
 
     pool = DecodeWorkerPool(DecodeConfig(), 1, Metrics(), lambda event: None)

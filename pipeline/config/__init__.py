@@ -1,0 +1,17 @@
+"""Typed configuration: one pydantic model per section (extra="forbid"), loaded from YAML by
+`load_config`, every error one line naming file:line and the dotted key (ConfigError).
+"""
+from pipeline.config.base import ConfigError, StrictModel
+from pipeline.config.camera import CAMERA_ID, NETWORK_SCHEMES, CameraConfig
+from pipeline.config.loader import ENV_REF, load_config, parse_config
+from pipeline.config.model import CalibrationConfig, ModelConfig, OnnxRuntimeConfig, TensorRtConfig
+from pipeline.config.pipeline import PipelineConfig
+from pipeline.config.stages import (CurveConfig, DecodeConfig, MetricsConfig, PreprocessConfig,
+                                    PublishConfig, SchedulerConfig)
+
+__all__ = [
+    "CAMERA_ID", "ENV_REF", "NETWORK_SCHEMES", "CalibrationConfig", "CameraConfig", "ConfigError",
+    "CurveConfig", "DecodeConfig", "MetricsConfig", "ModelConfig", "OnnxRuntimeConfig", "PipelineConfig",
+    "PreprocessConfig", "PublishConfig", "SchedulerConfig", "StrictModel", "TensorRtConfig",
+    "load_config", "parse_config",
+]

@@ -1,0 +1,54 @@
+"""decode, preprocess, scheduler, publish, metrics: how the stages between camera and subscriber run."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pipeline.config.base import StrictModel
+
+
+class DecodeConfig(StrictModel):
+    device: Literal["cpu", "gpu"] = "cpu"
+    gpu_id: int = Field(0, ge=0)
+    # Processes that run the cameras (decode included), so decoding does not share the daemon's
+    # GIL; 0: camera threads in the daemon process (pipeline/workers/).
+    workers: int = Field(0, ge=0, le=64)
+
+
+class PreprocessConfig(StrictModel):
+    device: Literal["cpu", "gpu"] = "cpu"
+    num_threads: int = Field(2, ge=1, le=64)
+
+
+class SchedulerConfig(StrictModel):
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(20, ge=0, le=10000)
+    queue_per_camera: int = Field(4, ge=1, le=1000)
+
+
+class CurveConfig(StrictModel):
+    """ZeroMQ CURVE on the publish socket: encryption, and only listed subscribers get in."""
+
+    server_secret_key_file: Path  # a zmq.auth secret certificate (`pipeline curve-keys` makes one)
+    authorized_clients_dir: Path  # the clients' public certificates (*.key); re-read on reload
+
+
+class PublishConfig(StrictModel):
+    bind: str = "tcp://127.0.0.1:5555"
+    high_water_mark: int = Field(10000, ge=1)
+    linger_ms: int = Field(1000, ge=0)
+    curve: CurveConfig | None = None
+
+    @field_validator("bind")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^(tcp|ipc|inproc)://\S+$", v):
+            raise ValueError(f"bind {v!r} must look like tcp://HOST:PORT or ipc://PATH")
+        return v
+
+
+class MetricsConfig(StrictModel):
+    bind: str | None = "127.0.0.1:9108"  # null turns the HTTP endpoint off

@@ -1,0 +1,209 @@
+"""ONNX Runtime on the GPU: one session per padded batch size, each optionally replayed as a CUDA graph.
+
+One session per batch size, because the CUDA EP re-tunes its convolutions whenever a session's
+input shape changes, also back to a shape it ran before: measured on the H200 with YOLOv8n fp16,
+every call after a batch-size change took 1.2-1.7 s instead of 2-10 ms (docs/BENCHMARKS.md). A
+session that only ever sees one shape tunes once, at warm-up. Each session gets the model with its
+batch dimension fixed, so ONNX Runtime folds the shape arithmetic away.
+
+CUDA graph (model.onnxruntime.cuda_graph): the session records its kernels once and then replays
+them with one launch, instead of launching a few hundred kernels from the CPU per call (measured on
+the H200: 0.9 ms of a 9.7 ms batch of 32; docs/BENCHMARKS.md). A replay reads and writes fixed
+addresses, so each batch size owns its input and output buffers: the preprocessor's batch is copied
+into the input buffer (device to device) and the candidates are copied out of the output buffer.
+A model the CUDA EP cannot capture (a node on the CPU, an output whose size is only known at run
+time) runs without a graph, with one log line saying why.
+
+Two ONNX Runtime facts shape the rest:
+  * the captured graph lives in the calling thread's context: a thread that did not capture would
+    capture on its own third run;
+  * capture is global: any CUDA call another thread makes meanwhile (NVDEC, DALI, a synchronize)
+    fails, and invalidates the capture. Measured: capturing while cameras ran aborted the process.
+So graphs are captured only in warm_up(), which the thread that will run the model calls before
+any other stage touches the GPU (Backend.bind_to_thread; the daemon's infer thread does it before
+the cameras start). A call from any other thread runs the plain way (run option gpu_graph_id -1),
+which never captures.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.gpu import device_buffer
+from pipeline.gpu.device_buffer import DeviceView
+
+log = logging.getLogger(__name__)
+
+# ONNX Runtime captures on a thread's third run of a session (two plain runs allocate first);
+# the fourth replays, so a warm-up of four leaves the thread with a graph that has run.
+WARM_UP_RUNS = 4
+
+OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+# session factory: (model bytes, extra CUDA EP options) -> InferenceSession, raising ValueError
+SessionFactory = Callable[[bytes, dict[str, str]], Any]
+
+
+class PriorityStream:
+    """A CUDA stream at the device's highest priority, given to ONNX Runtime as its compute stream
+    (model.onnxruntime.priority_stream): the GPU's block scheduler then starts inference kernels
+    ahead of queued decode-conversion and letterbox kernels, which have slack while the single
+    inference thread is the stage everything waits for."""
+
+    def __init__(self, device_id: int) -> None:
+        from pipeline.gpu.memory import check, cuda_runtime
+
+        rt = cuda_runtime()
+        check(rt.cudaSetDevice(device_id), f"cudaSetDevice({device_id})")
+        _lowest, highest = check(rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
+        self.handle = int(check(rt.cudaStreamCreateWithPriority(rt.cudaStreamNonBlocking, highest),
+                                "cudaStreamCreateWithPriority"))
+        self.priority = int(highest)
+        self._rt = rt
+
+    def provider_options(self) -> dict[str, str]:
+        return {"user_compute_stream": str(self.handle)}
+
+    def close(self) -> None:
+        if self.handle:
+            self._rt.cudaStreamDestroy(self.handle)
+            self.handle = 0
+
+
+def with_fixed_batch(model: Any, batch: int) -> bytes:
+    """`model` (onnx.ModelProto) serialized with its input batch dimension set to `batch`."""
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = batch
+    return fixed.SerializeToString()
+
+
+class BatchSizeSession:
+    """One CUDA EP session that runs batches of exactly `batch` images of `input_shape[1:]`."""
+
+    def __init__(self, new_session: SessionFactory, model: bytes, batch: int, *, input_name: str,
+                 output_name: str, item_shape: tuple[int, ...], input_dtype: np.dtype, device_id: int,
+                 cuda_graph: bool, where: str, stream: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.batch = batch
+        self._input_name, self._output_name, self._device_id = input_name, output_name, device_id
+        self._input_dtype = np.dtype(input_dtype)
+        self._item_shape = item_shape
+        self._stream = stream  # ONNX Runtime's compute stream when it is ours: copies go on it, unsynchronized
+        self._ort = ort
+        self._input: Any = None  # ORT-owned device buffer of `batch` images (padding, graph replay)
+        self._output: Any = None  # graph mode: ORT-owned device buffer the replay writes
+        self._graph_binding: Any = None
+        self._graph_threads: set[int] = set()  # threads that captured this session's graph
+        self._plain_run = ort.RunOptions()
+        self._plain_run.add_run_config_entry("gpu_graph_id", "-1")  # neither capture nor replay
+        self.session: Any = None
+        self._new_session, self._model, self._where = new_session, model, where
+        if cuda_graph:
+            self.session = self._graph_session()
+        if self.session is None:
+            self.session = new_session(model, {})
+
+    @property
+    def cuda_graph(self) -> bool:
+        """Whether the calling thread replays a captured graph (after its warm_up())."""
+        return self._graph_binding is not None and threading.get_ident() in self._graph_threads
+
+    def _graph_session(self) -> Any:
+        where = self._where
+        try:
+            session = self._new_session(self._model, {"enable_cuda_graph": "1"})
+        except ValueError as exc:
+            log.info("%s: batch %d runs without a CUDA graph: %s", where, self.batch, exc)
+            return None
+        out = session.get_outputs()[0]
+        shape = [d if isinstance(d, int) and d > 0 else None for d in out.shape]
+        shape[0] = self.batch
+        if None in shape:
+            log.info("%s: batch %d runs without a CUDA graph: output %r is %s, not a fixed size",
+                     where, self.batch, out.name, list(out.shape))
+            return None
+        dtype = OUTPUT_DTYPES.get(out.type)
+        if dtype is None:
+            log.info("%s: batch %d runs without a CUDA graph: output %r has type %s", where, self.batch,
+                     out.name, out.type)
+            return None
+        self._output = self._ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(self._input_name, self.input_buffer)
+        binding.bind_ortvalue_output(self._output_name, self._output)
+        self._graph_binding = binding
+        return session
+
+    @property
+    def input_buffer(self) -> Any:
+        """The session's own input buffer (an OrtValue of `batch` images), made on first use."""
+        if self._input is None:
+            shape = [self.batch, *self._item_shape]
+            self._input = self._ort.OrtValue.ortvalue_from_shape_and_type(shape, self._input_dtype.type,
+                                                                          "cuda", self._device_id)
+        return self._input
+
+    def warm_up(self) -> None:
+        """Run a few times on the input buffer: tunes the convolutions and, on a graph session,
+        captures the graph for the calling thread. No other thread may use CUDA meanwhile."""
+        buffer = self.input_buffer
+        view = DeviceView(buffer.data_ptr(), (self.batch, *self._item_shape), self._input_dtype, buffer)
+        if self._graph_binding is not None:
+            thread = threading.get_ident()
+            try:
+                for _ in range(WARM_UP_RUNS):
+                    self.session.run_with_iobinding(self._graph_binding)
+                self._output.numpy()
+                self._graph_threads.add(thread)
+                return
+            except Exception as exc:  # noqa: BLE001 - ORT refused the capture: run the plain way
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.info("%s: batch %d runs without a CUDA graph: capture failed: %s", self._where,
+                         self.batch, line)
+                self._graph_binding = self._output = None
+                self._graph_threads.clear()
+                self.session = self._new_session(self._model, {})
+        self.run(view)
+
+    def run_host(self, images: np.ndarray) -> np.ndarray:
+        """run() for a host array of at most `batch` images: uploaded into the input buffer first."""
+        count = len(images)
+        if count < self.batch:
+            pad = np.zeros((self.batch - count,) + images.shape[1:], dtype=images.dtype)
+            images = np.concatenate([images, pad])
+        buffer = self.input_buffer
+        buffer.update_inplace(np.ascontiguousarray(images, dtype=self._input_dtype))
+        return self.run(DeviceView(buffer.data_ptr(), (self.batch, *self._item_shape), self._input_dtype, buffer))
+
+    def run(self, view: DeviceView) -> np.ndarray:
+        """Outputs for the images of `view` (at most `batch`), as a host array of `batch` rows:
+        the rows past the view's images are padding for the caller to drop."""
+        count = view.shape[0]
+        graph = self._graph_binding is not None
+        if graph or count < self.batch:
+            buffer = self.input_buffer
+            if buffer.data_ptr() != view.ptr:
+                # the tail past `count` is whatever the buffer held: its outputs are dropped, and
+                # images in a batch do not influence each other
+                device_buffer.copy_device_to_device(buffer.data_ptr(), view.ptr, view.nbytes, self._stream)
+                view = DeviceView(buffer.data_ptr(), (self.batch, *self._item_shape), view.dtype, buffer)
+        if graph:
+            if threading.get_ident() in self._graph_threads:
+                self.session.run_with_iobinding(self._graph_binding)
+            else:  # a thread without a graph of its own must not capture one now (see the top)
+                self.session.run_with_iobinding(self._graph_binding, self._plain_run)
+            return self._output.numpy()  # copies to the host after the run has finished
+        binding = self.session.io_binding()
+        binding.bind_input(self._input_name, device_type="cuda", device_id=self._device_id,
+                           element_type=view.dtype.type, shape=list(view.shape), buffer_ptr=view.ptr)
+        # Candidates are ~24 KB per image; a full YOLOv8n@640 output would be 2.8 MB (candidates.py)
+        binding.bind_output(self._output_name, device_type="cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]

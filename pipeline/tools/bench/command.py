@@ -1,0 +1,347 @@
+"""`pipeline bench`: the ceilings of decode, preprocess and inference and the end-to-end throughput,
+measured in one run on one machine, so the bottleneck is named, not guessed.
+
+Stages, in this order, each with the config's own classes and settings:
+  decode        N cameras (the config's cameras cycled to N, files looped) decoding as the daemon
+                decodes (threads, or decode.workers processes), as fast as possible
+  preprocess    the configured letterbox at scheduler.max_batch, on decoded frames held in memory
+  inference     the configured backend at scheduler.max_batch, on one preprocessed batch
+                (model.instances > 1: that many copies, each on its own thread, as the daemon runs them)
+  postprocess   YOLO decode + NMS on that batch's output
+  e2e_fast      the real Daemon with N streams as fast as possible, publishing to a real subscriber
+  e2e_realtime  the same with the streams paced at their native frame rate
+
+`--find-max` first searches the largest N whose real-time run holds (doubling, then bisecting), then
+runs every stage at that N. Modules: bench_streams (the N streams), bench_stages (stages alone),
+bench_e2e (the daemon runs), bench_probe (CPU/RSS/GPU memory), bench_report (results and table).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.tools.bench.cli import CLI_STAGES
+from pipeline.tools.bench.e2e import HoldCriteria, run_daemon
+from pipeline.tools.bench.probe import GpuMemoryReader
+from pipeline.tools.bench.report import REPORT_SCHEMA, STAGES, StageResult, failed, format_table, summarise
+from pipeline.tools.bench.stages import (Window, measure_decode, measure_inference, measure_postprocess,
+                                   measure_preprocess)
+from pipeline.tools.bench.streams import bench_cameras, media_names, native_fps
+from pipeline.config import CameraConfig, PipelineConfig
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    streams: int
+    seconds: float = 10.0
+    warmup_s: float = 2.0
+    media: Path | None = None  # one file for every stream instead of the config's cameras
+    stages: tuple[str, ...] = CLI_STAGES
+    criteria: HoldCriteria = field(default_factory=HoldCriteria)
+    find_max: bool = False
+    max_streams: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.streams < 1:
+            raise ValueError(f"--streams {self.streams}: need at least 1 stream")
+        if self.seconds <= 0 or self.warmup_s < 0:
+            raise ValueError("--seconds must be > 0 and --warmup >= 0")
+        unknown = set(self.stages) - set(CLI_STAGES)
+        if unknown:
+            raise ValueError(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(CLI_STAGES)})")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def stream_target_fps(cameras: list[CameraConfig]) -> tuple[float | None, float | None]:
+    """(frames/s all streams produce in real time, mean per stream); None when a stream's rate is unknown."""
+    per_url: dict[str, float | None] = {}
+    rates = []
+    for cam in cameras:
+        if cam.url not in per_url:
+            per_url[cam.url] = native_fps(cam)
+        rates.append(per_url[cam.url])
+    if not rates or any(r is None for r in rates):
+        return None, None
+    total = float(sum(rates))  # type: ignore[arg-type]
+    return total, total / len(rates)
+
+
+class BenchRun:
+    """One benchmark: the options, the machine's GPU reader, progress output."""
+
+    def __init__(self, cfg: PipelineConfig, options: BenchOptions, progress: Progress) -> None:
+        self.cfg = cfg
+        self.options = options
+        self.progress = progress
+        self.gpu = GpuMemoryReader(cfg.decode.gpu_id)
+        self.window = Window(options.warmup_s, options.seconds)
+
+    # ------------------------------------------------------------------ the stages
+
+    def stages(self, streams: int) -> dict[str, StageResult]:
+        cfg, opts = self.cfg, self.options
+        batch = cfg.scheduler.max_batch
+        fast = bench_cameras(cfg, streams, realtime=False, media=opts.media)
+        out: dict[str, StageResult] = {}
+        frames: list = []
+        if "decode" in opts.stages:
+            self.progress(f"decode: {streams} stream(s) for {self.window.seconds:g} s ...")
+            try:
+                out["decode"], frames = measure_decode(fast, cfg, self.window, keep=2 * batch, gpu=self.gpu)
+            except Exception as exc:  # noqa: BLE001 - a failed stage is reported, the others still run
+                out["decode"] = failed("decode", _one_line(exc), streams)
+            self._said(out["decode"])
+        if not frames and {"preprocess", "inference"} & set(opts.stages):
+            # decode not asked for, or run in workers (whose pictures go with them): a short run in
+            # threads, only to get frames for the batch stages
+            threads_cfg = cfg.model_copy(update={"decode": cfg.decode.model_copy(update={"workers": 0})})
+            try:
+                frames = measure_decode(fast, threads_cfg, Window(0.0, min(1.0, opts.seconds)), keep=2 * batch,
+                                        gpu=self.gpu)[1]
+            except Exception as exc:  # noqa: BLE001 - the batch stages then report that they had no frames
+                self.progress(f"decode for the batch stages: FAILED: {_one_line(exc)}")
+        if {"preprocess", "inference"} & set(opts.stages):
+            out.update(self._batch_stages(frames, batch))
+        if "e2e-fast" in opts.stages:
+            out["e2e_fast"] = self._e2e(fast, realtime=False)
+        if "e2e-realtime" in opts.stages:
+            out["e2e_realtime"] = self._e2e(bench_cameras(cfg, streams, realtime=True, media=opts.media),
+                                            realtime=True)
+        return out
+
+    def _batch_stages(self, frames: list, batch: int) -> dict[str, StageResult]:
+        from pipeline.infer import create_backend
+        from pipeline.postprocess import YoloPostprocessor
+        from pipeline.preprocess import preprocessor_from_config
+
+        cfg, opts, out = self.cfg, self.options, {}
+        if not frames:
+            for name in ("preprocess", "inference", "postprocess"):
+                out[name] = failed(name, "no decoded frames to feed it (see decode)", batch_size=batch)
+            return out
+        preprocess = tensor = result = None
+        backends: list = []
+        try:
+            self.progress(f"preprocess: {cfg.preprocess.device}, batch {batch} ...")
+            preprocess = preprocessor_from_config(cfg)
+            out["preprocess"], tensor = measure_preprocess(preprocess, frames, batch, opts.seconds, self.gpu)
+            self._said(out["preprocess"])
+            if "inference" in opts.stages:
+                self.progress(f"inference: {cfg.model.backend} on {cfg.preprocess.device}, batch {batch} ...")
+                # the same arguments as the daemon: the model runs where preprocessing puts its tensor
+                for _ in range(cfg.model.instances):
+                    backends.append(create_backend(cfg.model, batch, cfg.preprocess.device))
+                out["inference"], result = measure_inference(backends, tensor, opts.seconds, self.gpu)
+                self._said(out["inference"])
+                post = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
+                                         cfg.model.max_detections)
+                out["postprocess"] = measure_postprocess(post, result, opts.seconds, self.gpu)
+                self._said(out["postprocess"])
+        except Exception as exc:  # noqa: BLE001
+            for name in ("preprocess", "inference", "postprocess"):
+                if name not in out and (name == "preprocess" or "inference" in opts.stages):
+                    out[name] = failed(name, _one_line(exc), batch_size=batch)
+        finally:
+            tensor = result = None  # a GPU batch lives in the preprocessor's memory: release it first
+            for closable in (*backends, preprocess):
+                if closable is not None:
+                    closable.close()
+        if "preprocess" not in opts.stages:
+            out.pop("preprocess", None)
+        return out
+
+    def _e2e(self, cameras: list[CameraConfig], realtime: bool) -> StageResult:
+        stage = "e2e_realtime" if realtime else "e2e_fast"
+        self.progress(f"{stage}: daemon with {len(cameras)} stream(s) for {self.options.warmup_s:g} + "
+                      f"{self.options.seconds:g} s ...")
+        try:
+            target = stream_target_fps(cameras)[0] if realtime else None
+            result = run_daemon(self.cfg, cameras, realtime, self.window, self.gpu, target, self.options.criteria)
+        except Exception as exc:  # noqa: BLE001
+            result = failed(stage, _one_line(exc), len(cameras))
+        self._said(result)
+        return result
+
+    def _said(self, r: StageResult) -> None:
+        if r.error:
+            self.progress(f"  {r.stage}: FAILED: {r.error}")
+            return
+        extra = ""
+        if r.latency_ms:
+            extra += f", p99 {r.latency_ms.p99:.0f} ms"
+        if r.held is not None:
+            extra += f", {'held' if r.held else 'NOT held: ' + str(r.held_reason)}"
+        self.progress(f"  {r.stage}: {r.fps:.1f} frames/s{extra}")
+
+    # ------------------------------------------------------------------ --find-max
+
+    def find_max(self) -> dict[str, Any]:
+        trials: dict[int, StageResult] = {}
+
+        def holds(n: int) -> bool:
+            cams = bench_cameras(self.cfg, n, realtime=True, media=self.options.media)
+            trials[n] = self._e2e(cams, realtime=True)
+            return bool(trials[n].held)
+
+        best = find_max_streams(holds, self.options.streams, self.options.max_streams)
+        return {"max_streams": best, "limit_reached": best >= self.options.max_streams,
+                "criteria": asdict(self.options.criteria),
+                "trials": [_trial_json(trials[n]) for n in trials]}
+
+
+def _trial_json(r: StageResult) -> dict[str, Any]:
+    return {"streams": r.streams, "held": r.held, "reason": r.held_reason or r.error, "fps": r.fps,
+            "target_fps": r.target_fps, "p99_ms": r.latency_ms.p99 if r.latency_ms else None,
+            "drop_fraction": r.drops.drop_fraction if r.drops else None}
+
+
+def find_max_streams(holds: Callable[[int], bool], start: int, limit: int) -> int:
+    """The largest n in [1, limit] for which holds(n), assuming it holds up to some n and fails above:
+    double from `start` until it fails (or `limit`), then bisect. 0 if even n=1 fails."""
+    start = max(1, min(start, limit))
+    good, bad = 0, None
+    n = start
+    while True:
+        if holds(n):
+            good = n
+            if n >= limit:
+                break
+            n = min(2 * n, limit)
+        else:
+            bad = n
+            break
+    while bad is not None and bad - good > 1:
+        mid = (good + bad) // 2
+        if holds(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def machine_info(gpu: GpuMemoryReader) -> dict[str, Any]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "cpus_usable": usable,
+            "load_avg": [round(x, 2) for x in os.getloadavg()], "gpu": gpu.name, "gpu_mem_scope": gpu.scope}
+
+
+def pipeline_info(cfg: PipelineConfig, cameras: list[CameraConfig]) -> dict[str, Any]:
+    return {"decode_device": cfg.decode.device, "decode_workers": cfg.decode.workers,
+            "preprocess_device": cfg.preprocess.device, "backend": cfg.model.backend, "precision": cfg.model.precision, "model": str(cfg.model.path),
+            "input_size": cfg.model.input_size, "model_instances": cfg.model.instances,
+            "max_batch": cfg.scheduler.max_batch,
+            "max_wait_ms": cfg.scheduler.max_wait_ms, "queue_per_camera": cfg.scheduler.queue_per_camera,
+            "media": media_names(cameras)}
+
+
+def print_progress(line: str) -> None:
+    # the clock lets a GPU utilisation log (nvidia-smi dmon -o T) be lined up with the stages
+    print(f"bench {time.strftime('%H:%M:%S')}: {line}", file=sys.stderr, flush=True)
+
+
+def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Run everything the options ask for; the JSON-ready report."""
+    progress = progress or print_progress
+    run = BenchRun(cfg, options, progress)
+    started = time.time()
+    load_start = machine_info(run.gpu)["load_avg"]
+    search = None
+    streams = options.streams
+    if options.find_max:
+        search = run.find_max()
+        streams = max(1, search["max_streams"])
+        progress(f"find-max: largest N that held real time: {search['max_streams']}; full run at N={streams}")
+    stages = run.stages(streams)
+    cameras = bench_cameras(cfg, streams, realtime=True, media=options.media)
+    try:
+        per_stream = stream_target_fps(cameras)[1]
+    except ValueError:
+        per_stream = None
+    machine = machine_info(run.gpu)
+    machine["load_avg_start"] = load_start
+    return {
+        "schema": REPORT_SCHEMA,
+        "config": config_path,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "options": {"streams": options.streams, "seconds": options.seconds, "warmup_s": options.warmup_s,
+                    "media": str(options.media) if options.media else None, "stages": list(options.stages),
+                    "find_max": options.find_max, "max_streams": options.max_streams,
+                    "criteria": asdict(options.criteria)},
+        "machine": machine,
+        "pipeline": pipeline_info(cfg, cameras),
+        "streams": streams,
+        "stages": {name: stages[name].to_json() if name in stages else None for name in STAGES},
+        "summary": summarise(stages, per_stream),
+        "find_max": search,
+    }
+
+
+def print_report(report: dict[str, Any], out=sys.stdout) -> None:
+    from pipeline.tools.bench.report import stage_from_json
+
+    stages = {name: stage_from_json(r) for name, r in report["stages"].items() if r is not None}
+    m, p = report["machine"], report["pipeline"]
+    print(f"pipeline bench: {report['streams']} stream(s) of {', '.join(p['media'])}; decode {p['decode_device']}"
+          f"{' in %d worker processes' % p['decode_workers'] if p.get('decode_workers') else ''}, "
+          f"preprocess {p['preprocess_device']}, {p['backend']} {p['precision']} {Path(p['model']).name} "
+          f"@{p['input_size']}{' x%d instances' % p['model_instances'] if p.get('model_instances', 1) > 1 else ''}, "
+          f"batch {p['max_batch']}", file=out)
+    print(f"machine: {m['cpus_usable']} CPU(s), GPU {m['gpu'] or 'none'}, load average at start "
+          f"{'/'.join(str(x) for x in m['load_avg_start'])}", file=out)
+    print(format_table(stages, report["summary"]), file=out)
+    search = report["find_max"]
+    if search:
+        tried = ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in search["trials"])
+        print(f"find-max: largest N that held real time = {search['max_streams']}"
+              f"{' (the --max-streams limit)' if search['limit_reached'] else ''}; tried {tried}", file=out)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def bench_command(args: Any, cfg: PipelineConfig) -> int:
+    """`pipeline bench`: exit 0, 1 if a stage failed, 2 on bad options."""
+    try:
+        options = BenchOptions(
+            streams=len(cfg.cameras) if args.streams is None else args.streams, seconds=args.seconds, warmup_s=args.warmup,
+            media=Path(args.media) if args.media else None,
+            stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
+            criteria=HoldCriteria(args.max_drop, args.max_p99, args.min_rate),
+            find_max=args.find_max, max_streams=args.max_streams)
+        if options.media is not None and not options.media.is_file():
+            raise ValueError(f"--media {options.media}: no such file")
+    except ValueError as exc:
+        print(f"pipeline bench: {exc}", file=sys.stderr)
+        return 2
+    if not args.verbose:
+        logging.getLogger("pipeline").setLevel(logging.WARNING)  # N cameras x state changes is noise here
+    report = run_bench(cfg, options, config_path=args.config)
+    print_report(report)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            print(f"pipeline bench: --json {args.json}: cannot write: {exc.strerror}", file=sys.stderr)
+            return 1
+    return 1 if any(r and r["error"] for r in report["stages"].values()) else 0

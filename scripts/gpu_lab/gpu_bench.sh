@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The GPU benchmark runs of docs/BENCHMARKS.md, on the GPU machine from the repo root, after
+#   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
+# with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
+# A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
+# streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
+# abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'). WORKERS=N runs the
+# other steps with N decode workers, INSTANCES=N with model.instances N; MPS=1 runs them under CUDA
+# MPS (this script starts the control daemon and stops it at the end).
+# Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
+set -u
+OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
+R=$OUT/bench; mkdir -p "$R"
+export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
+CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}  # CFG=configs/bench-cpu.yaml runs the A/B steps on a CPU box
+variant_cfg() {  # variant_cfg NAME 'yaml for model.onnxruntime' -> configs/_ab_NAME.yaml
+  sed "s/^  iou_threshold: 0.45\$/  iou_threshold: 0.45\n  onnxruntime: $2/" $CFG > configs/_ab_$1.yaml; }
+workers_cfg() {  # workers_cfg IN N OUT: IN with decode.workers N
+  sed "s/^decode: *{device: gpu, gpu_id: 0}/decode:     {device: gpu, gpu_id: 0, workers: $2}/" $1 > $3
+  grep -q "workers: $2" $3 || { echo "workers_cfg: no decode line to change in $1"; exit 2; }; }
+instances_cfg() {  # instances_cfg IN N OUT: IN with model.instances N
+  sed "/^  iou_threshold: /a\\  instances: $2" $1 > $3
+  grep -q "^  instances: $2" $3 || { echo "instances_cfg: no model line to change in $1"; exit 2; }; }
+ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench (decode, inference, e2e-fast) per value -> abKEY_VALUE.json
+  local key=$1 make_cfg=$2 v; shift 2
+  for v in "$@"; do
+    $make_cfg $CFG $v configs/_ab_$key$v.yaml
+    timeout 200 python3 -m pipeline bench configs/_ab_$key$v.yaml --streams ${ABW_STREAMS:-16} --seconds 8 --warmup 2 \
+      --stages decode,inference,e2e-fast --json "$R/ab${key}_$v.json" > "$R/ab${key}_$v.log" 2>&1
+    echo "ab$key $v rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|Error|error|Traceback" "$R/ab${key}_$v.log" | cut -c1-200 | head -12
+    rm -f configs/_ab_$key$v.yaml
+  done; }
+if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: the steps run with 4 decode worker processes
+  workers_cfg $CFG "$WORKERS" configs/_ab_runw.yaml; CFG=configs/_ab_runw.yaml; echo "decode.workers: $WORKERS"; fi
+if [ -n "${INSTANCES:-}" ]; then  # INSTANCES=2: the steps run with two copies of the model
+  instances_cfg $CFG "$INSTANCES" configs/_ab_runi.yaml; CFG=configs/_ab_runi.yaml; echo "model.instances: $INSTANCES"; fi
+if [ -n "${ORT:-}" ]; then  # ORT='{prefer_nhwc: true}': the other steps (not ab) run with these model.onnxruntime settings
+  variant_cfg run "$ORT"; CFG=configs/_ab_run.yaml; echo "model.onnxruntime: $ORT"; fi
+if [ "${MPS:-0}" = 1 ]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-cuda-mps-control -d && echo "CUDA MPS: control daemon started" || { echo "CUDA MPS: cannot start"; exit 2; }
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+fi
+for step in $STEPS; do
+  dmon_pid=""
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi dmon -s u -o T -d 1 > "$R/dmon_$step.log" 2>&1 & dmon_pid=$!
+  fi
+  case $step in
+timeline)
+  timeout 150 python3 scripts/gpu_lab/e2e_timeline.py $CFG --streams 16 --seconds 6 > "$R/timeline_fast.log" 2>&1
+  echo "timeline rc=$?"; grep -E "^e2e_|^ *1[0-9]\.[05] |^steady" "$R/timeline_fast.log" | cut -c1-200 | tail -8 ;;
+bench16)
+  timeout 300 python3 -m pipeline bench $CFG --streams 16 --seconds 8 --json "$R/h264_16.json" > "$R/h264_16.log" 2>&1
+  echo "bench16 rc=$?"; grep -A20 "^stage " "$R/h264_16.log" ;;
+findmax|findmax_hevc)  # FINDMAX_START=N: the first N tried (then doubling up to 128, then bisecting)
+  name=h264_findmax; media=(); [ $step = findmax_hevc ] && { name=hevc_findmax; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
+  timeout 560 python3 -m pipeline bench $CFG "${media[@]}" --find-max --streams ${FINDMAX_START:-32} --max-streams 128 \
+    --seconds 6 --warmup 3 --json "$R/$name.json" > "$R/$name.log" 2>&1
+  echo "$step rc=$?"; grep -E "trial|held|max|^stage|^e2e|^decode|^infer|^pre|^post|ceiling" "$R/$name.log" | tail -30 ;;
+hevc)
+  timeout 300 python3 -m pipeline bench $CFG --media .cache/bench-media/hevc_1080p30.mp4 --streams 32 --seconds 8 \
+    --json "$R/hevc_32.json" > "$R/hevc_32.log" 2>&1
+  echo "hevc rc=$?"; grep -A20 "^stage " "$R/hevc_32.log" ;;
+variants)
+  timeout 400 python3 scripts/gpu_lab/infer_variants.py .cache/bench-model/yolov8n-bench.onnx --device gpu --precision fp16 \
+    --batch 32 --seconds 3 --json "$R/infer_variants_b32.json" 2>&1 | grep -v "^20..-" | tee "$R/infer_variants_b32.log" \
+    | grep -E "images/s|failed|not on the CUDA" ;;
+ab)
+  default_ab='nograph:{cuda_graph: false, prefer_nhwc: false};graph:{prefer_nhwc: false};graph_nhwc:{}'
+  IFS=';' read -ra variants <<< "${AB:-$default_ab}"
+  for v in "${variants[@]}"; do
+    name=${v%%:*}; variant_cfg $name "${v#*:}"
+    timeout 200 python3 -m pipeline bench configs/_ab_$name.yaml --streams 16 --seconds 8 --warmup 2 \
+      --stages decode,inference,e2e-fast --json "$R/ab_$name.json" > "$R/ab_$name.log" 2>&1
+    echo "ab $name rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|warmed up|CUDA graph|Error|error" "$R/ab_$name.log" | cut -c1-200 | head -12
+  done; rm -f configs/_ab_[!r]*.yaml ;;
+abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run, for same-run ratios)
+  ab_runs w workers_cfg ${ABW:-0 4} ;;
+abi)  # model instances: ABI='1 2' (likewise)
+  ab_runs i instances_cfg ${ABI:-1 2} ;;
+timeline_sw)
+  timeout 150 python3 scripts/gpu_lab/e2e_timeline.py $CFG --streams 16 --seconds 6 --switch-interval 0.001 > "$R/timeline_sw1ms.log" 2>&1
+  echo "timeline_sw rc=$?"; grep -E "^e2e_|^steady" "$R/timeline_sw1ms.log" ;;
+tests)
+  timeout 400 python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$R/tests_gpu.log" 2>&1
+  echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|XFAIL|XPASS|max \|" "$R/tests_gpu.log" | cut -c1-220 | tail -25 ;;
+esac
+  [ -n "$dmon_pid" ] && kill $dmon_pid 2> /dev/null
+  tar czf "$OUT/bench.tar.gz" -C "$OUT" bench
+done
+rm -rf "$R" configs/_ab_*.yaml

@@ -1,0 +1,114 @@
+"""The benchmark's pure parts: the --find-max search, the real-time verdict, the summary, the streams."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.tools.bench.command import find_max_streams
+from pipeline.tools.bench.e2e import HoldCriteria, judge
+from pipeline.tools.bench.report import (Drops, Percentiles, Resources, Spread, StageResult, failed, format_table,
+                                   stage_from_json, summarise)
+from pipeline.tools.bench.streams import bench_cameras, native_fps
+from pipeline.config import parse_config
+from tests.support.media import make_clip
+
+
+def search(threshold: int, start: int, limit: int) -> tuple[int, list[int]]:
+    """find_max_streams against a pipeline that holds up to `threshold` streams."""
+    tried: list[int] = []
+
+    def holds(n: int) -> bool:
+        tried.append(n)
+        return n <= threshold
+
+    return find_max_streams(holds, start, limit), tried
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 2, 3, 5, 37, 64, 85, 100, 1023, 1024, 5000])
+def test_find_max_finds_the_exact_threshold(threshold: int) -> None:
+    best, tried = search(threshold, start=1, limit=1024)
+    assert best == min(threshold, 1024)
+    assert len(tried) == len(set(tried))  # no N is run twice
+    assert len(tried) <= 2 * 11  # doubling to 1024 then bisecting: logarithmic
+
+
+def test_find_max_doubles_then_bisects() -> None:
+    assert search(85, start=1, limit=1024)[1] == [1, 2, 4, 8, 16, 32, 64, 128, 96, 80, 88, 84, 86, 85]
+
+
+def test_find_max_bisects_below_a_start_that_fails() -> None:
+    best, tried = search(5, start=16, limit=1024)
+    assert best == 5 and tried[0] == 16 and max(tried[1:]) < 16
+
+
+def test_find_max_stops_at_the_limit() -> None:
+    best, tried = search(10_000, start=3, limit=20)
+    assert best == 20 and tried == [3, 6, 12, 20]
+
+
+def drops(dropped: int = 0, lost: int = 0, decoded: int = 1000) -> Drops:
+    return Drops(dropped, {"overflow": dropped} if dropped else {}, lost, 0, decoded, (dropped + lost) / decoded)
+
+
+LAT = Percentiles(20.0, 40.0, 60.0, 80.0)
+
+
+def test_judge_names_the_first_reason_a_realtime_run_did_not_hold() -> None:
+    c = HoldCriteria(max_drop_fraction=0.01, max_p99_s=1.0, min_rate=0.95)
+    assert judge(100.0, 100.0, drops(), LAT, c) == (True, "ok")
+    assert judge(95.0, 100.0, drops(10), LAT, c) == (True, "ok")  # exactly on both bounds
+    held, why = judge(94.0, 100.0, drops(), LAT, c)
+    assert not held and why.startswith("published 94.0 < 95% of 100.0")
+    held, why = judge(100.0, 100.0, drops(dropped=8, lost=3), LAT, c)
+    assert not held and why.startswith("dropped 1.1%")
+    held, why = judge(100.0, 100.0, drops(), Percentiles(20.0, 40.0, 1001.0, 1200.0), c)
+    assert not held and why == "p99 latency 1001 ms > 1000 ms"
+    assert judge(100.0, None, drops(), LAT, c) == (True, "ok")  # network streams: rate unknown
+    assert judge(0.0, 100.0, drops(), None, c) == (False, "nothing published")
+
+
+def stage(name: str, fps: float) -> StageResult:
+    return StageResult(name, 4, None, 1.0, int(fps), fps, Spread(1.0, 2.0, 3.0), None, LAT, None, drops(), None,
+                       None, Resources(150.0, 300.0, None))
+
+
+def test_summary_ratio_and_bottleneck() -> None:
+    stages = {"decode": stage("decode", 400.0), "preprocess": stage("preprocess", 800.0),
+              "inference": stage("inference", 200.0), "postprocess": stage("postprocess", 4000.0),
+              "e2e_fast": stage("e2e_fast", 150.0)}
+    s = summarise(stages, native_fps=25.0)
+    assert s["ceiling_stage"] == "inference" and s["ceiling_fps"] == 200.0
+    assert s["e2e_ratio"] == 0.75 and s["bottleneck"] == "inference"
+    assert s["serial_fps"] == pytest.approx(1 / (1 / 400 + 1 / 800 + 1 / 200 + 1 / 4000), abs=1e-3)
+    assert s["realtime_streams_at_ceiling"] == 8.0 and s["realtime_streams_e2e"] == 6.0
+    assert s["realtime_held"] is None
+    table = format_table(stages, s)
+    assert "end to end / ceiling = 150.0 / 200.0 = 0.75" in table and "(inference)" in table
+
+
+def test_summary_skips_failed_stages() -> None:
+    stages = {"decode": failed("decode", "boom", 2), "inference": stage("inference", 200.0)}
+    s = summarise(stages, None)
+    assert s["ceiling_stage"] == "inference" and s["e2e_ratio"] is None and s["realtime_streams_at_ceiling"] is None
+    assert "FAILED: boom" in format_table(stages, s)
+
+
+def test_stage_json_round_trip() -> None:
+    for r in (stage("e2e_fast", 10.0), failed("decode", "no frames", 3)):
+        assert stage_from_json(r.to_json()) == r
+
+
+def test_streams_cycle_the_cameras_and_loop_files(tmp_path: Path) -> None:
+    make_clip(tmp_path / "a.mp4", 64, 48, 5, fps=20)
+    cfg = parse_config("cameras:\n  - {id: a, url: a.mp4}\n  - {id: s, url: 'synthetic:64x48@12'}\n"
+                       "model: {path: m.onnx, labels: [x]}\n", base=tmp_path, check_files=False)
+    cams = bench_cameras(cfg, 5, realtime=True)
+    assert [c.id for c in cams] == ["a-0", "s-1", "a-2", "s-3", "a-4"]
+    assert [c.loop for c in cams] == [True, False, True, False, True] and all(c.realtime for c in cams)
+    assert [native_fps(c) for c in cams[:2]] == [20.0, 12.0]
+    assert not any(c.realtime for c in bench_cameras(cfg, 2, realtime=False))
+    media = bench_cameras(cfg, 2, realtime=False, media=tmp_path / "a.mp4")
+    assert [(c.id, c.type, Path(c.url).name) for c in media] == [("media-0", "file", "a.mp4"), ("media-1", "file", "a.mp4")]
+    with pytest.raises(ValueError, match="--streams 0"):
+        bench_cameras(cfg, 0, realtime=True)
