@@ -3,7 +3,7 @@
 #   sudo scripts/install-service.sh [--config FILE] [--extras gpu,tensorrt] [--prefix /opt/pipeline]
 # What it does: creates the system user `pipeline`, a virtualenv in PREFIX/venv with this checkout
 # installed, /etc/pipeline (config, credentials/, curve-clients/), the unit
-# /etc/systemd/system/pipeline.app.service_status, then `systemctl daemon-reload`. It never overwrites an
+# /etc/systemd/system/pipeline.service, then `systemctl daemon-reload`. It never overwrites an
 # existing /etc/pipeline/pipeline.yaml and never enables or starts the service by itself.
 #   --destdir DIR   stage every file under DIR instead (packaging, tests): no user, no pip, no systemctl
 #   --no-venv       keep PREFIX/venv as it is (its bin/pipeline must exist)
@@ -56,9 +56,9 @@ install -d -m 0755 "$destdir$prefix/docs" "$destdir/etc/systemd/system"
 install -m 0644 "$repo/docs/operations.md" "$repo/docs/metrics.md" "$destdir$prefix/docs/"
 
 # The unit, with ExecStart and the docs pointing into PREFIX
-sed -e "s|/opt/pipeline/|$prefix/|g" "$repo/systemd/pipeline.app.service_status" > "$destdir/etc/systemd/system/pipeline.app.service_status.tmp"
-chmod 0644 "$destdir/etc/systemd/system/pipeline.app.service_status.tmp"
-mv "$destdir/etc/systemd/system/pipeline.app.service_status.tmp" "$destdir/etc/systemd/system/pipeline.app.service_status"
+sed -e "s|/opt/pipeline/|$prefix/|g" "$repo/systemd/pipeline.service" > "$destdir/etc/systemd/system/pipeline.service.tmp"
+chmod 0644 "$destdir/etc/systemd/system/pipeline.service.tmp"
+mv "$destdir/etc/systemd/system/pipeline.service.tmp" "$destdir/etc/systemd/system/pipeline.service"
 
 # /etc/pipeline: config readable by the service; credentials readable by root only (systemd hands
 # them to the service through LoadCredential=); curve-clients holds public keys only.
@@ -74,7 +74,7 @@ fi
 
 if ! staged && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  echo "installed pipeline.app.service_status; next: systemctl enable --now pipeline && journalctl -fu pipeline"
+  echo "installed pipeline.service; next: systemctl enable --now pipeline && journalctl -fu pipeline"
 else
-  echo "installed pipeline.app.service_status${destdir:+ under $destdir} (systemd not running here: no daemon-reload)"
+  echo "installed pipeline.service${destdir:+ under $destdir} (systemd not running here: no daemon-reload)"
 fi

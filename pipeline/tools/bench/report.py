@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-REPORT_SCHEMA = "pipeline.tools.bench.command/1"
+REPORT_SCHEMA = "pipeline.bench/1"
 STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e_fast", "e2e_realtime")
 # The stages that can each be the pipeline's ceiling when measured alone.
 ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess")

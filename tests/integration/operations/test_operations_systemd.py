@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.daemon_harness import REPO
 
-UNIT = REPO / "systemd" / "pipeline.app.service_status"
+UNIT = REPO / "systemd" / "pipeline.service"
 INSTALLER = REPO / "scripts" / "install-service.sh"
 
 
@@ -47,7 +47,7 @@ def test_unit_verifies_with_a_real_executable(tmp_path: Path) -> None:
     exe = fake_executable(tmp_path / "bin" / "pipeline")
     text = UNIT.read_text()
     assert "/opt/pipeline/venv/bin/pipeline" in text
-    copy = tmp_path / "pipeline.app.service_status"
+    copy = tmp_path / "pipeline.service"
     copy.write_text(text.replace("/opt/pipeline/venv/bin/pipeline", str(exe)))
     out = verify(copy)
     assert out.returncode == 0 and out.stderr == "" and out.stdout == "", out
@@ -56,7 +56,7 @@ def test_unit_verifies_with_a_real_executable(tmp_path: Path) -> None:
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check above can fail: a typo'd setting and a missing binary are both reported."""
     exe = fake_executable(tmp_path / "bin" / "pipeline")
-    broken = tmp_path / "pipeline.app.service_status"
+    broken = tmp_path / "pipeline.service"
     broken.write_text(UNIT.read_text().replace("/opt/pipeline/venv/bin/pipeline", str(exe))
                       .replace("WatchdogSec=", "WatchDogSec="))
     assert "Unknown key" in verify(broken).stderr
@@ -88,7 +88,7 @@ def test_installer_stages_unit_config_and_directories(tmp_path: Path) -> None:
     cmd = ["bash", str(INSTALLER), "--destdir", str(root), "--prefix", str(prefix), "--no-venv"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    unit = root / "etc/systemd/system/pipeline.app.service_status"
+    unit = root / "etc/systemd/system/pipeline.service"
     settings = unit_settings(unit.read_text())
     assert settings["ExecStart"][0].startswith(f"{prefix}/venv/bin/pipeline ")
     assert verify(unit).stderr == ""  # the installed unit points at the real (fake) binary

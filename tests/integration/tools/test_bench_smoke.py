@@ -59,7 +59,7 @@ def test_every_stage_runs_and_the_json_has_every_field(bench_config: Path, tmp_p
     report = json.loads(out.read_text())
 
     assert set(report) == TOP_KEYS
-    assert report["schema"] == "pipeline.tools.bench.command/1" and report["streams"] == 2 and report["find_max"] is None
+    assert report["schema"] == "pipeline.bench/1" and report["streams"] == 2 and report["find_max"] is None
     assert report["pipeline"]["model_instances"] == 1 and report["pipeline"]["decode_workers"] == 0
     assert set(report["summary"]) == SUMMARY_KEYS
     assert set(report["stages"]) == set(STAGES)
