@@ -1,4 +1,4 @@
-"""Daemon helpers that need no pipeline around them."""
+"""The camera handles' shared deadline (pipeline/app/cameras.py), with stand-in handles on real threads."""
 from __future__ import annotations
 
 import logging
@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.app import daemon
+from pipeline.app.cameras import join_cameras
 
 
 @dataclass
 class SlowCamera:
-    """A camera handle (as _CameraThread / WorkerCamera) whose thread ends when `done` is set."""
+    """A camera handle (as CameraThread / WorkerCamera) whose thread ends when `done` is set."""
 
     config: object
     thread: threading.Thread
@@ -29,17 +29,15 @@ class Named:
     id: str
 
 
-def test_cameras_that_do_not_stop_are_named_in_one_warning(caplog: pytest.LogCaptureFixture,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(daemon, "SOURCE_JOIN_S", 0.2)
+def test_cameras_that_do_not_stop_are_named_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     done = threading.Event()
     stuck = [SlowCamera(Named(f"cam-{i}"), threading.Thread(target=done.wait, daemon=True)) for i in range(8)]
     prompt = SlowCamera(Named("quick"), threading.Thread(target=lambda: None, daemon=True))
     for cam in (*stuck, prompt):
         cam.thread.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="pipeline.app.daemon"):
-            daemon._join_cameras([*stuck, prompt])
+        with caplog.at_level(logging.WARNING, logger="pipeline.app.cameras"):
+            join_cameras([*stuck, prompt], timeout_s=0.2)
     finally:
         done.set()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -51,6 +49,6 @@ def test_no_warning_when_every_camera_stops(caplog: pytest.LogCaptureFixture) ->
     cams = [SlowCamera(Named(f"cam-{i}"), threading.Thread(target=lambda: None, daemon=True)) for i in range(3)]
     for cam in cams:
         cam.thread.start()
-    with caplog.at_level(logging.WARNING, logger="pipeline.app.daemon"):
-        daemon._join_cameras(cams)
+    with caplog.at_level(logging.WARNING, logger="pipeline.app.cameras"):
+        join_cameras(cams)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
