@@ -31,8 +31,12 @@ class CameraStatusBoard:
         self._last_counts: dict[str, tuple[int, int]] = {}
 
     def update(self, event: StatusEvent) -> None:
+        """The camera's new state; also shown as pipeline_camera_up / pipeline_camera_state."""
         with self._lock:
             self._states[event.camera_id] = event
+        self._metrics.camera_up.labels(event.camera_id).set(1 if event.state is CameraState.UP else 0)
+        for state in CameraState:
+            self._metrics.camera_state.labels(event.camera_id, state.value).set(1 if state is event.state else 0)
 
     def forget(self, camera_id: str) -> None:
         with self._lock:

@@ -29,7 +29,7 @@ from pipeline.app.stages import END, QueueInbox, SchedulerInbox, StageShared, St
 from pipeline.app.supervisor import Supervisor
 from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
-from pipeline.frame import CameraState, Frame, FrameDetections, StatusEvent
+from pipeline.frame import Frame, FrameDetections, StatusEvent
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -119,6 +119,19 @@ class Daemon:
         """Create every stage (errors here are startup errors) and start the threads: downstream
         first, cameras last."""
         cfg = self.config
+        preprocess, postprocess = self._build_steps()
+        self._wire_stages(preprocess, postprocess, self._open_publisher())
+        if cfg.decode.workers:
+            self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
+        for cam in cfg.cameras:
+            self.add_camera(cam)
+        log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
+                 len(cfg.cameras), cfg.model.path.name, cfg.model.backend, cfg.preprocess.device,
+                 cfg.scheduler.max_batch, cfg.scheduler.max_wait_ms, cfg.publish.bind)
+
+    def _build_steps(self) -> tuple[Preprocessor, YoloPostprocessor]:
+        """The model copies (self.backends), the preprocessor and the postprocessor."""
+        cfg = self.config
         wrap_backend = self.options.wrap_backend or (lambda backend: backend)
         for _ in range(cfg.model.instances):
             self.backends.append(wrap_backend(create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)))
@@ -130,6 +143,11 @@ class Daemon:
         preprocess = (self.options.wrap_preprocessor or (lambda p: p))(self._preprocess)
         postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
                                         cfg.model.max_detections, on_truncated=self._candidates_truncated)
+        return preprocess, postprocess
+
+    def _open_publisher(self) -> Publisher:
+        """Bind the PUB socket; wait for subscribers when asked to."""
+        cfg = self.config
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
@@ -141,11 +159,14 @@ class Daemon:
             got = self._publisher.wait_for_subscribers(self.options.wait_for_subscribers,
                                                        self.options.wait_for_subscribers_timeout_s)
             log.info("%d subscriber(s) connected", got)
+        return self._publisher
 
-        # The wiring: each stage is one StageThread from its inbox to its outbox. A new stage (say
-        # analytics between postprocess and publish) is one more queue and one more StageThread here.
+    def _wire_stages(self, preprocess: Preprocessor, postprocess: YoloPostprocessor, publisher: Publisher) -> None:
+        """The wiring: each stage is one StageThread from its inbox to its outbox. A new stage (say
+        analytics between postprocess and publish) is one more queue (_stage_queue) and one more
+        StageThread in this list; see docs/architecture.md, "How to add a stage"."""
         shared = self._shared
-        batches = SchedulerInbox(self.scheduler, cfg.model.instances)
+        batches = SchedulerInbox(self.scheduler, self.config.model.instances)
         self._stages = [
             StageThread("batch", batches, [_preprocess_work(preprocess)], shared, outbox=self._infer_q,
                         timed_as="preprocess", error_name="preprocess", on_discard=batches.release),
@@ -159,17 +180,10 @@ class Daemon:
                         timed_as="postprocess"),
         ]
         # ended by shutdown() once the stages above have drained; publishes all it is given
-        self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(self._publisher)],
+        self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(publisher)],
                                           shared, cameras_of=_published_camera, drops_on_abort=False)
         for stage in (self._publish_stage, *reversed(self._stages)):
             stage.start()
-        if cfg.decode.workers:
-            self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
-        for cam in cfg.cameras:
-            self.add_camera(cam)
-        log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
-                 len(cfg.cameras), cfg.model.path.name, cfg.model.backend, cfg.preprocess.device,
-                 cfg.scheduler.max_batch, cfg.scheduler.max_wait_ms, cfg.publish.bind)
 
     def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> int:
         """Supervise (app/supervisor.py) until `stop` is set or every file camera has ended and
@@ -278,9 +292,6 @@ class Daemon:
 
     def _submit_status(self, event: StatusEvent) -> None:
         self.board.update(event)  # the source itself logs the transition
-        self.metrics.camera_up.labels(event.camera_id).set(1 if event.state.value == "up" else 0)
-        for state in CameraState:
-            self.metrics.camera_state.labels(event.camera_id, state.value).set(1 if state is event.state else 0)
         self._publish_q.put(event)
 
     def _reject_frame(self, frame: Frame, reason: str) -> None:
