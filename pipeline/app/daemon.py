@@ -197,13 +197,13 @@ class Daemon:
 
     @property
     def drained(self) -> bool:
-        """Batch, infer and postprocess threads have finished every frame they will get."""
-        return self._inference_stage_done().is_set()
+        """The stages before publish have finished every frame they will get."""
+        return self._frames_drained().is_set()
 
     def begin_drain(self) -> None:
         self.scheduler.close()
 
-    def _inference_stage_done(self) -> threading.Event:
+    def _frames_drained(self) -> threading.Event:
         """Set when the last stage before publish has ended (each ends after the one before it)."""
         return self._stages[-1].done if self._stages else threading.Event()
 
@@ -212,18 +212,18 @@ class Daemon:
         cameras = self.cameras.stop_all()
         self.scheduler.close()  # also releases sources blocked on a full queue
         join_cameras(cameras)
-        inference_done = self._inference_stage_done()
-        if self._stages and not inference_done.wait(DRAIN_S):
+        drained = self._frames_drained()
+        if self._stages and not drained.wait(DRAIN_S):
             log.warning("drain deadline passed; remaining queued frames are counted as dropped")
             self._shared.abort.set()
-            inference_done.wait(THREAD_JOIN_S)  # the batch being inferred may still go out
+            drained.wait(THREAD_JOIN_S)  # the batch being inferred may still go out
         # Only now does the publisher get its end marker, so the sources' last status
         # events ('stopped', 'eof') and every detection are sent before it closes.
         self._publish_q.put(END)
         for stage in (*self._stages, self._publish_stage):
             if stage is not None:
                 stage.join(THREAD_JOIN_S)
-        self._count_unpublished(inference_done.is_set())
+        self._count_unpublished(drained.is_set())
         for closable in (self._preprocess, *self.backends, self._workers):
             if closable is not None:  # workers last: frames in their GPU memory are gone by now
                 closable.close()
@@ -304,11 +304,11 @@ class Daemon:
                     "some detections may be missing (raise model.max_candidates)", frame.camera_id,
                     frame.index, self.config.model.max_candidates)
 
-    def _count_unpublished(self, inference_done: bool) -> None:
+    def _count_unpublished(self, drained: bool) -> None:
         """At exit, frames that will never be published are counted as dropped, not lost silently:
         detections queued after the publisher's end marker, and a batch whose inference outlived
         the shutdown budget."""
-        if self._stages and not inference_done:
+        if self._stages and not drained:
             cameras = tuple(c for stage in self._stages for c in stage.in_flight())
             log.warning("inference still running at exit; its %d frame(s) are counted as dropped", len(cameras))
             self._shared.count_dropped(cameras, "shutdown")
