@@ -136,7 +136,7 @@ class StageThread:
         self._on_take = on_take
         self._on_discard = on_discard
         self._running = len(self._work)
-        self._running_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._holding: dict[int, tuple[str, ...]] = {}  # lane -> cameras of the frames it holds
         self._taken = (0, 0)  # items, frames
         self.threads: list[threading.Thread] = []
@@ -161,7 +161,7 @@ class StageThread:
 
     def taken(self) -> tuple[int, int]:
         """(items, frames) this stage has taken from its inbox so far."""
-        with self._running_lock:
+        with self._lock:
             return self._taken
 
     def in_flight(self) -> tuple[str, ...]:
@@ -202,7 +202,7 @@ class StageThread:
                 if not outputs and self._on_discard is not None:
                     self._on_discard(item)
         finally:
-            with self._running_lock:
+            with self._lock:
                 self._running -= 1
                 last = self._running == 0
             if last:
@@ -212,7 +212,7 @@ class StageThread:
 
     def _count_taken(self, item: Any) -> None:
         frames = len(self._cameras_of(item))
-        with self._running_lock:
+        with self._lock:
             self._taken = (self._taken[0] + 1, self._taken[1] + frames)
 
     def _take(self) -> tuple[int | None, Any]:
