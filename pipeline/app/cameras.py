@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Protocol
 
 from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import Frame, StatusEvent
@@ -97,17 +97,6 @@ class CameraRegistry:
     def __contains__(self, camera_id: object) -> bool:
         with self._lock:
             return camera_id in self._cameras
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._cameras)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.ids())
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return list(self._cameras)
 
     def all_ended(self) -> bool:
         """True when there are cameras and none of them runs any more (files at their end)."""

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
 
-from pipeline.app.cameras import join_cameras
+from pipeline.app.cameras import CameraRegistry, CameraThread, join_cameras
+from pipeline.config import CameraConfig, DecodeConfig
+from pipeline.frame import CameraState, Frame, StatusEvent
+from pipeline.observe.metrics import Metrics
 
 
 @dataclass
@@ -52,3 +56,24 @@ def test_no_warning_when_every_camera_stops(caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, logger="pipeline.app.cameras"):
         join_cameras(cams)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_registry_of_real_camera_threads_stops_and_forgets_them() -> None:
+    frames: list[Frame] = []
+    statuses: list[StatusEvent] = []
+    registry = CameraRegistry()
+    for cid in ("a", "b"):
+        registry.add(CameraThread.start(CameraConfig(id=cid, url="synthetic:32x24@50"), DecodeConfig(),
+                                        frames.append, statuses.append, threading.Event(), Metrics()))
+    assert "a" in registry and not registry.all_ended()
+    deadline = time.monotonic() + 5
+    while {f.camera_id for f in frames} != {"a", "b"} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert {f.camera_id for f in frames} == {"a", "b"}
+    [b] = registry.pop(["b", "unknown"])
+    b.request_stop()
+    join_cameras([b])
+    assert not b.is_alive() and "b" not in registry and not registry.all_ended()
+    join_cameras(registry.stop_all())
+    assert registry.all_ended()  # "a" is still registered, and has stopped
+    assert {(s.camera_id, s.state) for s in statuses} >= {("a", CameraState.STOPPED), ("b", CameraState.STOPPED)}
