@@ -172,35 +172,14 @@ class StageThread:
 
     def _run(self, lane: int, work: Work, prepared: threading.Event) -> None:
         try:
-            try:
-                if lane < len(self._prepare):
-                    self._prepare[lane]()
-            except Exception as exc:  # noqa: BLE001 - the stage still runs, without what prepare() set up
-                log.error("%s: preparing thread %s failed (it runs anyway): %s", self._error_name,
-                          threading.current_thread().name, exc)
-            finally:
-                prepared.set()
+            self._prepare_lane(lane, prepared)
             while True:
                 ticket, item = self._take()
                 if item is END:
                     self._inbox.give_back_end()  # for the stage's other threads
                     return
-                if item is None:
-                    continue
-                self._count_taken(item)
-                if self._on_take is not None:
-                    self._on_take(item)
-                outputs: list[Any] = []
-                try:
-                    outputs = self._process(lane, work, item)
-                finally:  # every ticket takes its turn, or the later items' threads wait for ever
-                    with self._order.turn(ticket) if ticket is not None else nullcontext():
-                        for out in outputs:
-                            assert self._outbox is not None, f"stage {self.name} has outputs but no outbox"
-                            self._outbox.put(out)
-                        self._holding.pop(lane, None)
-                if not outputs and self._on_discard is not None:
-                    self._on_discard(item)
+                if item is not None:  # None: nothing came within the inbox's short wait
+                    self._handle(lane, work, ticket, item)
         finally:
             with self._lock:
                 self._running -= 1
@@ -209,6 +188,32 @@ class StageThread:
                 if self._ends_outbox and self._outbox is not None:
                     self._outbox.put(END)
                 self.done.set()
+
+    def _prepare_lane(self, lane: int, prepared: threading.Event) -> None:
+        try:
+            if lane < len(self._prepare):
+                self._prepare[lane]()
+        except Exception as exc:  # noqa: BLE001 - the stage still runs, without what prepare() set up
+            log.error("%s: preparing thread %s failed (it runs anyway): %s", self._error_name,
+                      threading.current_thread().name, exc)
+        finally:
+            prepared.set()
+
+    def _handle(self, lane: int, work: Work, ticket: int | None, item: Any) -> None:
+        self._count_taken(item)
+        if self._on_take is not None:
+            self._on_take(item)
+        outputs: list[Any] = []
+        try:
+            outputs = self._process(lane, work, item)
+        finally:  # every ticket takes its turn, or the later items' threads wait for ever
+            with self._order.turn(ticket) if ticket is not None else nullcontext():
+                for out in outputs:
+                    assert self._outbox is not None, f"stage {self.name} has outputs but no outbox"
+                    self._outbox.put(out)
+                self._holding.pop(lane, None)
+        if not outputs and self._on_discard is not None:
+            self._on_discard(item)
 
     def _count_taken(self, item: Any) -> None:
         frames = len(self._cameras_of(item))
