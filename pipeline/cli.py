@@ -46,6 +46,7 @@ def _install_reload_signal(reload_requested: threading.Event) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.app.daemon import Daemon, DaemonOptions
+    from pipeline.app.slow_inference import backend_delay_from_environment
     from pipeline.observe.http import MetricsServer
     from pipeline.app.systemd_notify import SystemdNotifier
 
@@ -58,13 +59,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         notifier.status(f"bad config: {exc}")
         raise
-    options = DaemonOptions(status_interval_s=args.status_interval,
-                            wait_for_subscribers=args.wait_for_subscribers,
-                            wait_for_subscribers_timeout_s=args.wait_timeout,
-                            load_config=lambda: _load(args.config), notifier=notifier)
-    daemon = Daemon(cfg, options)
     metrics_server = None
     try:
+        options = DaemonOptions(status_interval_s=args.status_interval,
+                                wait_for_subscribers=args.wait_for_subscribers,
+                                wait_for_subscribers_timeout_s=args.wait_timeout,
+                                load_config=lambda: _load(args.config), notifier=notifier,
+                                wrap_backend=backend_delay_from_environment())  # a test aid; None unless set
+        daemon = Daemon(cfg, options)
         if cfg.metrics.bind:
             metrics_server = MetricsServer(cfg.metrics.bind, daemon.metrics)
         daemon.start()

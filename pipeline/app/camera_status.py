@@ -21,7 +21,7 @@ class CameraSnapshot:
 
 
 class CameraStatusBoard:
-    """Latest state per camera plus counters read from Metrics; thread-safe."""
+    """Latest state per camera plus its typed frame counts (Metrics.camera_counts); thread-safe."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -31,8 +31,12 @@ class CameraStatusBoard:
         self._last_counts: dict[str, tuple[int, int]] = {}
 
     def update(self, event: StatusEvent) -> None:
+        """The camera's new state; also shown as pipeline_camera_up / pipeline_camera_state."""
         with self._lock:
             self._states[event.camera_id] = event
+        self._metrics.camera_up.labels(event.camera_id).set(1 if event.state is CameraState.UP else 0)
+        for state in CameraState:
+            self._metrics.camera_state.labels(event.camera_id, state.value).set(1 if state is event.state else 0)
 
     def forget(self, camera_id: str) -> None:
         with self._lock:
@@ -47,18 +51,11 @@ class CameraStatusBoard:
     def snapshot(self) -> list[CameraSnapshot]:
         with self._lock:
             events = dict(self._states)
-        m = self._metrics
         out = []
         for cam, ev in sorted(events.items()):
-            dropped = sum(
-                int(s.value) for metric in m.frames_dropped.collect() for s in metric.samples
-                if s.name.endswith("_total") and s.labels.get("camera") == cam)
-            out.append(CameraSnapshot(
-                cam, ev.state, ev.reason,
-                int(m.value("pipeline_frames_decoded_total", camera=cam)),
-                int(m.value("pipeline_frames_published_total", camera=cam)),
-                dropped,
-                int(m.value("pipeline_decode_errors_total", camera=cam))))
+            counts = self._metrics.camera_counts(cam)
+            out.append(CameraSnapshot(cam, ev.state, ev.reason, counts.decoded, counts.published,
+                                      counts.dropped, counts.decode_errors))
         return out
 
     def status_lines(self) -> list[str]:

@@ -85,10 +85,8 @@ class ServiceReporter:
         now = self._clock()
         if now >= self._next_observe:
             self._next_observe = now + self._observe_every_s
-            m = self._metrics
-            self.flow.observe(m.total("pipeline_frames_decoded_total"),
-                              m.total("pipeline_frames_published_total"),
-                              m.total("pipeline_frames_dropped_total"), now)
+            totals = self._metrics.flow_totals()
+            self.flow.observe(totals.decoded, totals.published, totals.dropped, now)
         if now >= self._next_status:
             self._next_status = now + STATUS_EVERY_S
             status = camera_summary(self._board)

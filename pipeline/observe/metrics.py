@@ -1,12 +1,18 @@
 """Prometheus metrics for one daemon. Each Metrics owns its own registry (no globals),
-so several daemons or tests in one process never collide."""
+so several daemons or tests in one process never collide.
+
+The frame counters (decoded, published, dropped, decode errors) are OwnedCounters: the code that
+decides (the systemd watchdog, the camera status board) reads their values typed, from the Python
+attribute (`metrics.frames_decoded.total()`), never a metric back by its exported name, so renaming
+a metric cannot break a decision."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 import threading
 import time
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -16,20 +22,96 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+class CounterChild:
+    """One label combination of an OwnedCounter: counts into the exported counter and its own value."""
+
+    __slots__ = ("_exported", "_lock", "_value")
+
+    def __init__(self, exported: "Counter") -> None:
+        self._exported = exported
+        self._lock = threading.Lock()
+        self._value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._exported.inc(amount)  # first: it refuses a negative amount
+        with self._lock:
+            self._value += amount
+
+    @property
+    def value(self) -> float:
+        with self._lock:
+            return self._value
+
+
+class OwnedCounter:
+    """A labelled Prometheus counter (exported unchanged: the same names, labels, values and
+    `_created` series) whose values this process also keeps, to read typed."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str], registry: CollectorRegistry) -> None:
+        self._labelnames = tuple(labelnames)
+        self._exported = Counter(name, documentation, list(self._labelnames), registry=registry)
+        self._lock = threading.Lock()
+        self._children: dict[tuple[str, ...], CounterChild] = {}
+
+    def labels(self, *values: str) -> CounterChild:
+        key = tuple(str(v) for v in values)
+        child = self._children.get(key)
+        if child is None:
+            with self._lock:
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = CounterChild(self._exported.labels(*key))
+        return child
+
+    def value(self, *values: str) -> float:
+        """The count of one label combination (0 before its first increment)."""
+        child = self._children.get(tuple(str(v) for v in values))
+        return child.value if child is not None else 0.0
+
+    def total(self, **match: str) -> float:
+        """The sum over every label combination that has the `match`ed label values, e.g.
+        `frames_dropped.total(camera="gate")` over all reasons; no `match`: over everything."""
+        with self._lock:
+            children = list(self._children.items())
+        wanted = [(self._labelnames.index(name), v) for name, v in match.items()]
+        return sum(child.value for key, child in children if all(key[i] == v for i, v in wanted))
+
+    def collect(self) -> list:
+        """The exported metric families (as prometheus_client's collect())."""
+        return self._exported.collect()
+
+
+@dataclass(frozen=True)
+class CameraCounts:
+    decoded: int
+    published: int
+    dropped: int  # every reason
+    decode_errors: int
+
+
+@dataclass(frozen=True)
+class FlowTotals:
+    """Frames of every camera: each decoded frame is published, dropped, or still on its way."""
+
+    decoded: float
+    published: float
+    dropped: float
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.frames_decoded = Counter("pipeline_frames_decoded", "Frames decoded", ["camera"], registry=r)
-        self.frames_dropped = Counter("pipeline_frames_dropped", "Frames dropped before inference",
-                                      ["camera", "reason"], registry=r)
-        self.frames_published = Counter("pipeline_frames_published", "Detection messages published",
-                                        ["camera"], registry=r)
+        self.frames_decoded = OwnedCounter("pipeline_frames_decoded", "Frames decoded", ["camera"], registry=r)
+        self.frames_dropped = OwnedCounter("pipeline_frames_dropped", "Frames dropped before inference",
+                                           ["camera", "reason"], registry=r)
+        self.frames_published = OwnedCounter("pipeline_frames_published", "Detection messages published",
+                                             ["camera"], registry=r)
         self.candidates_truncated = Counter(
             "pipeline_candidates_truncated", "Frames whose device-selected candidate list was full "
             "(more anchors passed the score threshold than model.max_candidates)", ["camera"], registry=r)
-        self.decode_errors = Counter("pipeline_decode_errors", "Corrupt or undecodable packets skipped",
-                                     ["camera"], registry=r)
+        self.decode_errors = OwnedCounter("pipeline_decode_errors", "Corrupt or undecodable packets skipped",
+                                          ["camera"], registry=r)
         self.reconnects = Counter("pipeline_reconnects", "Network source reconnect attempts",
                                   ["camera"], registry=r)
         self.decode_worker_exits = Counter("pipeline_decode_worker_exits", "Decode worker processes that "
@@ -73,16 +155,17 @@ class Metrics:
             return time.monotonic() - self._last_publish if self._last_publish else float("inf")
 
     def value(self, name: str, **labels: str) -> float:
-        """Read one sample (tests and summaries)."""
+        """Read one exported sample by its name (tests of what /metrics shows; decisions use the
+        typed counts below)."""
         v = self.registry.get_sample_value(name, labels or None)
         return 0.0 if v is None else v
 
-    def total(self, sample_name: str) -> float:
-        """Sum of one sample name over all its label values, e.g. every camera's
-        `pipeline_frames_decoded_total`."""
-        prefix = sample_name.removesuffix("_total")
-        return sum(s.value for metric in self.registry.collect() if metric.name == prefix
-                   for s in metric.samples if s.name == sample_name)
+    def camera_counts(self, camera: str) -> CameraCounts:
+        return CameraCounts(int(self.frames_decoded.value(camera)), int(self.frames_published.value(camera)),
+                            int(self.frames_dropped.total(camera=camera)), int(self.decode_errors.value(camera)))
+
+    def flow_totals(self) -> FlowTotals:
+        return FlowTotals(self.frames_decoded.total(), self.frames_published.total(), self.frames_dropped.total())
 
 
 # ---------------------------------------------------------------- GPU memory (where available)

@@ -52,14 +52,15 @@ def run_recording(tmp_path: Path, workers: int, cams: list[dict]) -> tuple[set, 
                             {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64},
                             scheduler={"max_batch": 8, "max_wait_ms": 10}, **sections)
     cfg = parse_config(cfg_path.read_text(), str(cfg_path), base=tmp_path)
-    daemon = Daemon(cfg, DaemonOptions(status_interval_s=0))
     seen: set[tuple[str, str, str]] = set()
     checksums: dict[tuple[str, int], int] = {}
-    daemon.start()
-    inner = daemon._preprocess
 
-    class Recording:  # the daemon calls and closes its preprocessor; this one also looks at buffers
+    class Recording:  # the daemon calls its preprocessor through this one, which also looks at buffers
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
         def __call__(self, batch):
+            inner = self.inner
             out = inner(batch)
             tensor_memory = memory_type(out.tensor.__cuda_array_interface__["data"][0])
             for f in batch.frames:
@@ -70,10 +71,8 @@ def run_recording(tmp_path: Path, workers: int, cams: list[dict]) -> tuple[set, 
                 checksums[(f.camera_id, f.index)] = int(pixels.astype(np.int64).sum() % 1_000_000_007)
             return out
 
-        def close(self) -> None:
-            inner.close()
-
-    daemon._preprocess = Recording()
+    daemon = Daemon(cfg, DaemonOptions(status_interval_s=0, wrap_preprocessor=Recording))
+    daemon.start()
     stop = threading.Event()
     timer = threading.Timer(90.0, stop.set)
     timer.start()
@@ -203,7 +202,7 @@ def test_two_model_instances_record_graphs_on_their_own_threads_and_keep_frame_o
         daemon.start()
         names = {t.ident: t.name for t in threading.enumerate()}
         recorded_on = [{names.get(ident) for s in b._batch_sessions.values() for ident in s._graph_threads}
-                       for b in daemon._backends]
+                       for b in daemon.backends]
         timer.start()
         daemon.run(stop)
         got = []

@@ -118,9 +118,13 @@ def test_camera_summary_counts_states_and_names_cameras_not_up() -> None:
     assert camera_summary(board) == "3 camera(s): 2 up, 1 reconnecting [gate]; published 7"
 
 
-def test_reporter_pings_while_frames_move_and_stops_when_they_stall(notify_socket: NotifySocket) -> None:
+def test_reporter_pings_while_frames_move_and_stops_when_they_stall(notify_socket: NotifySocket,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
     m = Metrics()
+    # the watchdog decides from the typed counters, never from the exported metrics read back by name
+    monkeypatch.setattr(m.registry, "collect", lambda: pytest.fail("the registry was read back"))
+    monkeypatch.setattr(m.registry, "get_sample_value", lambda *a, **k: pytest.fail("the registry was read back"))
     board = _board_with(m, {"a": CameraState.UP})
     n = SystemdNotifier(notify_socket.address, watchdog_s=4.0)  # pings every 1 s, stall after 2 s
     r = ServiceReporter(n, m, board, clock=lambda: now[0])
