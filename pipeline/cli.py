@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.sources.base import redact_url
+    from pipeline.observe.redaction import redact_url
 
     cfg = _load(args.config)
     data = cfg.model_dump(mode="json")

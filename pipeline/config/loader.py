@@ -147,6 +147,11 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
+def _short_repr(value: Any) -> str:
+    text = repr(value)  # one line: repr escapes newlines
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -157,6 +162,8 @@ def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> Co
         msg = f"required key {loc[-1]!r} is missing"
         line = _line_for(loc[:-1], lines)
         return ConfigError(f"{source}:{line}: {_dotted(loc)}: {msg}")
+    elif err["type"] == "literal_error":  # e.g. model.backend, cameras[].type: name the valid values
+        msg = f"{_short_repr(err['input'])} is not valid; expected {err['ctx']['expected']}"
     msg = msg.removeprefix("Value error, ")
     more = len(exc.errors()) - 1
     if more:

@@ -71,7 +71,13 @@ def test_labels_from_file(tmp_path: Path) -> None:
     ('"tcp://127.0.0.1:5599"', '"localhost:5599"', 13, "publish.bind: bind 'localhost:5599' must look like"),
     ("  labels: [person, car]\n", "", 8, "model.labels: required key 'labels' is missing"),
     ("    realtime: false\n", "    realtime: false\n  - id: x\n    url: rtsp://h/s\n    loop: true\n", 10,
-     "cameras[2].loop: loop: applies to files only"),
+     "cameras[2].loop: loop: applies to file cameras only (this one is network)"),
+    ("  input_size: 320\n", "  input_size: 320\n  backend: tensorrtt\n", 12,
+     "model.backend: 'tensorrtt' is not valid; expected 'onnxruntime' or 'tensorrt'"),
+    ("    realtime: false\n", "    realtime: false\n    type: rtspp\n", 8,
+     "cameras[1].type: 'rtspp' is not valid; expected 'auto', 'synthetic', 'network' or 'file'"),
+    ("    url: clips/parking.mp4\n", "    url: clips/parking.mp4\n    timeout_s: 9\n", 6,
+     "cameras[1].timeout_s: timeout_s: applies to network cameras only (this one is file)"),
     ("clips/parking.mp4", "clips/missing.mp4", 5, "cameras[1].url: no such file"),
     ("models/detector.onnx", "models/nope.onnx", 9, "model.path: no such file"),
 ])
@@ -132,3 +138,19 @@ def test_every_committed_config_is_valid(name: str, tmp_path: Path) -> None:
         placeholder.write_text("person\n")  # a labels file needs a line; media and models only exist
     cfg = load_config(tmp_path / "configs" / name, env={"LOBBY_PASSWORD": "secret"})
     assert cfg.cameras
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("  input_size: 320\n", "  input_size: 320\n  backend: tensorrtt\n", "model.backend"),
+    ("    realtime: false\n", "    realtime: false\n    type: rtspp\n", "cameras[1].type"),
+])
+def test_check_command_rejects_an_unknown_plugin_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, old: str, new: str,
+                                                     key: str) -> None:
+    from pipeline.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("PW", "x")
+    path = write_tree(tmp_path, GOOD.replace(old, new))
+    assert main(["check", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{path}:") and f": {key}: " in err and "expected" in err, err
