@@ -14,6 +14,7 @@ _EXPORTS = {
     "create_source": "pipeline.sources.base", "register_source": "pipeline.sources.base",
     "FileSource": "pipeline.sources.file", "NetworkSource": "pipeline.sources.network",
     "SyntheticSource": "pipeline.sources.synthetic", "parse_synthetic_url": "pipeline.sources.synthetic",
+    "SampleError": "pipeline.sources.sampling", "sample_pictures": "pipeline.sources.sampling",
 }
 __all__ = sorted(_EXPORTS)
 
