@@ -28,6 +28,7 @@ import zmq
 from pipeline.config import CameraConfig, ConfigError, PipelineConfig
 from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, InferenceResult, StatusEvent, TensorBatch
 from pipeline.app.camera_status import CameraStatusBoard
+from pipeline.app.gpu_assignment import device_path
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -161,13 +162,14 @@ class Daemon:
         if self._infer_delay_s:
             log.warning("%s: every inference batch is delayed by %g ms (a test aid, not for production)",
                         TEST_INFER_DELAY_ENV, self._infer_delay_s * 1000)
+        path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
         for _ in range(cfg.model.instances):
-            self._backends.append(create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device))
+            self._backends.append(create_backend(cfg.model, cfg.scheduler.max_batch, path.model_device))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
         dtype = np.dtype(self._backends[0].input_dtype)
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
-                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
+                                               device_id=path.gpu, on_reject=self._reject_frame)
         self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
                                               cfg.model.iou_threshold, cfg.model.max_detections,
                                               on_truncated=self._candidates_truncated)
@@ -195,7 +197,7 @@ class Daemon:
                             name, BIND_BACKEND_S)
         self._start_thread(self._batch_loop, "batch")
         if cfg.decode.workers:
-            self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
+            self._workers = DecodeWorkerPool(path.decode, cfg.decode.workers, self.metrics, self._submit_status)
         for cam in cfg.cameras:
             self.add_camera(cam)
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
@@ -227,7 +229,7 @@ class Daemon:
             if self._workers is not None:
                 self._cameras[cam.id] = self._workers.add_camera(cam, sink, credits, stop)
                 return
-            source = create_source(cam, self.config.decode, sink, self._submit_status, stop, self.metrics)
+            source = create_source(cam, device_path(self.config).decode, sink, self._submit_status, stop, self.metrics)
         except Exception:
             self.scheduler.remove_camera(cam.id)
             raise

@@ -154,7 +154,8 @@ def _short_repr(value: Any) -> str:
 
 def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # drop pydantic's own parts (validator names, union members such as "list[constrained-int]")
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p)))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
@@ -262,9 +263,22 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, source, lines) from None
+    _check_gpu_pins(cfg, source, lines)
     if check_files:
         _check_files(cfg, source, lines)
     return cfg
+
+
+def _check_gpu_pins(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
+    """camera.gpu must be one of the config's GPUs (with gpus: all, only the machine knows)."""
+    if cfg.gpus == "all":
+        return
+    gpus = cfg.gpu_ids(visible=0)
+    for i, cam in enumerate(cfg.cameras):
+        if cam.gpu is not None and cam.gpu not in gpus:
+            named = "gpus" if cfg.gpus is not None else "decode.gpu_id (set gpus: for several)"
+            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'gpu'), lines)}: cameras[{i}].gpu: "
+                              f"GPU {cam.gpu} is not one of {named} {list(gpus)}")
 
 
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:

@@ -154,3 +154,30 @@ def test_check_command_rejects_an_unknown_plugin_key(tmp_path: Path, capsys: pyt
     assert main(["check", str(path)]) == EXIT_CONFIG
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"{path}:") and f": {key}: " in err and "expected" in err, err
+
+
+@pytest.mark.parametrize("extra, cam_extra, expect", [
+    ("gpus: [0, 1]\n", "    gpu: 2\n", "cameras[1].gpu: GPU 2 is not one of gpus [0, 1]"),
+    ("", "    gpu: 1\n", "cameras[1].gpu: GPU 1 is not one of decode.gpu_id (set gpus: for several) [0]"),
+    ("gpus: [0]\ndecode: {gpu_id: 1}\n", "", "gpus: decode.gpu_id is set too"),
+    ("gpus: some\n", "", "gpus: expected a list of GPU ids like [0, 1] or all, got 'some'"),
+    ("gpus: [0, 0]\n", "", "gpus: [0, 0] names a GPU twice"),
+    ("gpus: [-1]\n", "", "gpus[0]: Input should be greater than or equal to 0"),
+])
+def test_gpu_keys_are_checked_with_file_and_line(tmp_path: Path, extra: str, cam_extra: str, expect: str) -> None:
+    text = GOOD.replace("    realtime: false\n", "    realtime: false\n" + cam_extra) + extra
+    with pytest.raises(ConfigError) as err:
+        load_config(write_tree(tmp_path, text), env={"PW": "x"})
+    msg = str(err.value)
+    assert "\n" not in msg and expect in msg and msg.startswith(f"{tmp_path / 'cfg.yaml'}:"), msg
+
+
+def test_check_prints_the_gpu_assignment(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import EXIT_OK, main
+
+    monkeypatch.setenv("PW", "x")
+    text = GOOD.replace("    realtime: false\n", "    realtime: false\n    gpu: 1\n") + "gpus: [0, 1]\nfailover: true\n"
+    assert main(["check", str(write_tree(tmp_path, text))]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "#   gpu 0: 1 camera(s), 62.2 Mpx/s: lobby" in err and "#   gpu 1: 1 camera(s), 62.2 Mpx/s: parking" in err
