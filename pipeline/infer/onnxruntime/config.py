@@ -16,7 +16,7 @@ class OnnxRuntimeConfig(StrictModel):
 
     cuda_graph: bool = True  # replay each batch size as a captured CUDA graph (pipeline/infer/onnxruntime/gpu_sessions.py)
     prefer_nhwc: bool = True  # the CUDA EP's NHWC convolution kernels
-    priority_stream: bool = True  # run inference on a highest-priority CUDA stream (gpu_sessions.PriorityStream)
+    priority_stream: bool = True  # run inference on a highest-priority CUDA stream (gpu_sessions.priority_stream)
 
 
 SETTINGS = OnnxRuntimeConfig
