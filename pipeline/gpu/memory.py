@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.runtime import CudaError, CudaRuntimeMissing, check, load_cuda_runtime
+from pipeline.gpu.runtime import check, load_cuda_runtime
 
 # Free buffers kept per size; more than this (after a resolution change, say) are freed.
 MAX_FREE_PER_SIZE = 64
