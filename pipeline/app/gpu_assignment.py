@@ -152,5 +152,5 @@ def assignment_for(cfg: PipelineConfig, visible_gpus: int) -> GpuAssignment:
     """The config's cameras over its GPUs (`gpus: all`: the `visible_gpus` this machine shows)."""
     gpus = cfg.gpu_ids(visible_gpus)
     if not gpus:
-        raise AssignmentError("gpus: all, but no GPU is visible on this machine")
+        raise AssignmentError("all, but no GPU is visible on this machine")
     return assign_cameras(camera_loads(cfg), gpus)

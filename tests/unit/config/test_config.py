@@ -181,3 +181,16 @@ def test_check_prints_the_gpu_assignment(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["check", str(write_tree(tmp_path, text))]) == EXIT_OK
     err = capsys.readouterr().err
     assert "#   gpu 0: 1 camera(s), 62.2 Mpx/s: lobby" in err and "#   gpu 1: 1 camera(s), 62.2 Mpx/s: parking" in err
+
+
+def test_check_with_gpus_all_and_no_gpu_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import EXIT_CONFIG, main
+
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("an NVIDIA driver is loaded here")
+    monkeypatch.setenv("PW", "x")
+    path = write_tree(tmp_path, GOOD + "gpus: all\n")
+    assert main(["check", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err == f"{path}: gpus: all, but no GPU is visible on this machine", err
