@@ -1,5 +1,5 @@
-"""Device identity and async copies for backend tensorrt; the CUDA loader, error, check, stream and
-buffers are the package's own (pipeline/gpu/) and re-exported here for the TensorRT modules.
+"""Device identity, the tensorrt loader message and async copies for backend tensorrt; the CUDA
+loader, error, check, stream and buffers are the package's own (pipeline/gpu/).
 
 Every wrapper takes the runtime module as an argument: production passes `load_cuda_runtime()`,
 the unit tests pass the fake in tests/support/mock_tensorrt.py (nothing here can execute on
@@ -11,14 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.buffers import DeviceBuffer, PinnedHostArray
-from pipeline.gpu.runtime import CudaError, check
+from pipeline.gpu.runtime import check
 from pipeline.gpu.runtime import load_cuda_runtime as _load_runtime
 from pipeline.gpu.stream import CudaStream
 from pipeline.infer.tensorrt.engine_cache import GpuIdentity
-
-__all__ = ["CudaError", "CudaStream", "DeviceBuffer", "PinnedHostArray", "copy_to_device_async", "copy_to_host_async",
-           "gpu_identity", "load_cuda_runtime", "set_device"]
 
 
 def load_cuda_runtime() -> Any:
