@@ -28,7 +28,7 @@ import zmq
 from pipeline.config import CameraConfig, ConfigError, PipelineConfig
 from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, InferenceResult, StatusEvent, TensorBatch
 from pipeline.app.camera_status import CameraStatusBoard
-from pipeline.app.gpu_assignment import device_path
+from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -163,6 +163,8 @@ class Daemon:
             log.warning("%s: every inference batch is delayed by %g ms (a test aid, not for production)",
                         TEST_INFER_DELAY_ENV, self._infer_delay_s * 1000)
         path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
+        if notice := single_gpu_notice(cfg):
+            log.warning("%s", notice)
         for _ in range(cfg.model.instances):
             self._backends.append(create_backend(cfg.model, cfg.scheduler.max_batch, path.model_device))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).

@@ -38,6 +38,17 @@ def device_path(cfg: PipelineConfig, gpu: int | None = None) -> DevicePath:
     return DevicePath(gpu, decode, cfg.preprocess.device, model_device)
 
 
+def single_gpu_notice(cfg: PipelineConfig) -> str | None:
+    """What the daemon says at start when the config asks for more than the one GPU path it runs."""
+    several = cfg.gpus == "all" or (isinstance(cfg.gpus, list) and len(cfg.gpus) > 1)
+    pinned = sorted(c.id for c in cfg.cameras if c.gpu is not None and c.gpu != cfg.primary_gpu)
+    if not several and not pinned:
+        return None
+    return (f"gpus: every camera runs on GPU {cfg.primary_gpu}: spreading cameras over several GPUs is "
+            f"not wired yet (docs/operations.md, Several GPUs)"
+            + (f"; pins ignored: {', '.join(pinned)}" if pinned else ""))
+
+
 def expected_load(camera: CameraConfig) -> int:
     """Pixels per second the camera is expected to bring: width x height x fps where the config
     says (synthetic sources), DEFAULT_LOAD otherwise."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.app.gpu_assignment import (DEFAULT_LOAD, AssignmentError, CameraLoad, assign_cameras,
-                                         assignment_for, device_path, expected_load, fail_gpu)
+                                         assignment_for, device_path, expected_load, fail_gpu,
+                                         single_gpu_notice)
 from pipeline.config import CameraConfig, PipelineConfig
 
 
@@ -100,3 +101,10 @@ def test_assignment_for_a_config_with_gpus_all() -> None:
     assert assignment_for(cfg, visible_gpus=3).gpus == (0, 1, 2)
     with pytest.raises(AssignmentError, match="no GPU is visible"):
         assignment_for(cfg, visible_gpus=0)
+
+
+def test_the_daemon_says_when_it_runs_one_gpu_of_several() -> None:
+    assert single_gpu_notice(config()) is None
+    assert single_gpu_notice(config(gpus=[1])) is None
+    notice = single_gpu_notice(config(gpus=[1, 0], cameras=[{"id": "p", "url": "rtsp://h/x", "gpu": 0}]))
+    assert notice is not None and "GPU 1" in notice and "pins ignored: p" in notice and "\n" not in notice
