@@ -87,15 +87,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.sources.base import redact_url
+    from pipeline.observe.redaction import redact_url
 
     cfg = _load(args.config)
     data = cfg.model_dump(mode="json")
     for cam in data["cameras"]:
         cam["url"] = redact_url(cam["url"])
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    if _uses_gpus(cfg):
+        from pipeline.app.gpu_assignment import AssignmentError, assignment_for
+        from pipeline.gpu.runtime import visible_gpu_count
+
+        try:
+            assignment = assignment_for(cfg, visible_gpu_count())
+        except AssignmentError as exc:
+            print(f"{args.config}: gpus: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print("# cameras by GPU (expected load; the daemon runs the first GPU's path for all of them "
+              "until per-GPU pipelines land, docs/operations.md):", file=sys.stderr)
+        for line in assignment.lines():
+            print(f"#   {line}", file=sys.stderr)
     print(f"# ok: {len(cfg.cameras)} camera(s)", file=sys.stderr)
     return EXIT_OK
+
+
+def _uses_gpus(cfg: PipelineConfig) -> bool:
+    return (cfg.decode.device == "gpu" or cfg.preprocess.device == "gpu" or cfg.gpus is not None
+            or any(c.gpu is not None for c in cfg.cameras))
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

@@ -146,6 +146,10 @@ class CameraState(str, enum.Enum):
     STOPPED = "stopped"
 
 
+# States a camera's source never leaves (its thread or worker slot is finished).
+TERMINAL_STATES = frozenset({CameraState.EOF, CameraState.DOWN, CameraState.STOPPED})
+
+
 @dataclass(frozen=True)
 class StatusEvent:
     camera_id: str

@@ -30,6 +30,7 @@ from pipeline.app.supervisor import Supervisor
 from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
 from pipeline.frame import Frame, FrameDetections, StatusEvent
+from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -119,10 +120,13 @@ class Daemon:
         """Create every stage (errors here are startup errors) and start the threads: downstream
         first, cameras last."""
         cfg = self.config
+        self._device_path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
+        if notice := single_gpu_notice(cfg):
+            log.warning("%s", notice)
         preprocess, postprocess = self._build_steps()
         self._wire_stages(preprocess, postprocess, self._open_publisher())
         if cfg.decode.workers:
-            self._workers = DecodeWorkerPool(cfg.decode, cfg.decode.workers, self.metrics, self._submit_status)
+            self._workers = DecodeWorkerPool(self._device_path.decode, cfg.decode.workers, self.metrics, self._submit_status)
         for cam in cfg.cameras:
             self.add_camera(cam)
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
@@ -134,12 +138,12 @@ class Daemon:
         cfg = self.config
         wrap_backend = self.options.wrap_backend or (lambda backend: backend)
         for _ in range(cfg.model.instances):
-            self.backends.append(wrap_backend(create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device)))
+            self.backends.append(wrap_backend(create_backend(cfg.model, cfg.scheduler.max_batch, self._device_path.model_device)))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
         dtype = np.dtype(self.backends[0].input_dtype)
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
-                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
+                                               device_id=self._device_path.gpu, on_reject=self._reject_frame)
         preprocess = (self.options.wrap_preprocessor or (lambda p: p))(self._preprocess)
         postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
                                         cfg.model.max_detections, on_truncated=self._candidates_truncated)
@@ -260,7 +264,7 @@ class Daemon:
             if self._workers is not None:
                 handle = self._workers.add_camera(cam, sink, credits, stop)
             else:
-                handle = CameraThread.start(cam, self.config.decode, sink, self._submit_status, stop, self.metrics)
+                handle = CameraThread.start(cam, device_path(self.config).decode, sink, self._submit_status, stop, self.metrics)
         except Exception:
             self.scheduler.remove_camera(cam.id)
             raise

@@ -4,7 +4,7 @@
 from pipeline.config.base import ConfigError, StrictModel
 from pipeline.config.camera import CAMERA_ID, NETWORK_SCHEMES, CameraConfig
 from pipeline.config.loader import ENV_REF, load_config, parse_config
-from pipeline.config.model import CalibrationConfig, ModelConfig, OnnxRuntimeConfig, TensorRtConfig
+from pipeline.config.model import CalibrationConfig, ModelConfig, OnnxRuntimeConfig, TensorRtConfig  # the last three: declared by the backend plug-ins
 from pipeline.config.pipeline import PipelineConfig
 from pipeline.config.stages import (CurveConfig, DecodeConfig, MetricsConfig, PreprocessConfig,
                                     PublishConfig, SchedulerConfig)

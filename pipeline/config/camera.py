@@ -1,4 +1,8 @@
-"""cameras: one entry per camera: where it is, what kind of source reads it."""
+"""cameras: one entry per camera: where it is, what kind of source reads it.
+
+The kinds (`type:`), how `type: auto` recognises them, and which options belong to which kind are
+declared by the source plug-ins (pipeline/sources/plugins.py); this file only checks against them.
+"""
 from __future__ import annotations
 
 import re
@@ -7,20 +11,26 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.config.base import StrictModel
+from pipeline.sources.plugins import NETWORK_SCHEMES, SOURCE_KEYS, kind_for_url, owner_of
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
+__all__ = ["CAMERA_ID", "NETWORK_SCHEMES", "CameraConfig"]
+
+# `auto` plus every declared source kind: a misspelt type is a config error with file:line
+CameraType = Literal[("auto", *SOURCE_KEYS)]  # type: ignore[valid-type]
 
 
 class CameraConfig(StrictModel):
     id: str
     url: str
     # validate_default: "auto" is resolved from the url even when the key is absent
-    type: Literal["auto", "file", "network", "synthetic"] = Field("auto", validate_default=True)
+    type: CameraType = Field("auto", validate_default=True)
     loop: bool = False
     realtime: bool = True
     # network sources: seconds without a packet before the connection counts as dead
     timeout_s: float = Field(5.0, gt=0, le=300)
+    # pin this camera to one GPU of `gpus:` (None: placed by expected load, app/gpu_assignment.py)
+    gpu: int | None = Field(None, ge=0, le=63)
 
     @field_validator("id")
     @classmethod
@@ -32,20 +42,16 @@ class CameraConfig(StrictModel):
     @field_validator("type")
     @classmethod
     def _resolve_type(cls, v: str, info: ValidationInfo) -> str:
-        url = info.data.get("url", "")
-        if v != "auto":
-            return v
-        if url.startswith("synthetic:"):
-            return "synthetic"
-        if url.lower().startswith(NETWORK_SCHEMES):
-            return "network"
-        return "file"
+        return kind_for_url(info.data.get("url", "")) if v == "auto" else v
 
-    @field_validator("loop")
+    @field_validator("loop", "timeout_s")
     @classmethod
-    def _loop_for_files(cls, v: bool, info: ValidationInfo) -> bool:
-        if v and info.data.get("type") not in (None, "file"):
-            raise ValueError("loop: applies to files only")
+    def _option_of_its_kind(cls, v: object, info: ValidationInfo) -> object:
+        """An option only one kind reads, set to a non-default value on another kind, is a mistake."""
+        owner = owner_of(info.field_name or "")
+        kind = info.data.get("type")
+        if owner is not None and kind not in (None, owner.key) and v != cls.model_fields[info.field_name].default:
+            raise ValueError(f"{info.field_name}: applies to {owner.key} cameras only (this one is {kind})")
         return v
 
     @property

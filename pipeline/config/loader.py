@@ -147,9 +147,15 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
+def _short_repr(value: Any) -> str:
+    text = repr(value)  # one line: repr escapes newlines
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # drop pydantic's own parts (validator names, union members such as "list[constrained-int]")
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p)))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
@@ -157,6 +163,8 @@ def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> Co
         msg = f"required key {loc[-1]!r} is missing"
         line = _line_for(loc[:-1], lines)
         return ConfigError(f"{source}:{line}: {_dotted(loc)}: {msg}")
+    elif err["type"] == "literal_error":  # e.g. model.backend, cameras[].type: name the valid values
+        msg = f"{_short_repr(err['input'])} is not valid; expected {err['ctx']['expected']}"
     msg = msg.removeprefix("Value error, ")
     more = len(exc.errors()) - 1
     if more:
@@ -255,9 +263,22 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, source, lines) from None
+    _check_gpu_pins(cfg, source, lines)
     if check_files:
         _check_files(cfg, source, lines)
     return cfg
+
+
+def _check_gpu_pins(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
+    """camera.gpu must be one of the config's GPUs (with gpus: all, only the machine knows)."""
+    if cfg.gpus == "all":
+        return
+    gpus = cfg.gpu_ids(visible=0)
+    for i, cam in enumerate(cfg.cameras):
+        if cam.gpu is not None and cam.gpu not in gpus:
+            named = "gpus" if cfg.gpus is not None else "decode.gpu_id (set gpus: for several)"
+            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'gpu'), lines)}: cameras[{i}].gpu: "
+                              f"GPU {cam.gpu} is not one of {named} {list(gpus)}")
 
 
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:

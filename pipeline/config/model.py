@@ -1,4 +1,8 @@
-"""model: the detector file, its backend and how its outputs are turned into detections."""
+"""model: the detector file, its backend and how its outputs are turned into detections.
+
+The backend's own settings (model.onnxruntime, model.tensorrt, model.calibration) are declared by
+the backend plug-ins (pipeline/infer/<backend>/config.py); this file only places them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,37 +11,18 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from pipeline.config.base import StrictModel
+from pipeline.infer.onnxruntime.config import OnnxRuntimeConfig
+from pipeline.infer.plugins import BACKEND_KEYS, BACKEND_PLUGINS
+from pipeline.infer.tensorrt.config import CalibrationConfig, TensorRtConfig
 
-
-class CalibrationConfig(StrictModel):
-    """INT8 calibration input for backend tensorrt: letterboxed frames drawn from these sources."""
-
-    sources: list[str] = []  # camera ids from cameras:, video files (relative to the config) or URLs
-    frames: int = Field(500, ge=1, le=100000)
-    batch_size: int = Field(8, ge=1, le=1024)
-    cache_file: Path | None = None  # None: beside the engines in model.engine_cache_dir
-
-
-class TensorRtConfig(StrictModel):
-    """Engine build and execution settings of backend tensorrt (see docs/tensorrt.md)."""
-
-    opt_batch: int | None = Field(None, ge=1)  # None: scheduler.max_batch // 2 (at least 1)
-    contexts: int = Field(2, ge=1, le=8)  # execution contexts in flight, one profile each
-    workspace_mib: int = Field(1024, ge=16, le=1 << 20)
-    builder_optimization_level: int = Field(3, ge=0, le=5)
-
-
-class OnnxRuntimeConfig(StrictModel):
-    """CUDA EP settings of backend onnxruntime (docs/BENCHMARKS.md measures each on the H200)."""
-
-    cuda_graph: bool = True  # replay each batch size as a captured CUDA graph (pipeline/infer/onnxruntime/gpu_sessions.py)
-    prefer_nhwc: bool = True  # the CUDA EP's NHWC convolution kernels
-    priority_stream: bool = True  # run inference on a highest-priority CUDA stream (ort_gpu.PriorityStream)
+# model.backend accepts exactly the declared plug-ins (pipeline/infer/plugins.py): `pipeline check`
+# rejects a misspelt backend with file:line and the valid names.
+BackendKey = Literal[BACKEND_KEYS]  # type: ignore[valid-type]
 
 
 class ModelConfig(StrictModel):
     path: Path
-    backend: str = "onnxruntime"
+    backend: BackendKey = "onnxruntime"
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     labels: list[str]
     input_size: int = Field(640, ge=32, le=4096)
@@ -69,3 +54,16 @@ class ModelConfig(StrictModel):
         if not v:
             raise ValueError("labels must name at least one class")
         return v
+
+
+def _check_plugin_sections() -> None:
+    """Every plug-in with settings has its section here, under its own key and model: the schema
+    and the registry are built from the same declarations (a mismatch fails at import, not at run)."""
+    for plugin in BACKEND_PLUGINS:
+        field = ModelConfig.model_fields.get(plugin.key)
+        if field is None or field.annotation is not plugin.settings:
+            raise TypeError(f"ModelConfig needs a field {plugin.key}: {plugin.settings.__name__} "
+                            f"(declared by the {plugin.key} backend plug-in)")
+
+
+_check_plugin_sections()

@@ -1,13 +1,18 @@
 """The whole config file: cameras, model and the stage sections."""
 from __future__ import annotations
 
-from pydantic import field_validator
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
 from pipeline.config.model import ModelConfig
 from pipeline.config.stages import (DecodeConfig, MetricsConfig, PreprocessConfig, PublishConfig,
                                     SchedulerConfig)
+
+
+GpuId = Annotated[int, Field(ge=0, le=63)]  # a CUDA device index
 
 
 class PipelineConfig(StrictModel):
@@ -18,6 +23,48 @@ class PipelineConfig(StrictModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     publish: PublishConfig = PublishConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # The GPUs this daemon may use: a list of CUDA device ids, or all the visible ones. None: the
+    # one GPU decode.gpu_id names (0 by default), i.e. decode.gpu_id is the one-GPU shorthand.
+    gpus: list[GpuId] | Literal["all"] | None = None
+    # A failed GPU's cameras move to the remaining GPUs (true) or report down until it is back (false).
+    failover: bool = False
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _list_or_all(cls, v: object) -> object:
+        if v is not None and v != "all" and not isinstance(v, list):
+            raise ValueError(f"expected a list of GPU ids like [0, 1] or all, got {v!r}")
+        return v
+
+    @field_validator("gpus")
+    @classmethod
+    def _one_way_to_name_gpus(cls, v: list[int] | str | None, info: ValidationInfo) -> list[int] | str | None:
+        decode = info.data.get("decode")
+        if v is not None and decode is not None and "gpu_id" in decode.model_fields_set:
+            raise ValueError("decode.gpu_id is set too: name the GPUs in gpus: only "
+                             "(decode.gpu_id: N is the one-GPU shorthand for gpus: [N])")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("name at least one GPU, or leave gpus: out for the first")
+            if len(set(v)) != len(v):
+                raise ValueError(f"{v} names a GPU twice")
+        return v
+
+    @property
+    def primary_gpu(self) -> int:
+        """The GPU of the one-GPU path the daemon runs today (app/gpu_assignment.py: device_path):
+        the first of gpus:, device 0 for gpus: all, else decode.gpu_id."""
+        if isinstance(self.gpus, list):
+            return self.gpus[0]
+        return 0 if self.gpus == "all" else self.decode.gpu_id
+
+    def gpu_ids(self, visible: int) -> tuple[int, ...]:
+        """The GPUs to spread cameras over, given how many this machine shows (for gpus: all)."""
+        if isinstance(self.gpus, list):
+            return tuple(self.gpus)
+        if self.gpus == "all":
+            return tuple(range(visible))
+        return (self.decode.gpu_id,)
 
     @field_validator("cameras")
     @classmethod

@@ -12,7 +12,7 @@ from pipeline.config.base import StrictModel
 
 class DecodeConfig(StrictModel):
     device: Literal["cpu", "gpu"] = "cpu"
-    gpu_id: int = Field(0, ge=0)
+    gpu_id: int = Field(0, ge=0, le=63)  # the one GPU; several: gpus: at the top level
     # Processes that run the cameras (decode included), so decoding does not share the daemon's
     # GIL; 0: camera threads in the daemon process (pipeline/workers/).
     workers: int = Field(0, ge=0, le=64)

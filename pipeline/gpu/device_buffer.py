@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.gpu.runtime import check, load_cuda_runtime
+
 
 @dataclass(frozen=True, eq=False)
 class DeviceView:
@@ -62,11 +64,10 @@ def copy_device_to_device(dst_ptr: int, src_ptr: int, nbytes: int, stream: int |
     default stream's work; hence the stream argument)."""
     runtime = _cuda_runtime()
     on = PER_THREAD_STREAM if stream is None else stream
-    (err,) = runtime.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, on)
-    if int(err) == 0 and stream is None:
-        (err,) = runtime.cudaStreamSynchronize(PER_THREAD_STREAM)
-    if int(err) != 0:
-        raise RuntimeError(f"cudaMemcpyAsync device to device failed: {err}")
+    check(runtime.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, on),
+          "cudaMemcpyAsync device to device")
+    if stream is None:
+        check(runtime.cudaStreamSynchronize(PER_THREAD_STREAM), "cudaStreamSynchronize")
 
 
 def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -83,12 +84,8 @@ def _wait_for_producer(stream: int | None) -> None:
     if stream is None:
         return
     runtime = _cuda_runtime()
-    (err,) = runtime.cudaStreamSynchronize(stream)
-    if int(err) != 0:
-        raise RuntimeError(f"cudaStreamSynchronize on the producer's stream failed: {err}")
+    check(runtime.cudaStreamSynchronize(stream), "cudaStreamSynchronize on the producer's stream")
 
 
 def _cuda_runtime() -> Any:
-    from pipeline.gpu.memory import cuda_runtime
-
-    return cuda_runtime("GPU input buffers need cuda-python (install the [gpu] extra)")
+    return load_cuda_runtime("GPU input buffers need cuda-python (install the [gpu] extra)")

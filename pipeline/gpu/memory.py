@@ -13,39 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.gpu.runtime import check, load_cuda_runtime
+
 # Free buffers kept per size; more than this (after a resolution change, say) are freed.
 MAX_FREE_PER_SIZE = 64
 
 
-class CudaError(RuntimeError):
-    """A CUDA runtime call failed; the message names the call."""
-
-
-class CudaRuntimeMissing(ImportError, RuntimeError):
-    """cuda-python is not installed. Both an ImportError and a RuntimeError, so callers that catch
-    either (a missing package, a failed GPU setup) see it."""
-
-
-def cuda_runtime(missing: str = "cuda-python is not installed (install the [gpu] extra)") -> Any:
-    """The cuda-python runtime module; CudaRuntimeMissing(`missing`) when it is not installed."""
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # older cuda-python
-        except ImportError:
-            raise CudaRuntimeMissing(missing) from None
-    return runtime
-
-
-def check(result: Any, call: str) -> Any:
-    """Unpack a cuda-python (err, *values) tuple; raise CudaError unless err is cudaSuccess."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise CudaError(f"{call} failed: {getattr(err, 'name', err)}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
+# The loader, error type and check live in pipeline/gpu/runtime.py; these names stay importable here.
+cuda_runtime = load_cuda_runtime
 
 
 class DeviceBufferPool:

@@ -6,6 +6,7 @@ for at most `max_batch` images; `infer` does the splitting and the dtype cast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from importlib import import_module
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
 from pipeline.gpu import device_buffer
+from pipeline.infer.plugins import BACKEND_KEYS, backend_plugin
 
 _BACKENDS: dict[str, type["Backend"]] = {}
 
@@ -20,9 +22,14 @@ B = TypeVar("B", bound=type["Backend"])
 
 
 def register_backend(cls: B) -> B:
+    """Class decorator of a backend implementation; its type_key must be a declared plug-in key
+    (pipeline/infer/plugins.py), so no backend exists that the config schema does not accept."""
     key = getattr(cls, "type_key", None)
     if not isinstance(key, str) or not key:
         raise TypeError(f"{cls.__name__} must declare a non-empty type_key")
+    if key not in BACKEND_KEYS:
+        raise TypeError(f"backend type_key {key!r} is not declared in pipeline/infer/plugins.py "
+                        f"(declared: {', '.join(BACKEND_KEYS)})")
     if key in _BACKENDS and _BACKENDS[key] is not cls:
         raise TypeError(f"backend type_key {key!r} is already registered by {_BACKENDS[key].__name__}")
     _BACKENDS[key] = cls
@@ -30,15 +37,24 @@ def register_backend(cls: B) -> B:
 
 
 def known_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    """The backend keys model.backend accepts (the declared plug-ins)."""
+    return sorted(BACKEND_KEYS)
+
+
+def backend_class(key: str) -> type["Backend"]:
+    """The Backend class of a declared plug-in, importing its implementation on first use."""
+    plugin = backend_plugin(key)  # ValueError naming the known keys
+    if key not in _BACKENDS:
+        import_module(plugin.implementation)
+    cls = _BACKENDS.get(key)
+    if cls is None:
+        raise TypeError(f"{plugin.implementation} registers no backend for {key!r} (@register_backend)")
+    return cls
 
 
 def create_backend(model: ModelConfig, max_batch: int, device: str = "cpu", **options: Any) -> "Backend":
     """Build the backend named by model.backend. `options` go to its constructor (e.g. intra_op_threads)."""
-    cls = _BACKENDS.get(model.backend)
-    if cls is None:
-        raise ValueError(f"model.backend: unknown backend {model.backend!r}; known: {', '.join(known_backends())}")
-    return cls(model, max_batch, device, **options)
+    return backend_class(model.backend)(model, max_batch, device, **options)
 
 
 def parse_device(device: str) -> tuple[str, int]:

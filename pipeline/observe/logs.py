@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline.sources.base import redact_url
+from pipeline.observe.redaction import redact_url
 
 LOG_FORMATS = ("plain", "json")
 REPEATS_PER_WINDOW = 10

@@ -53,4 +53,4 @@ def preprocessor_from_config(cfg: "PipelineConfig", dtype: Any | None = None,
     if dtype is None:
         dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
     return create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype, cfg.scheduler.max_batch,
-                               cfg.preprocess.num_threads, device_id=cfg.decode.gpu_id, on_reject=on_reject)
+                               cfg.preprocess.num_threads, device_id=cfg.primary_gpu, on_reject=on_reject)

@@ -1,4 +1,4 @@
-"""Source ABC, the source registry, and URL redaction.
+"""Source ABC and the source registry (the kinds are declared in pipeline/sources/plugins.py).
 
 A Source turns one camera into Frames (via `sink`) and StatusEvents (via `status`).
 `run()` is the whole life of the camera thread: it reports STARTING, then whatever the
@@ -7,57 +7,25 @@ subclass's `_stream()` does, then exactly one terminal state (EOF, DOWN or STOPP
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Callable, ClassVar, TypeVar
-from urllib.parse import unquote
 
 import numpy as np
 
 from pipeline.config import CameraConfig, DecodeConfig
-from pipeline.frame import CameraState, Frame, StatusEvent
+from pipeline.frame import TERMINAL_STATES, CameraState, Frame, StatusEvent
 from pipeline.observe.metrics import Metrics
+from pipeline.observe.redaction import redact_text, redact_url
+from pipeline.sources.plugins import SOURCE_KEYS, source_plugin
 
 log = logging.getLogger(__name__)
 
 FrameSink = Callable[[Frame], None]
 StatusSink = Callable[[StatusEvent], None]
-
-TERMINAL_STATES = frozenset({CameraState.EOF, CameraState.DOWN, CameraState.STOPPED})
-
-# Userinfo of a URL: scheme://user:password@host... The password runs to the last '@' before
-# the path, so passwords (and user names) containing '@' or ':' are still caught whole.
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/]*):(?P<password>[^/]*)@")
-
-
-def redact_url(url: str) -> str:
-    """`rtsp://user:pass@host/x` -> `rtsp://user:***@host/x`; URLs without a password unchanged."""
-    m = _USERINFO.match(url)
-    if not m or not m.group("password"):
-        return url
-    return f"{m.group('scheme')}{m.group('user')}:***@{url[m.end():]}"
-
-
-def url_password(url: str) -> str | None:
-    m = _USERINFO.match(url)
-    if not m or not m.group("password"):
-        return None
-    return m.group("password")
-
-
-def redact_text(text: str, url: str) -> str:
-    """Remove the URL's password (raw and percent-decoded) from any text, e.g. an FFmpeg error."""
-    text = text.replace(url, redact_url(url))
-    password = url_password(url)
-    if password:
-        for secret in {password, unquote(password)}:
-            if secret:
-                text = text.replace(secret, "***")
-    return text
-
 
 @dataclass(frozen=True)
 class Ending:
@@ -174,19 +142,33 @@ _REGISTRY: dict[str, type[Source]] = {}
 
 
 def register_source(cls: _SourceT) -> _SourceT:
-    """Class decorator: make `cls` the source for cameras whose resolved type is `cls.type_key`."""
+    """Class decorator: make `cls` the source for cameras whose resolved type is `cls.type_key`,
+    which must be a kind declared in pipeline/sources/plugins.py (the config schema's list)."""
     key = cls.type_key
+    if key not in SOURCE_KEYS:
+        raise ValueError(f"source type {key!r} is not declared in pipeline/sources/plugins.py "
+                         f"(declared: {', '.join(SOURCE_KEYS)})")
     if key in _REGISTRY and _REGISTRY[key] is not cls:
         raise ValueError(f"source type {key!r} is already registered by {_REGISTRY[key].__name__}")
     _REGISTRY[key] = cls
     return cls
 
 
+def source_class(kind: str) -> type[Source]:
+    """The Source class of a declared kind, importing its module on first use."""
+    plugin = source_plugin(kind)  # ValueError naming the known kinds
+    if kind not in _REGISTRY:
+        import_module(plugin.implementation)
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise TypeError(f"{plugin.implementation} registers no source for {kind!r} (@register_source)")
+    return cls
+
+
 def create_source(camera: CameraConfig, decode: DecodeConfig, sink: FrameSink, status: StatusSink,
                   stop: threading.Event, metrics: Metrics) -> Source:
     try:
-        cls = _REGISTRY[camera.type]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ValueError(f"camera {camera.id}: no source for type {camera.type!r} (known: {known})") from None
+        cls = source_class(camera.type)
+    except ValueError as exc:
+        raise ValueError(f"camera {camera.id}: {exc}") from None
     return cls(camera, decode, sink, status, stop, metrics)

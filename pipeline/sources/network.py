@@ -19,7 +19,8 @@ import time
 import av.error
 
 from pipeline.frame import CameraState
-from pipeline.sources.base import Ending, Source, redact_url, register_source
+from pipeline.observe.redaction import redact_url
+from pipeline.sources.base import Ending, Source, register_source
 from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
 from pipeline.sources.reachability import PortState, endpoint_of, foreign_answer, port_state, resolve_failure

@@ -204,8 +204,10 @@ class _NvdecRuntime:
         try:
             from cuda.bindings import driver
 
-            from pipeline.gpu.memory import DeviceBufferPool, check, cuda_runtime
-            rt = cuda_runtime()
+            from pipeline.gpu.memory import DeviceBufferPool
+            from pipeline.gpu.runtime import check, load_cuda_runtime
+            from pipeline.gpu.stream import CudaStream
+            rt = load_cuda_runtime()
             check(rt.cudaSetDevice(gpu_id), f"cudaSetDevice({gpu_id})")
             # The decoder gets the device's primary context, the one DALI and ONNX Runtime use:
             # with cudacontext=0 PyNvVideoCodec may create a context of its own per decoder, and
@@ -213,8 +215,8 @@ class _NvdecRuntime:
             self._device = check(driver.cuDeviceGet(gpu_id), f"cuDeviceGet({gpu_id})")
             self.context = int(check(driver.cuDevicePrimaryCtxRetain(self._device), "cuDevicePrimaryCtxRetain"))
             self._driver = driver
-            flags = rt.cudaStreamNonBlocking
-            self.stream = int(check(rt.cudaStreamCreateWithFlags(flags), "cudaStreamCreateWithFlags"))
+            self._stream = CudaStream(rt)
+            self.stream = self._stream.handle
             self.pool = DeviceBufferPool(gpu_id)
         except Exception as exc:  # no device, no cuda-python, driver too old
             raise NvdecUnavailable(f"no usable CUDA device: {_first_line(exc)}") from None
@@ -243,7 +245,10 @@ class _NvdecRuntime:
     def close(self) -> None:
         self._parked = None  # the decoder goes before the stream it runs on
         self.pool.close()
-        self.rt.cudaStreamDestroy(self.stream)
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001 - unchecked, as before: closing goes on (a lost GPU, say)
+            log.debug("NVDEC stream on cuda:%d: destroy failed", self.gpu_id, exc_info=True)
         self._driver.cuDevicePrimaryCtxRelease(self._device)
 
 

@@ -15,7 +15,9 @@ from typing import Any, TextIO
 from pipeline.config import PipelineConfig
 from pipeline.infer.tensorrt.build import EngineBuildError
 from pipeline.infer.tensorrt.calibrator import CalibrationError
-from pipeline.infer.tensorrt.cuda import CudaError, DeviceBuffer, gpu_identity, load_cuda_runtime, set_device
+from pipeline.gpu.buffers import DeviceBuffer
+from pipeline.gpu.runtime import CudaError
+from pipeline.infer.tensorrt.cuda import gpu_identity, load_cuda_runtime, set_device
 from pipeline.infer.tensorrt.engine import PreparedEngine, output_summary, prepare_engine
 from pipeline.infer.tensorrt.progress import PhaseLines, python_logger
 

@@ -251,7 +251,7 @@ def _cuda_blocking_sync(gpu_id: int) -> None:
     try:
         from cuda.bindings import driver
 
-        from pipeline.gpu.memory import check
+        from pipeline.gpu.runtime import check
         check(driver.cuInit(0), "cuInit")
         device = check(driver.cuDeviceGet(gpu_id), f"cuDeviceGet({gpu_id})")
         flags = int(driver.CUctx_flags.CU_CTX_SCHED_BLOCKING_SYNC.value)

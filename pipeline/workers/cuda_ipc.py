@@ -21,7 +21,9 @@ import threading
 import weakref
 from typing import Any, Callable
 
-from pipeline.gpu.memory import CudaError, DeviceImageView, check, cuda_runtime
+from pipeline.gpu.memory import DeviceImageView
+from pipeline.gpu.runtime import CudaError, check
+from pipeline.gpu.runtime import load_cuda_runtime as cuda_runtime
 from pipeline.workers.messages import DeviceRef
 
 

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from pipeline.config import CameraConfig, DecodeConfig
-from pipeline.frame import CameraState, Frame, StatusEvent
+from pipeline.frame import TERMINAL_STATES, CameraState, Frame, StatusEvent
 from pipeline.observe.metrics import Metrics
-from pipeline.sources.base import TERMINAL_STATES
 from pipeline.workers.child import run_worker
 from pipeline.workers.messages import (BuffersFreed, CounterTotals, DeviceRef, FrameMessage, LogMessage,
                                        ReleaseFrames, Shutdown, StartCamera, StatusMessage, StopCamera)

@@ -16,7 +16,9 @@ from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.candidates import load_with_candidates
 from pipeline.gpu.device_buffer import DeviceView
 from pipeline.infer.onnxruntime.fp16 import fp16_model_path
-from pipeline.infer.onnxruntime.gpu_sessions import BatchSizeSession, PriorityStream, with_fixed_batch
+from pipeline.gpu.stream import CudaStream
+from pipeline.infer.onnxruntime.gpu_sessions import (BatchSizeSession, priority_stream, stream_provider_options,
+                                                  with_fixed_batch)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class OnnxRuntimeBackend(Backend):
         self._check_signature(model.input_size)
         self._max_batch = self._fixed_batch or max_batch
         self._batch_sessions: dict[int, BatchSizeSession] = {}  # GPU: one per padded batch size
-        self._stream: PriorityStream | None = None
+        self._stream: CudaStream | None = None
         if self._device == "gpu":
             if self._gpu_options.priority_stream:
                 self._stream = self._priority_stream()
@@ -145,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
             model = self._source if self._graph is None or self._fixed_batch else \
                 with_fixed_batch(self._graph, batch)
             s = self._input_size
-            stream = self._stream.provider_options() if self._stream is not None else {}
+            stream = stream_provider_options(self._stream) if self._stream is not None else {}
             session = BatchSizeSession(
                 lambda data, extra: self._new_session(data, {**stream, **extra}), model, batch,
                 input_name=self._input_name, output_name=self._output_name, item_shape=(3, s, s),
@@ -155,9 +157,9 @@ class OnnxRuntimeBackend(Backend):
             self._batch_sessions[batch] = session
         return session
 
-    def _priority_stream(self) -> PriorityStream | None:
+    def _priority_stream(self) -> CudaStream | None:
         try:
-            return PriorityStream(self._device_id)
+            return priority_stream(self._device_id)
         except Exception as exc:  # noqa: BLE001 - cuda-python missing or refused: ORT's own stream
             log.warning("%s: inference runs on ONNX Runtime's own CUDA stream (no priority stream: %s)",
                         self._path, exc)
@@ -234,8 +236,11 @@ class OnnxRuntimeBackend(Backend):
         self._session = None  # type: ignore[assignment]  # ORT frees the session with its last reference
         self._batch_sessions = {}
         if self._stream is not None:  # after the sessions that run on it
-            self._stream.close()
-            self._stream = None
+            stream, self._stream = self._stream, None
+            try:
+                stream.close()
+            except Exception as exc:  # noqa: BLE001 - closing goes on (a lost GPU, say)
+                log.warning("%s: closing the priority stream: %s", self._path, exc)
 
     # ------------------------------------------------------------------ running
 

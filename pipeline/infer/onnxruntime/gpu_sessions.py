@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.gpu import device_buffer
 from pipeline.gpu.device_buffer import DeviceView
+from pipeline.gpu.stream import CudaStream
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +48,19 @@ OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 SessionFactory = Callable[[bytes, dict[str, str]], Any]
 
 
-class PriorityStream:
+def priority_stream(device_id: int) -> CudaStream:
     """A CUDA stream at the device's highest priority, given to ONNX Runtime as its compute stream
     (model.onnxruntime.priority_stream): the GPU's block scheduler then starts inference kernels
     ahead of queued decode-conversion and letterbox kernels, which have slack while the single
     inference thread is the stage everything waits for."""
+    from pipeline.gpu.runtime import load_cuda_runtime
 
-    def __init__(self, device_id: int) -> None:
-        from pipeline.gpu.memory import check, cuda_runtime
+    return CudaStream(load_cuda_runtime(), device_id, highest_priority=True)
 
-        rt = cuda_runtime()
-        check(rt.cudaSetDevice(device_id), f"cudaSetDevice({device_id})")
-        _lowest, highest = check(rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
-        self.handle = int(check(rt.cudaStreamCreateWithPriority(rt.cudaStreamNonBlocking, highest),
-                                "cudaStreamCreateWithPriority"))
-        self.priority = int(highest)
-        self._rt = rt
 
-    def provider_options(self) -> dict[str, str]:
-        return {"user_compute_stream": str(self.handle)}
-
-    def close(self) -> None:
-        if self.handle:
-            self._rt.cudaStreamDestroy(self.handle)
-            self.handle = 0
+def stream_provider_options(stream: CudaStream) -> dict[str, str]:
+    """The CUDA EP options that make `stream` ONNX Runtime's compute stream."""
+    return {"user_compute_stream": str(stream.handle)}
 
 
 def with_fixed_batch(model: Any, batch: int) -> bytes:

@@ -31,8 +31,10 @@ from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.gpu.device_buffer import DeviceView
-from pipeline.infer.tensorrt.cuda import (CudaStream, DeviceBuffer, PinnedHostArray, copy_to_device_async,
-                                     copy_to_host_async, gpu_identity, load_cuda_runtime, set_device)
+from pipeline.gpu.buffers import DeviceBuffer, PinnedHostArray
+from pipeline.gpu.stream import CudaStream
+from pipeline.infer.tensorrt.cuda import (copy_to_device_async, copy_to_host_async, gpu_identity, load_cuda_runtime,
+                                          set_device)
 from pipeline.infer.tensorrt.engine import PreparedEngine, output_summary, prepare_engine
 from pipeline.infer.tensorrt.progress import PhaseLines, python_logger
 

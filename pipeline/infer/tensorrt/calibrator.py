@@ -15,7 +15,8 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from pipeline.infer.tensorrt.engine_cache import atomic_write_bytes
-from pipeline.preprocess.reference import letterbox_reference
+from pipeline.observe.redaction import redact_url
+from pipeline.preprocess import letterbox_reference  # the model is fed what the preprocessor makes
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def calibration_frames(sources: Sequence[str], frames: int, input_size: int,
     Files are sampled evenly over their length; live streams give consecutive frames.
     Camera ids were already replaced by their URLs when the config was loaded.
     """
-    from pipeline.sources.base import redact_text, redact_url
-    from pipeline.sources.decoding import OpenFailed, decode_pictures, open_video
-    from pipeline.sources.network import open_options
+    from pipeline.sources import SampleError, sample_pictures  # the public sources API, lazily: PyAV
 
     produced = 0
     for index, (url, quota) in enumerate(zip(sources, split_quota(frames, len(sources)))):
@@ -50,25 +49,13 @@ def calibration_frames(sources: Sequence[str], frames: int, input_size: int,
             continue
         if url.startswith("synthetic:"):
             raise CalibrationError(f"{where}: synthetic sources cannot calibrate a model; name a video or camera")
+        taken = 0
         try:
-            video = open_video(url, options=open_options(url), timeout=open_timeout_s)
-        except OpenFailed as exc:
-            raise CalibrationError(f"{where}: cannot open: {redact_text(str(exc), url)}") from None
-        try:
-            length = int(video.stream.frames or 0)  # 0 for live streams and some containers
-            stride = max(1, length // quota) if length else 1
-            taken = 0
-            for i, picture in enumerate(decode_pictures(video, on_corrupt=lambda reason: None)):
-                if i % stride:
-                    continue
-                yield letterbox_reference(picture.image, input_size)[0]
+            for picture in sample_pictures(url, quota, open_timeout_s):
+                yield letterbox_reference(picture, input_size)[0]
                 taken += 1
-                if taken == quota:
-                    break
-        except Exception as exc:  # noqa: BLE001 - a read error names the source, nothing else
-            raise CalibrationError(f"{where}: read failed: {redact_text(str(exc), url)}") from None
-        finally:
-            video.close()
+        except SampleError as exc:
+            raise CalibrationError(f"{where}: {exc}") from None
         if taken < quota:
             log.warning("%s: gave %d of its %d calibration frames", where, taken, quota)
         produced += taken

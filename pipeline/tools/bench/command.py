@@ -87,7 +87,7 @@ class BenchRun:
         self.cfg = cfg
         self.options = options
         self.progress = progress
-        self.gpu = GpuMemoryReader(cfg.decode.gpu_id)
+        self.gpu = GpuMemoryReader(cfg.primary_gpu)
         self.window = Window(options.warmup_s, options.seconds)
 
     # ------------------------------------------------------------------ the stages
@@ -124,6 +124,7 @@ class BenchRun:
         return out
 
     def _batch_stages(self, frames: list, batch: int) -> dict[str, StageResult]:
+        from pipeline.app.gpu_assignment import device_path
         from pipeline.infer import create_backend
         from pipeline.postprocess import YoloPostprocessor
         from pipeline.preprocess import preprocessor_from_config
@@ -144,7 +145,7 @@ class BenchRun:
                 self.progress(f"inference: {cfg.model.backend} on {cfg.preprocess.device}, batch {batch} ...")
                 # the same arguments as the daemon: the model runs where preprocessing puts its tensor
                 for _ in range(cfg.model.instances):
-                    backends.append(create_backend(cfg.model, batch, cfg.preprocess.device))
+                    backends.append(create_backend(cfg.model, batch, device_path(cfg).model_device))
                 out["inference"], result = measure_inference(backends, tensor, opts.seconds, self.gpu)
                 self._said(out["inference"])
                 post = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,

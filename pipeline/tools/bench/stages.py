@@ -87,6 +87,7 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
     each in its own thread, or with `decode.workers` in that many worker processes, counted as the
     frames reach this process. Returns the result and the first `keep` decoded frames (none from
     workers: their pictures live in the workers' memory, which goes when they stop)."""
+    from pipeline.app.gpu_assignment import device_path
     from pipeline.sources import create_source
     from pipeline.workers import DecodeWorkerPool
 
@@ -100,13 +101,14 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
             failures[event.camera_id] = f"{event.state.value}: {event.reason}"
 
     threads = []
-    pool = DecodeWorkerPool(cfg.decode, cfg.decode.workers, metrics, on_status) if cfg.decode.workers else None
+    decode = device_path(cfg).decode  # decode.gpu_id: the GPU the daemon would use
+    pool = DecodeWorkerPool(decode, cfg.decode.workers, metrics, on_status) if cfg.decode.workers else None
     try:
         for cam in cameras:
             if pool is not None:
                 pool.add_camera(cam, keeper.sink_for(cam.id), None, stop)
                 continue
-            source = create_source(cam, cfg.decode, keeper.sink_for(cam.id), on_status, stop, metrics)
+            source = create_source(cam, decode, keeper.sink_for(cam.id), on_status, stop, metrics)
             threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
         for t in threads:
             t.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import CameraConfig, PipelineConfig
-from pipeline.sources.base import redact_url
+from pipeline.observe.redaction import redact_url
 from pipeline.sources.decoding import OpenFailed, open_video
 from pipeline.sources.synthetic import parse_synthetic_url
 

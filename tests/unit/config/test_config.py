@@ -71,7 +71,13 @@ def test_labels_from_file(tmp_path: Path) -> None:
     ('"tcp://127.0.0.1:5599"', '"localhost:5599"', 13, "publish.bind: bind 'localhost:5599' must look like"),
     ("  labels: [person, car]\n", "", 8, "model.labels: required key 'labels' is missing"),
     ("    realtime: false\n", "    realtime: false\n  - id: x\n    url: rtsp://h/s\n    loop: true\n", 10,
-     "cameras[2].loop: loop: applies to files only"),
+     "cameras[2].loop: loop: applies to file cameras only (this one is network)"),
+    ("  input_size: 320\n", "  input_size: 320\n  backend: tensorrtt\n", 12,
+     "model.backend: 'tensorrtt' is not valid; expected 'onnxruntime' or 'tensorrt'"),
+    ("    realtime: false\n", "    realtime: false\n    type: rtspp\n", 8,
+     "cameras[1].type: 'rtspp' is not valid; expected 'auto', 'synthetic', 'network' or 'file'"),
+    ("    url: clips/parking.mp4\n", "    url: clips/parking.mp4\n    timeout_s: 9\n", 6,
+     "cameras[1].timeout_s: timeout_s: applies to network cameras only (this one is file)"),
     ("clips/parking.mp4", "clips/missing.mp4", 5, "cameras[1].url: no such file"),
     ("models/detector.onnx", "models/nope.onnx", 9, "model.path: no such file"),
 ])
@@ -132,3 +138,59 @@ def test_every_committed_config_is_valid(name: str, tmp_path: Path) -> None:
         placeholder.write_text("person\n")  # a labels file needs a line; media and models only exist
     cfg = load_config(tmp_path / "configs" / name, env={"LOBBY_PASSWORD": "secret"})
     assert cfg.cameras
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("  input_size: 320\n", "  input_size: 320\n  backend: tensorrtt\n", "model.backend"),
+    ("    realtime: false\n", "    realtime: false\n    type: rtspp\n", "cameras[1].type"),
+])
+def test_check_command_rejects_an_unknown_plugin_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, old: str, new: str,
+                                                     key: str) -> None:
+    from pipeline.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("PW", "x")
+    path = write_tree(tmp_path, GOOD.replace(old, new))
+    assert main(["check", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{path}:") and f": {key}: " in err and "expected" in err, err
+
+
+@pytest.mark.parametrize("extra, cam_extra, expect", [
+    ("gpus: [0, 1]\n", "    gpu: 2\n", "cameras[1].gpu: GPU 2 is not one of gpus [0, 1]"),
+    ("", "    gpu: 1\n", "cameras[1].gpu: GPU 1 is not one of decode.gpu_id (set gpus: for several) [0]"),
+    ("gpus: [0]\ndecode: {gpu_id: 1}\n", "", "gpus: decode.gpu_id is set too"),
+    ("gpus: some\n", "", "gpus: expected a list of GPU ids like [0, 1] or all, got 'some'"),
+    ("gpus: [0, 0]\n", "", "gpus: [0, 0] names a GPU twice"),
+    ("gpus: [-1]\n", "", "gpus[0]: Input should be greater than or equal to 0"),
+])
+def test_gpu_keys_are_checked_with_file_and_line(tmp_path: Path, extra: str, cam_extra: str, expect: str) -> None:
+    text = GOOD.replace("    realtime: false\n", "    realtime: false\n" + cam_extra) + extra
+    with pytest.raises(ConfigError) as err:
+        load_config(write_tree(tmp_path, text), env={"PW": "x"})
+    msg = str(err.value)
+    assert "\n" not in msg and expect in msg and msg.startswith(f"{tmp_path / 'cfg.yaml'}:"), msg
+
+
+def test_check_prints_the_gpu_assignment(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import EXIT_OK, main
+
+    monkeypatch.setenv("PW", "x")
+    text = GOOD.replace("    realtime: false\n", "    realtime: false\n    gpu: 1\n") + "gpus: [0, 1]\nfailover: true\n"
+    assert main(["check", str(write_tree(tmp_path, text))]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "#   gpu 0: 1 camera(s), 62.2 Mpx/s: lobby" in err and "#   gpu 1: 1 camera(s), 62.2 Mpx/s: parking" in err
+
+
+def test_check_with_gpus_all_and_no_gpu_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.cli import EXIT_CONFIG, main
+
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("an NVIDIA driver is loaded here")
+    monkeypatch.setenv("PW", "x")
+    path = write_tree(tmp_path, GOOD + "gpus: all\n")
+    assert main(["check", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert err == f"{path}: gpus: all, but no GPU is visible on this machine", err

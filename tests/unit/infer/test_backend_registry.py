@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
 from pipeline.infer import Backend, create_backend, known_backends, register_backend
-from pipeline.infer.base import parse_device
+from pipeline.infer.base import backend_class, parse_device
+from pipeline.infer.plugins import BACKEND_KEYS, BACKEND_PLUGINS
 from tests.support.tiny_model import build_tiny_yolo_onnx
 
 
@@ -22,26 +26,45 @@ def config(path: Path, backend: str = "onnxruntime") -> ModelConfig:
     return ModelConfig(path=path, labels=["a", "b"], input_size=64, backend=backend)
 
 
-def test_builtin_backends_are_registered() -> None:
-    assert {"onnxruntime", "tensorrt"} <= set(known_backends())
+def test_registry_keys_are_the_schema_keys() -> None:
+    """model.backend accepts exactly the backends create_backend can build, and each plug-in's
+    implementation registers a class under its own key."""
+    schema_keys = set(get_args(ModelConfig.model_fields["backend"].annotation))
+    assert schema_keys == set(known_backends()) == set(BACKEND_KEYS) == {"onnxruntime", "tensorrt"}
+    for plugin in BACKEND_PLUGINS:
+        assert backend_class(plugin.key).type_key == plugin.key
+        assert ModelConfig.model_fields[plugin.key].annotation is plugin.settings
 
 
-def test_unknown_backend_names_the_known_ones(tiny: Path) -> None:
+def test_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(ValueError) as err:
-        create_backend(config(tiny, backend="openvino"), 4)
+        backend_class("openvino")
     msg = str(err.value)
     assert "'openvino'" in msg and "onnxruntime" in msg and "tensorrt" in msg and "\n" not in msg
 
 
-def test_register_backend_needs_a_type_key_and_refuses_duplicates() -> None:
+def test_register_backend_needs_a_declared_type_key_and_refuses_duplicates() -> None:
+    backend_class("onnxruntime")  # the real class first, so the impostor below is the duplicate
     with pytest.raises(TypeError, match="type_key"):
         @register_backend
         class Nameless(Backend):  # noqa: F841
             pass
+    with pytest.raises(TypeError, match="not declared in pipeline/infer/plugins.py"):
+        @register_backend
+        class Undeclared(Backend):  # noqa: F841
+            type_key = "openvino"
     with pytest.raises(TypeError, match="already registered"):
         @register_backend
         class Impostor(Backend):  # noqa: F841
             type_key = "onnxruntime"
+
+
+def test_the_plugin_declarations_are_light() -> None:
+    """The config schema imports them: no numpy, no runtime (checked in a fresh interpreter)."""
+    code = ("import sys; import pipeline.config; "
+            "heavy = {'numpy', 'onnxruntime', 'tensorrt', 'av', 'cuda'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
 
 
 @pytest.mark.parametrize("text, parsed", [("cpu", ("cpu", 0)), ("gpu", ("gpu", 0)), ("cuda:1", ("gpu", 1)),

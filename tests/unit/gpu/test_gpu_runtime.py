@@ -1,0 +1,78 @@
+"""pipeline/gpu/: the one CUDA check, stream wrapper and device buffer, run against the CUDA runtime
+MOCK of tests/support/mock_tensorrt.py (no GPU here; the real runtime is exercised by tests/gpu)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.gpu.buffers import DeviceBuffer, PinnedHostArray
+from pipeline.gpu.runtime import CudaError, check, visible_gpu_count
+from pipeline.gpu.stream import CudaStream
+from tests.support.mock_tensorrt import FakeCudaError, FakeCudaRuntime
+
+
+def test_check_unpacks_values_and_raises_one_line_naming_the_call() -> None:
+    assert check((FakeCudaError.cudaSuccess,), "x") is None
+    assert check((FakeCudaError.cudaSuccess, 7), "x") == 7
+    assert check((FakeCudaError.cudaSuccess, 1, 2), "x") == (1, 2)
+    with pytest.raises(CudaError, match=r"^cudaSetDevice\(3\) failed: cudaErrorInvalidValue$"):
+        check((FakeCudaError.cudaErrorInvalidValue,), "cudaSetDevice(3)")
+    rt = FakeCudaRuntime()
+    with pytest.raises(CudaError, match=r"^cudaSetDevice\(3\) failed: cudaErrorInvalidValue \(fake error\)$"):
+        check(rt.cudaSetDevice(3), "cudaSetDevice(3)", rt)
+
+
+def test_a_stream_synchronizes_and_closes_once() -> None:
+    rt = FakeCudaRuntime()
+    stream = CudaStream(rt)
+    handle = stream.handle
+    assert handle in rt.streams and stream.priority is None
+    stream.synchronize()
+    assert rt.streams[handle].synchronized == 1
+    stream.close()
+    stream.close()  # the second is a no-op, not a cudaErrorInvalidValue
+    assert handle not in rt.streams and stream.handle == 0
+
+
+class PriorityRuntime(FakeCudaRuntime):
+    """The MOCK plus the two calls of a highest-priority stream."""
+
+    def cudaDeviceGetStreamPriorityRange(self) -> tuple[Any, int, int]:
+        return FakeCudaError.cudaSuccess, 0, -5
+
+    def cudaStreamCreateWithPriority(self, flags: int, priority: int) -> tuple[Any, int]:
+        self.calls.append(("cudaStreamCreateWithPriority", priority))
+        return self.cudaStreamCreateWithFlags(flags)
+
+
+def test_a_highest_priority_stream_on_a_device() -> None:
+    rt = PriorityRuntime()
+    with CudaStream(rt, device_id=0, highest_priority=True) as stream:
+        assert stream.priority == -5 and ("cudaStreamCreateWithPriority", -5) in rt.calls
+        assert ("cudaSetDevice", 0) in rt.calls
+    assert not rt.streams
+    with pytest.raises(CudaError, match=r"cudaSetDevice\(1\) failed"):
+        CudaStream(rt, device_id=1)  # the mock has one GPU
+
+
+def test_device_and_pinned_buffers_free_explicitly_once() -> None:
+    rt = FakeCudaRuntime()
+    with DeviceBuffer(rt, 64) as buf, PinnedHostArray(rt, (4, 4), np.float32) as pinned:
+        pinned.array[:] = 3
+        assert buf.upload(pinned.array) == buf.ptr
+        assert np.frombuffer(rt.device_memory[buf.ptr], np.uint8).size >= 64
+        with pytest.raises(ValueError, match="do not fit"):
+            buf.upload(np.zeros(65, np.uint8))
+    assert buf.ptr == 0 and pinned.ptr == 0 and not rt.device_memory and not rt.host_memory
+    buf.free()
+    pinned.close()  # both safe twice
+    assert rt.count("cudaFree") == 1 and rt.count("cudaFreeHost") == 1
+
+
+def test_no_driver_or_no_cuda_python_means_no_visible_gpu() -> None:
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("an NVIDIA driver is loaded here")
+    assert visible_gpu_count() == 0  # not an exception: `pipeline check` calls it on any box
