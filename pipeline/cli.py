@@ -194,6 +194,14 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return run_relay(args, stop)
 
 
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from pipeline.bridge.command import run_bridge
+
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    return run_bridge(args.config, stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pipeline", description="Multi-camera video analytics daemon.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -261,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     rl = sub.add_parser("relay", help="fan in several daemons behind one address (ZeroMQ XSUB/XPUB proxy)")
     add_relay_arguments(rl)
     rl.set_defaults(func=cmd_relay)
+
+    br = sub.add_parser("bridge", help="forward published messages to MQTT and Redis Streams (its own config file)")
+    br.add_argument("config")
+    br.set_defaults(func=cmd_bridge)
     return p
 
 
