@@ -7,6 +7,7 @@ then hold a message twice, under two entry ids; (camera, seq) tells them apart).
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from typing import Callable
 from urllib.parse import urlsplit
@@ -22,6 +23,15 @@ log = logging.getLogger("pipeline.bridge")
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _is_unknown_host(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) or "Name or service not known" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_tls_error(exc: BaseException) -> bool:
@@ -79,6 +89,8 @@ class RedisStreamsSink(Sink):
             client.close()
             if _is_tls_error(exc):
                 raise SinkError(f"{self.label}: TLS: {_one_line(exc)}", fatal=True) from None
+            if _is_unknown_host(exc):
+                raise SinkError(f"{self.label}: cannot resolve host: {_one_line(exc)}", fatal=True) from None
             raise SinkError(f"{self.label}: cannot connect: {_one_line(exc)}") from None
         self._client = client
         self._connected = True

@@ -24,9 +24,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
+def wait_for_port(port: int, timeout: float = 10.0, process: "Process | None" = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.cmd[0]} exited: {process.output()[-1000:]}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -99,9 +101,12 @@ class Mosquitto:
 
     def start(self) -> "Mosquitto":
         conf = self.workdir / f"mosquitto-{self.port}.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{self.extra}\n")
+        # as root mosquitto switches to user mosquitto, which cannot read pytest's private tmp dirs
+        user = "user root\n" if os.geteuid() == 0 else ""
+        anonymous = "" if "allow_anonymous" in self.extra else "allow_anonymous true\n"
+        conf.write_text(f"{user}listener {self.port} 127.0.0.1\n{anonymous}{self.extra}\n")
         self.process = Process([self.binary, "-c", str(conf)], self.workdir / f"mosquitto-{self.port}.log")
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
         return self
 
     def kill(self) -> None:
@@ -123,7 +128,7 @@ class RedisServer:
         self.process = Process([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(self.workdir), *self.args],
                                self.workdir / f"redis-{self.port}.log")
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
         return self
 
     def kill(self) -> None:

@@ -7,22 +7,14 @@ import time
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 from pipeline.publish.messages import load_schema
 from pipeline.publish.subscriber import Subscriber
 from tests.support.daemon_harness import free_tcp_endpoint, write_config
 from tests.support.media import make_clip
 from tests.support.scaleout import free_port, http_get, pipeline_process
-from tests.support.tiny_model import build_tiny_yolo_onnx
 
 CAMERAS = {"a": ["a1", "a2"], "b": ["b1"], "c": ["c1"]}  # daemon -> its cameras
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    path = build_tiny_yolo_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", num_classes=3, input_size=64)
-    return {"path": str(path), "labels": ["red", "green", "blue"], "input_size": 64, "score_threshold": 0.6}
 
 
 def _collect(sub: Subscriber, into: list, seconds: float, until=None) -> bool:
