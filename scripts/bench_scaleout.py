@@ -171,6 +171,7 @@ def main() -> int:
             "last_arrival_lag_s": round(max(0.0, arrivals.last - t_end), 2),
             "machine": f"{platform.node()} {platform.processor() or platform.machine()} "
                        f"{len(__import__('os').sched_getaffinity(0))} cpus",
+            "loadavg_1m_at_end": round(__import__("os").getloadavg()[0], 2),  # the 2 cores are shared
             "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                      text=True).stdout.strip(),
         }
