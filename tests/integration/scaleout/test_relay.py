@@ -33,7 +33,7 @@ def _seqs(messages: list, camera: str) -> list[int]:
 
 
 def test_three_daemons_behind_one_relay_no_gap_and_a_killed_daemon_comes_back(tmp_path: Path, tiny_model: dict) -> None:
-    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 20, fps=10)
+    clip = make_clip(tmp_path / "clip.mp4", 96, 64, 20, fps=20)
     binds = {d: free_tcp_endpoint() for d in CAMERAS}
     configs = {d: write_config(tmp_path / f"{d}.yaml",
                                [{"id": c, "url": str(clip), "loop": True, "realtime": True} for c in cams],
@@ -55,18 +55,18 @@ def test_three_daemons_behind_one_relay_no_gap_and_a_killed_daemon_comes_back(tm
             time.sleep(0.5)  # our subscription reaches the relay, which passes it to each daemon on connect
             daemons = {d: start_daemon(d) for d in CAMERAS}
             all_cams = [c for cams in CAMERAS.values() for c in cams]
-            ok = _collect(sub, messages, 90, until=lambda ms: all(len(_seqs(ms, c)) >= 15 for c in all_cams))
+            ok = _collect(sub, messages, 90, until=lambda ms: all(len(_seqs(ms, c)) >= 10 for c in all_cams))
             assert ok, {d: p.output()[-2000:] for d, p in daemons.items()} | {"relay": relay.output()}
             status, body = http_get(f"http://127.0.0.1:{metrics_port}/healthz")
             assert status == 200, body
 
             daemons["b"].kill()
             before = {c: len(_seqs(messages, c)) for c in all_cams}
-            _collect(sub, messages, 3.0)
+            _collect(sub, messages, 1.5)
             after = {c: len(_seqs(messages, c)) for c in all_cams}
             assert after["b1"] == before["b1"]  # b's camera is gone ...
             for c in ("a1", "a2", "c1"):  # ... the others kept going
-                assert after[c] >= before[c] + 10, (c, before, after)
+                assert after[c] >= before[c] + 10, (c, before, after)  # 1.5 s at 20 fps
             status, body = http_get(f"http://127.0.0.1:{metrics_port}/healthz")
             assert status == 503 and f"{binds['b']}: not connected" in body, body
             _, metrics = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
@@ -74,7 +74,7 @@ def test_three_daemons_behind_one_relay_no_gap_and_a_killed_daemon_comes_back(tm
 
             restart_at = len(messages)
             daemons["b"] = start_daemon("b")
-            ok = _collect(sub, messages, 60, until=lambda ms: len(_seqs(ms[restart_at:], "b1")) >= 10)
+            ok = _collect(sub, messages, 60, until=lambda ms: len(_seqs(ms[restart_at:], "b1")) >= 5)
             assert ok, daemons["b"].output()[-2000:]
             status, body = http_get(f"http://127.0.0.1:{metrics_port}/healthz")
             assert status == 200, body
