@@ -31,6 +31,7 @@ UPSTREAM_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+MONITOR_POLL_MS = 100
 RECONNECT_IVL_MAX_MS = 2000  # a restarted daemon is found again within 2 s
 
 
@@ -94,6 +95,7 @@ class Relay:
         except BaseException:
             self._close_sockets()
             raise
+        self._closing = threading.Event()
         self._proxy_thread = threading.Thread(target=self._run_proxy, name="relay-proxy", daemon=True)
         self._monitor_thread = threading.Thread(target=self._watch_upstreams, name="relay-monitor", daemon=True)
 
@@ -118,8 +120,10 @@ class Relay:
                 log.error("relay: proxy stopped: %s", _reason(exc))
 
     def _watch_upstreams(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
+                if not self._monitor.poll(MONITOR_POLL_MS):
+                    continue  # disable_monitor() does not wake a waiting reader: look at _closing now and then
                 event = recv_monitor_message(self._monitor)
             except zmq.ZMQError:
                 return  # monitor closed
@@ -146,9 +150,10 @@ class Relay:
         if self._proxy_thread.is_alive():
             self._control_peer.send(b"TERMINATE")
             self._proxy_thread.join(timeout=5)
+        self._closing.set()
         if self._monitor_thread.is_alive():
-            self._frontend.disable_monitor()
             self._monitor_thread.join(timeout=5)
+            self._frontend.disable_monitor()
         self._close_sockets()
 
     def _close_sockets(self) -> None:
