@@ -39,8 +39,9 @@ class Bridge:
             self.sinks[sc.name] = create_sink(sc, delivered.inc)
             self.metrics.buffered.labels(sc.name).set_function(buffer.__len__)
             self.metrics.connected.labels(sc.name).set(0)
-            self.metrics.dropped.labels(sc.name)
-            self.metrics.delivered.labels(sc.name)
+            for counter in (self.metrics.dropped, self.metrics.delivered, self.metrics.requeued,
+                            self.metrics.reconnects):
+                counter.labels(sc.name)  # exposed as 0 from the start, not only after the first event
         self.last_received = 0.0  # time.monotonic() of the last message; 0: none yet
         self._socket: zmq.Socket | None = None
         self._reported: dict[str, int] = {}  # drops already logged, per sink

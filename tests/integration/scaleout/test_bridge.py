@@ -208,6 +208,12 @@ def test_buffer_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         assert {f[b"topic"] for _, f in entries} == {b"evt/cam0/", b"evt/cam1/", b"evt/cam2/"}  # any kind passes
         assert metric(metrics_port, 'pipeline_bridge_dropped_total{sink="streams"}') == 80
         assert "80 oldest message(s) dropped" in bridge.output() or "dropped so far" in bridge.output()
+        # every metric the bridge exposes is in docs/scale-out.md's table, and only those
+        _, text = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                   if line.startswith("pipeline_bridge_") and "_created" not in line.split(" ")[0]}
+        documented = set(re.findall(r"^\| `(pipeline_bridge_\w+)", (REPO / "docs" / "scale-out.md").read_text(), re.M))
+        assert exposed == documented
     finally:
         bridge.close()
         redis_server.kill()
