@@ -298,3 +298,43 @@ def test_bad_broker_url_is_a_config_error_with_file_and_line(tmp_path: Path) -> 
     done = _run_bridge_once(cfg)
     assert done.returncode == 2
     assert done.stderr.strip() == (f"{cfg}:4: sinks[0].url: url scheme http:// is not one of mqtt://, mqtts://")
+
+
+def test_bridge_subscribes_with_curve_to_a_curve_publisher(tmp_path: Path) -> None:
+    """source.curve: the bridge is a CURVE client of the daemon's publisher (the real Publisher here)."""
+    import zmq.auth
+
+    from pipeline.config import CurveConfig
+    from pipeline.frame import StatusEvent
+    from pipeline.publish.publisher import Publisher
+
+    for name in ("daemon", "bridge"):
+        zmq.auth.create_certificates(tmp_path, name)
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "bridge.key").write_bytes((tmp_path / "bridge.key").read_bytes())
+    redis_server = RedisServer(tmp_path).start()
+    context = zmq.Context()
+    source = free_tcp_endpoint()
+    pub = Publisher(context, source, 1000, 0, curve=CurveConfig(server_secret_key_file=tmp_path / "daemon.key_secret",
+                                                                authorized_clients_dir=clients))
+    cfg = bridge_config(tmp_path / "bridge.yaml", source, [
+        {"type": "redis", "name": "streams", "url": f"redis://127.0.0.1:{redis_server.port}"}])
+    doc = yaml.safe_load(cfg.read_text())
+    doc["source"]["curve"] = {"server_key_file": "daemon.key", "client_secret_key_file": "bridge.key_secret"}
+    cfg.write_text(yaml.safe_dump(doc))  # relative paths: against the config's folder
+    bridge = pipeline_process(["bridge", str(cfg)], tmp_path / "bridge.log")
+    r = redis.Redis(port=redis_server.port)
+    try:
+        def arrived() -> bool:
+            pub.publish_status(StatusEvent("door", "up", time.time(), ""))
+            return r.exists("pipeline:door") == 1
+        assert wait_until(arrived, 20, step=0.2), bridge.output()
+        _, fields = r.xrange("pipeline:door")[0]
+        assert fields[b"topic"] == b"status/door/" and json.loads(fields[b"message"])["state"] == "up"
+    finally:
+        r.close()
+        bridge.close()
+        pub.close()
+        context.term()
+        redis_server.kill()
