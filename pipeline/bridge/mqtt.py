@@ -56,6 +56,7 @@ class MqttSink(Sink):
         self._connack: Any = None
         self._pending: dict[int, BridgeMessage] = {}  # mid -> handed to paho, not yet confirmed
         self._early: set[int] = set()  # confirmed before publish() returned its mid
+        self._in_publish = False
 
     @property
     def connected(self) -> bool:
@@ -95,7 +96,7 @@ class MqttSink(Sink):
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         if self._pending.pop(mid, None) is not None:
             self.on_delivered(1)
-        else:
+        elif self._in_publish:  # QoS 0 written at once: the mid is not in _pending yet
             self._early.add(mid)
 
     def connect(self) -> None:
@@ -109,16 +110,20 @@ class MqttSink(Sink):
         except socket.gaierror as exc:
             raise SinkError(f"{self.label}: cannot resolve host {self._host!r}: {exc.strerror}", fatal=True) from None
         except OSError as exc:
-            raise SinkError(f"{self.label}: cannot connect: {exc.strerror or _one_line(exc)}") from None
+            hint = " (is that port TLS? mqtts:// talks TLS only)" if self._tls else ""
+            raise SinkError(f"{self.label}: cannot connect: {exc.strerror or _one_line(exc)}{hint}") from None
         deadline = time.monotonic() + CONNACK_TIMEOUT_S
+        closed = False
         while self._connack is None and time.monotonic() < deadline:
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS and self._connack is None:
+                closed = True
                 break
         reason = self._connack
         if reason is None:
             client.socket() and client.disconnect()
-            raise SinkError(f"{self.label}: no answer to CONNECT within {CONNACK_TIMEOUT_S:.0f} s "
-                            f"(not an MQTT broker, or a TLS port spoken to in plain text?)")
+            what = ("the broker closed the connection before answering CONNECT" if closed
+                    else f"no answer to CONNECT within {CONNACK_TIMEOUT_S:.0f} s")
+            raise SinkError(f"{self.label}: {what} (not an MQTT broker? TLS on one side only?)")
         if reason.is_failure:
             client.disconnect()
             text = str(reason)
@@ -136,15 +141,19 @@ class MqttSink(Sink):
                 client.loop(timeout=0.05)  # wait for acknowledgements: our buffer, not paho's, holds the rest
             if not self._connected:
                 self._lost(msgs[i:])
-            info = client.publish(mqtt_topic(cfg.prefix, msg), msg.payload, qos=cfg.qos,
-                                  retain=KIND_NAMES.get(msg.kind, msg.kind) in cfg.retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._in_publish = True
+            try:
+                info = client.publish(mqtt_topic(cfg.prefix, msg), msg.payload, qos=cfg.qos,
+                                      retain=KIND_NAMES.get(msg.kind, msg.kind) in cfg.retain)
+            finally:
+                self._in_publish = False
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self._connected = False
             if info.mid in self._early:
-                self._early.discard(info.mid)
                 self.on_delivered(1)
             else:
                 self._pending[info.mid] = msg
+            self._early.clear()  # only this publish's own mid can be in it: nothing stale survives
         client.loop(timeout=0)
         if not self._connected:
             self._lost([])
