@@ -45,8 +45,15 @@ def run_relay(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         upstreams = upstream_curves(list(dict.fromkeys(args.upstreams)), args.curve_server_key,
                                     args.curve_client_key)
-    except ValueError as exc:
-        print(f"pipeline {exc}", file=sys.stderr)
+    except ValueError as exc:  # names the key file
+        text = str(exc).removeprefix("subscribe: ").removeprefix("relay: ")
+        print(f"pipeline relay: {text}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.curve_secret_key and not Path(args.curve_secret_key).is_file():
+        print(f"pipeline relay: --curve-secret-key {args.curve_secret_key}: no such file", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.curve_clients and not Path(args.curve_clients).is_dir():
+        print(f"pipeline relay: --curve-clients {args.curve_clients}: no such directory", file=sys.stderr)
         return EXIT_CONFIG
     downstream = (CurveConfig(server_secret_key_file=Path(args.curve_secret_key),
                               authorized_clients_dir=Path(args.curve_clients)) if args.curve_secret_key else None)
@@ -61,7 +68,8 @@ def run_relay(args: argparse.Namespace, stop: threading.Event) -> int:
         relay = Relay(context, upstreams, args.bind, args.hwm, downstream,
                       on_upstream_change=lambda a, up: connected.labels(a).set(1 if up else 0))
     except (RelayError, PublishCurveError) as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
+        text = str(exc).replace("publish.curve.server_secret_key_file", "relay --curve-secret-key")
+        print(f"pipeline: {text}", file=sys.stderr)
         context.term()
         return EXIT_RUNTIME
     try:

@@ -83,3 +83,24 @@ def test_relay_start_errors_are_one_line(tmp_path: Path) -> None:
             upstream_curves(["tcp://a:1"], ["x"], None)
     finally:
         ctx.term()
+
+
+def test_relay_command_line_errors_name_the_option(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.daemon_harness import REPO
+
+    zmq.auth.create_certificates(tmp_path, "relay")
+    cases = [
+        (["--curve-secret-key", str(tmp_path / "nope"), "--curve-clients", str(tmp_path)], 2,
+         f"pipeline relay: --curve-secret-key {tmp_path / 'nope'}: no such file"),
+        (["--curve-secret-key", str(tmp_path / "relay.key"), "--curve-clients", str(tmp_path)], 1,
+         f"pipeline: relay --curve-secret-key: {tmp_path / 'relay.key'}: has no secret key"),
+        (["--curve-server-key", str(tmp_path / "relay.key")], 2, "--curve-server-key and --curve-client-key go together"),
+    ]
+    for extra, code, line in cases:
+        done = subprocess.run([sys.executable, "-m", "pipeline", "relay", "--from", free_tcp_endpoint(), "--bind",
+                               free_tcp_endpoint(), *extra], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == code and len(done.stderr.splitlines()) == 1, done.stderr
+        assert line in done.stderr, done.stderr
