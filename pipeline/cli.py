@@ -1,4 +1,5 @@
-"""Command line: pipeline run | check | subscribe | curve-keys | eval | demo | bench | build-engine.
+"""Command line: pipeline run | check | subscribe | curve-keys | eval | demo | bench | build-engine | relay
+| bridge.
 
 Exit codes: 0 success, 1 runtime failure at startup (model, bind), 2 bad configuration or usage.
 """
@@ -205,6 +206,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_command(args, _load(args.config))
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    from pipeline.relay.command import run_relay
+
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    return run_relay(args, stop)
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from pipeline.bridge.command import run_bridge
+
+    stop = threading.Event()
+    _install_stop_signals(stop)
+    return run_bridge(args.config, stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pipeline", description="Multi-camera video analytics daemon.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -266,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure decode, preprocess, inference and end-to-end ceilings in one run")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
+
+    from pipeline.relay.command import add_arguments as add_relay_arguments
+
+    rl = sub.add_parser("relay", help="fan in several daemons behind one address (ZeroMQ XSUB/XPUB proxy)")
+    add_relay_arguments(rl)
+    rl.set_defaults(func=cmd_relay)
+
+    br = sub.add_parser("bridge", help="forward published messages to MQTT and Redis Streams (its own config file)")
+    br.add_argument("config")
+    br.set_defaults(func=cmd_bridge)
     return p
 
 
