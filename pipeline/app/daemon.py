@@ -151,6 +151,7 @@ class Daemon:
         # the frames inside the infer threads and the postprocess stage right now, counted as dropped
         # if shutdown gives up on them
         self._in_flight: dict[str, tuple[Frame, ...]] = {"postprocess": ()}
+        self._preview: Any = None  # preview (issue 19): PreviewService when config.preview is set
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,6 +172,10 @@ class Daemon:
         self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
                                               cfg.model.iou_threshold, cfg.model.max_detections,
                                               on_truncated=self._candidates_truncated)
+        if cfg.preview is not None:  # preview (issue 19): its own HTTP server and threads, off the detection path
+            from pipeline.preview import PreviewService
+            self._preview = PreviewService(cfg.preview, self.metrics, self.board, lambda: self.config.cameras)
+            self._preview.start()
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
@@ -324,6 +329,8 @@ class Daemon:
             if t.is_alive():
                 log.warning("%s thread did not stop within %.1fs", t.name, THREAD_JOIN_S)
         self._count_unpublished()
+        if self._preview is not None:  # preview (issue 19): its taps are quiet now
+            self._preview.close()
         for closable in (self._preprocess, *self._backends, self._workers):
             if closable is not None:  # workers last: frames in their GPU memory are gone by now
                 closable.close()
@@ -341,6 +348,8 @@ class Daemon:
     # ------------------------------------------------------------------ wiring callbacks
 
     def _submit_frame(self, frame: Frame) -> None:
+        if self._preview is not None:  # preview (issue 19): frame tap, while the frame still has its pixels
+            self._preview.on_frame(frame)
         if not self.scheduler.put(frame):
             self.metrics.frames_dropped.labels(frame.camera_id, "shutdown").inc()
 
@@ -526,7 +535,9 @@ class Daemon:
                 return
             try:
                 if isinstance(item, FrameDetections):
-                    self._publisher.publish_detections(item)
+                    seq = self._publisher.publish_detections(item)
+                    if self._preview is not None:  # preview (issue 19): detections tap, after the send
+                        self._preview.on_published(item, seq)
                 elif isinstance(item, StatusEvent):
                     self._publisher.publish_status(item)
             except Exception as exc:  # a bad message is logged; the next one still goes out

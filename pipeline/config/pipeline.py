@@ -6,6 +6,7 @@ from pydantic import field_validator
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
 from pipeline.config.model import ModelConfig
+from pipeline.config.preview import PreviewConfig
 from pipeline.config.stages import (DecodeConfig, MetricsConfig, PreprocessConfig, PublishConfig,
                                     SchedulerConfig)
 
@@ -18,6 +19,7 @@ class PipelineConfig(StrictModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     publish: PublishConfig = PublishConfig()
     metrics: MetricsConfig = MetricsConfig()
+    preview: PreviewConfig | None = None  # the live preview page; absent: off (pipeline/preview/)
 
     @field_validator("cameras")
     @classmethod
