@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 debs=(ffmpeg opencv-doc python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-      systemd)  # systemd: systemd-analyze verify checks the unit file
+      systemd  # systemd: systemd-analyze verify checks the unit file
+      chromium chromium-driver)  # the preview page's real-browser test (tests/integration/preview/)
 missing=()
 for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -35,6 +35,8 @@ class PreviewConfig(StrictModel):
     jpeg_quality: int = Field(75, ge=10, le=100)
     max_width: int = Field(1280, ge=160, le=8192)  # wider frames are scaled down before encoding
     max_clients: int = Field(64, ge=1, le=4096)  # connections served at once; more get 503
+    # a client that sends or reads nothing for this long is disconnected (its thread freed)
+    client_timeout_s: float = Field(10.0, ge=0.5, le=300)
     snapshots: SnapshotsConfig | None = None
 
     @field_validator("bind")

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline.preview.http")
 
-SOCKET_TIMEOUT_S = 10.0  # a client that stops reading (or never sends) holds a thread this long at most
 STATIC = {"index.html": "text/html; charset=utf-8", "camera.html": "text/html; charset=utf-8",
           "preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
 COOKIE = "preview_token"
@@ -46,6 +45,7 @@ def _static(name: str) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: a grid page opening at once, or 50 phones, must not wait on SYN retries
 
     def __init__(self, address: tuple[str, int], handler: type, preview: "PreviewService", family: int) -> None:
         self.address_family = family
@@ -102,20 +102,19 @@ class PreviewServer:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = SOCKET_TIMEOUT_S
     protocol_version = "HTTP/1.1"
     server_version = "pipeline-preview"
     sys_version = ""
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (TimeoutError, socket.timeout):
-            self.server.count("timeout", "preview: a client stopped reading or sending for %.0fs; "
-                              "its connection was closed", SOCKET_TIMEOUT_S)
-            self.close_connection = True
-        except (ConnectionError, BrokenPipeError):
-            self.close_connection = True
+    def setup(self) -> None:
+        self.timeout = self.server.preview.config.client_timeout_s  # a client that stalls holds a thread this long
+        super().setup()
+
+    def log_error(self, format: str, *args: object) -> None:  # noqa: A002
+        # BaseHTTPRequestHandler reports a read or write that timed out here, then drops the connection
+        if format.startswith("Request timed out"):
+            self.server.count("timeout", "preview: a client sent or read nothing for %.1fs; its connection "
+                              "was closed", self.timeout)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         if code in (HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, HTTPStatus.REQUEST_URI_TOO_LONG):
