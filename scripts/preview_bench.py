@@ -1,0 +1,128 @@
+"""Cost of the preview (issue 19), measured with `pipeline bench` end to end (e2e_fast: the real
+Daemon, N streams as fast as possible, a real subscriber):
+
+  off        no preview section
+  on         preview on, nobody watching (the taps run on every frame and do nothing)
+  watched    preview on and a client polling every stream like the grid page does
+             (/api/cameras?watch=... at preview.fps, then each new frame's JPEG)
+
+Runs are interleaved (off, on, watched, off, on, watched, ...) so load drifting on a shared box hits
+each variant alike; the spread of the `off` runs is the run-to-run noise the others are judged by.
+
+    python scripts/preview_bench.py [configs/demo.yaml] [--streams 4] [--seconds 8] [--repeats 3] [--fps 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Watcher(threading.Thread):
+    """A browser stand-in: polls the camera list naming every stream, fetches each new frame."""
+
+    def __init__(self, base: str, cameras: list[str], fps: float) -> None:
+        super().__init__(daemon=True)
+        self.base, self.cameras, self.period = base, cameras, 1.0 / fps
+        self.stop = threading.Event()
+        self.jpegs = 0
+
+    def run(self) -> None:
+        seen: dict[str, str] = {}
+        while not self.stop.wait(self.period):
+            try:
+                doc = json.loads(urllib.request.urlopen(
+                    f"{self.base}/api/cameras?watch={','.join(self.cameras)}", timeout=2).read())
+            except OSError:
+                continue  # the daemon is not up yet (bench warm-up) or already gone
+            for cam in doc["cameras"]:
+                frame = cam.get("frame")
+                if frame and seen.get(cam["id"]) != frame["url"]:
+                    seen[cam["id"]] = frame["url"]
+                    try:
+                        urllib.request.urlopen(self.base + frame["url"], timeout=2).read()
+                        self.jpegs += 1
+                    except OSError:
+                        pass
+
+
+def run_bench(config: Path, args: argparse.Namespace, out: Path) -> float:
+    cmd = [sys.executable, "-m", "pipeline", "bench", str(config), "--stages", "e2e-fast", "--streams",
+           str(args.streams), "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--json", str(out)]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    return float(report["stages"]["e2e_fast"]["fps"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config", nargs="?", default=str(REPO / "configs" / "demo.yaml"))
+    ap.add_argument("--streams", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fps", type=float, default=2.0, help="preview.fps, and how often the watcher polls")
+    args = ap.parse_args()
+    base_doc = yaml.safe_load(Path(args.config).read_text())
+    base_dir = Path(args.config).resolve().parent
+    templates = [c["id"] for c in base_doc["cameras"]]
+    stream_ids = [f"{templates[i % len(templates)]}-{i}" for i in range(args.streams)]  # bench_cameras' ids
+    results: dict[str, list[float]] = {"off": [], "on": [], "watched": []}
+    jpegs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for variant in results:
+                doc = json.loads(json.dumps(base_doc))
+                port = free_port()
+                if variant != "off":
+                    doc["preview"] = {"bind": f"127.0.0.1:{port}", "fps": args.fps}
+                config = base_dir / f".preview-bench-{variant}.yaml"  # beside the original: relative paths hold
+                config.write_text(yaml.safe_dump(doc, sort_keys=False))
+                watcher = Watcher(f"http://127.0.0.1:{port}", stream_ids, args.fps) if variant == "watched" else None
+                if watcher:
+                    watcher.start()
+                try:
+                    fps = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
+                finally:
+                    config.unlink()
+                    if watcher:
+                        watcher.stop.set()
+                        watcher.join()
+                        jpegs.append(watcher.jpegs)
+                results[variant].append(fps)
+                print(f"run {repeat + 1}/{args.repeats} {variant:8s} e2e_fast {fps:8.1f} frames/s"
+                      + (f"  ({watcher.jpegs} JPEGs fetched)" if watcher else ""), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    print(f"\n# commit {commit}, {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs; "
+          f"{args.streams} streams, {args.seconds:g} s windows, {args.repeats} runs each, preview.fps {args.fps:g}")
+    off_mean = statistics.mean(results["off"])
+    spread = (max(results["off"]) - min(results["off"])) / off_mean * 100
+    for variant, values in results.items():
+        mean = statistics.mean(values)
+        print(f"{variant:8s} mean {mean:8.1f} frames/s  min {min(values):8.1f}  max {max(values):8.1f}  "
+              f"vs off {100 * (mean / off_mean - 1):+6.1f} %")
+    print(f"run-to-run spread of off: {spread:.1f} % (max - min over mean)")
+
+
+if __name__ == "__main__":
+    main()
