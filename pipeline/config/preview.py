@@ -5,7 +5,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from pipeline.config.base import StrictModel
 
@@ -30,8 +30,9 @@ class PreviewConfig(StrictModel):
     bind: str = "127.0.0.1:8080"  # HOST:PORT; anything but loopback needs a token
     fps: float = Field(2.0, gt=0, le=30)  # at most this many encoded frames per watched camera
     # the token a browser must present (?token= once, then a cookie); use ${secret:NAME}
-    # so it comes from a systemd credential (LoadCredential=) and not the config file
-    token: str | None = Field(None, min_length=16, max_length=512)
+    # so it comes from a systemd credential (LoadCredential=) and not the config file. SecretStr:
+    # `pipeline check` and reprs print ********** instead of it
+    token: SecretStr | None = None
     jpeg_quality: int = Field(75, ge=10, le=100)
     max_width: int = Field(1280, ge=160, le=8192)  # wider frames are scaled down before encoding
     max_clients: int = Field(64, ge=1, le=4096)  # connections served at once; more get 503
@@ -45,6 +46,13 @@ class PreviewConfig(StrictModel):
         host, sep, port = v.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"bind {v!r} must look like HOST:PORT (e.g. 127.0.0.1:8080)")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not 16 <= len(v.get_secret_value()) <= 512:
+            raise ValueError("token must be 16 to 512 characters (e.g. `openssl rand -hex 24`)")
         return v
 
     @model_validator(mode="after")

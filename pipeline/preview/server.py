@@ -133,8 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        token = self.server.preview.config.token
-        if token is not None and not self._authorized(token, query):
+        secret = self.server.preview.config.token
+        if secret is not None and not self._authorized(secret.get_secret_value(), query):
             return
         path = url.path
         parts = [p for p in path.split("/") if p]

@@ -45,7 +45,8 @@ def test_token_from_a_systemd_credential(tmp_path: Path) -> None:
     (creds / "preview_token").write_text("0123456789abcdef-token\n")
     cfg = _load(tmp_path, "preview: {bind: '0.0.0.0:8080', token: '${secret:preview_token}'}\n",
                 env={"CREDENTIALS_DIRECTORY": str(creds)}).preview
-    assert cfg.token == "0123456789abcdef-token"
+    assert cfg.token.get_secret_value() == "0123456789abcdef-token"
+    assert "0123456789abcdef" not in repr(cfg) and "0123456789abcdef" not in str(cfg.model_dump(mode="json"))
 
 
 @pytest.mark.parametrize("text, where", [
@@ -55,6 +56,7 @@ def test_token_from_a_systemd_credential(tmp_path: Path) -> None:
     ("preview: {snapshots: {dir: s, events: [explode]}}\n", "preview.snapshots.events"),
     ("preview: {snapshots: {dir: s, max_files: 0}}\n", "preview.snapshots.max_files"),
     ("preview: {colour: red}\n", "preview.colour"),
+    ("preview: {token: short}\n", "preview.token"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=rf"cfg.yaml:4: {where}"):
