@@ -100,8 +100,8 @@ class PreviewService:
     def start(self) -> None:
         from pipeline.preview.server import PreviewServer
 
+        self._server = PreviewServer(self)  # first: a bind error leaves no thread behind
         self._thread.start()
-        self._server = PreviewServer(self)
         log.info("preview: http://%s/ (%s)", self.config.bind if self._server.port == self.config.port
                  else f"{self.config.host}:{self._server.port}",
                  "token required" if self.config.token else "loopback, no token")
@@ -113,12 +113,13 @@ class PreviewService:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            self._drop_oldest()
-            self._queue.put_nowait(None)
-        self._thread.join(1.0)
+        if self._thread.is_alive():
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                self._drop_oldest()
+                self._queue.put_nowait(None)
+            self._thread.join(1.0)
         if self.writer is not None:
             self.writer.close()
 

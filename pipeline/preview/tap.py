@@ -57,7 +57,7 @@ class CameraRate:
     latency_s: float | None = None
 
     def fps(self, now: float) -> float:
-        times = [t for t in self.published_at if now - t <= 5.0]
+        times = [t for t in list(self.published_at) if now - t <= 5.0]  # list(): one C call, safe while appended
         if len(times) < 2 or times[-1] <= times[0]:
             return 0.0
         return (len(times) - 1) / (times[-1] - times[0])

@@ -86,3 +86,11 @@ def test_a_token_is_required_and_traded_for_a_cookie(preview: PreviewService) ->
     assert get(preview, "/api/cameras", {"Cookie": cookie}).status == 200
     assert get(preview, "/api/cameras", {"Authorization": f"Bearer {TOKEN}"}).status == 200
     assert preview.http_rejected.labels("unauthorized")._value.get() == 2
+
+
+def test_a_port_in_use_is_a_one_line_startup_error(preview: PreviewService) -> None:
+    taken = PreviewConfig(bind=f"127.0.0.1:{preview.port}")
+    other = PreviewService(taken, Metrics(), CameraStatusBoard(Metrics()), lambda: CAMERAS)
+    with pytest.raises(OSError, match=rf"^preview.bind: 127.0.0.1:{preview.port}: Address already in use$"):
+        other.start()
+    other.close()
