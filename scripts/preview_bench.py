@@ -65,12 +65,17 @@ class Watcher(threading.Thread):
                         pass
 
 
-def run_bench(config: Path, args: argparse.Namespace, out: Path) -> float:
+def run_bench(config: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
+    """(frames/s, CPU ms per frame): on a shared box the CPU time per frame moves much less with
+    other people's load than the throughput does."""
     cmd = [sys.executable, "-m", "pipeline", "bench", str(config), "--stages", "e2e-fast", "--streams",
            str(args.streams), "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--json", str(out)]
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     report = json.loads(out.read_text())
-    return float(report["stages"]["e2e_fast"]["fps"])
+    stage = report["stages"]["e2e_fast"]
+    fps = float(stage["fps"])
+    cpu = float(stage["resources"]["cpu_percent"]) / 100.0
+    return fps, (cpu / fps * 1000.0 if fps else float("nan"))
 
 
 def main() -> None:
@@ -87,6 +92,7 @@ def main() -> None:
     templates = [c["id"] for c in base_doc["cameras"]]
     stream_ids = [f"{templates[i % len(templates)]}-{i}" for i in range(args.streams)]  # bench_cameras' ids
     results: dict[str, list[float]] = {"off": [], "on": [], "watched": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": [], "watched": []}
     jpegs = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
@@ -101,7 +107,7 @@ def main() -> None:
                 if watcher:
                     watcher.start()
                 try:
-                    fps = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
+                    fps, ms = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
                 finally:
                     config.unlink()
                     if watcher:
@@ -109,7 +115,8 @@ def main() -> None:
                         watcher.join()
                         jpegs.append(watcher.jpegs)
                 results[variant].append(fps)
-                print(f"run {repeat + 1}/{args.repeats} {variant:8s} e2e_fast {fps:8.1f} frames/s"
+                cpu_ms[variant].append(ms)
+                print(f"run {repeat + 1}/{args.repeats} {variant:8s} e2e_fast {fps:8.1f} frames/s {ms:6.2f} CPU ms/frame"
                       + (f"  ({watcher.jpegs} JPEGs fetched)" if watcher else ""), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
@@ -117,11 +124,15 @@ def main() -> None:
           f"{args.streams} streams, {args.seconds:g} s windows, {args.repeats} runs each, preview.fps {args.fps:g}")
     off_mean = statistics.mean(results["off"])
     spread = (max(results["off"]) - min(results["off"])) / off_mean * 100
+    cpu_off = statistics.median(cpu_ms["off"])
+    cpu_spread = (max(cpu_ms["off"]) - min(cpu_ms["off"])) / cpu_off * 100
     for variant, values in results.items():
         mean = statistics.mean(values)
+        cpu = statistics.median(cpu_ms[variant])
         print(f"{variant:8s} mean {mean:8.1f} frames/s  min {min(values):8.1f}  max {max(values):8.1f}  "
-              f"vs off {100 * (mean / off_mean - 1):+6.1f} %")
-    print(f"run-to-run spread of off: {spread:.1f} % (max - min over mean)")
+              f"vs off {100 * (mean / off_mean - 1):+6.1f} %   CPU {cpu:6.2f} ms/frame (median) "
+              f"vs off {100 * (cpu / cpu_off - 1):+6.1f} %")
+    print(f"run-to-run spread of off: throughput {spread:.1f} %, CPU ms/frame {cpu_spread:.1f} % (max - min over mean/median)")
 
 
 if __name__ == "__main__":
