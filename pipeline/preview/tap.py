@@ -159,6 +159,7 @@ class PreviewTap:
                 return
             del self._pending[cam]
             if detections.index != grab.index:  # the grabbed frame was dropped before inference
+                self._last_grab.pop(cam, None)  # so the next frame is grabbed, not one a whole interval later
                 if grab.snapshots:
                     self._snapshot_requests.setdefault(cam, [])[:0] = grab.snapshots
                 return
