@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config.camera import CAMERA_ID
+from pipeline.sources.base import redact_url
 
 if TYPE_CHECKING:
     from pipeline.preview.service import PreviewService
@@ -35,6 +37,7 @@ log = logging.getLogger("pipeline.preview.http")
 STATIC = {"index.html": "text/html; charset=utf-8", "camera.html": "text/html; charset=utf-8",
           "preview.js": "text/javascript; charset=utf-8", "preview.css": "text/css; charset=utf-8"}
 COOKIE = "preview_token"
+ANY_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 SNAPSHOTS_LISTED = 48
 
 
@@ -197,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
             cameras.append({
                 "id": cid,
                 "state": status.state.value if status else "starting",
-                "reason": status.reason if status else "",
+                "reason": page_reason(status.reason, configs[cid].url) if status else "",
                 "fps": round(rate.fps(now), 2) if rate else 0.0,
                 "latency_ms": round(rate.latency_s * 1000, 1) if rate and rate.latency_s is not None else None,
                 "decoded": status.decoded if status else 0,
@@ -251,3 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'")
         self.end_headers()
         self.wfile.write(body)
+
+
+def page_reason(reason: str, url: str) -> str:
+    """A status reason without the camera's URL or file path (sources name them when opening)."""
+    for hidden in sorted({url, redact_url(url)}, key=len, reverse=True):
+        if hidden:
+            reason = reason.replace(hidden, "<camera url>")
+    return ANY_URL.sub("<url>", reason)

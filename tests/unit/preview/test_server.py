@@ -53,9 +53,12 @@ def test_page_and_its_files_are_served_from_the_package(preview: PreviewService)
 
 
 def test_frames_go_from_the_taps_to_an_annotated_jpeg_and_urls_stay_inside(preview: PreviewService) -> None:
+    preview.board.update(StatusEvent("lobby", CameraState.RECONNECTING, time.time(),
+                                     "opening rtsp://viewer:***@10.0.0.21/stream: refused by rtsp://10.0.0.21/x"))
     r = get(preview, "/api/cameras?watch=lobby")
     doc = json.loads(r.body)
-    assert [c["id"] for c in doc["cameras"]] == ["lobby"] and doc["cameras"][0]["state"] == "up"
+    assert [c["id"] for c in doc["cameras"]] == ["lobby"] and doc["cameras"][0]["state"] == "reconnecting"
+    assert doc["cameras"][0]["reason"] == "opening <camera url>: refused by <url>"
     assert b"rtsp" not in r.body and b"hunter2" not in r.body and b"10.0.0.21" not in r.body
     image = np.full((120, 160, 3), 90, np.uint8)
     preview.on_frame(Frame("lobby", 7, None, time.time(), 160, 120, image))
