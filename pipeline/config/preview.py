@@ -34,7 +34,10 @@ class PreviewConfig(StrictModel):
     # `pipeline check` and reprs print ********** instead of it
     token: SecretStr | None = None
     jpeg_quality: int = Field(75, ge=10, le=100)
-    max_width: int = Field(1280, ge=160, le=8192)  # wider frames are scaled down before encoding
+    # frames are scaled down to this width for the grid's tiles (encoding cost goes with the pixels)...
+    tile_width: int = Field(640, ge=160, le=8192)
+    # ...and to this one for a camera's own page and for snapshots
+    max_width: int = Field(1280, ge=160, le=8192)
     max_clients: int = Field(64, ge=1, le=4096)  # connections served at once; more get 503
     # a client that sends or reads nothing for this long is disconnected (its thread freed)
     client_timeout_s: float = Field(10.0, ge=0.5, le=300)

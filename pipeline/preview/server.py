@@ -6,7 +6,8 @@ Routes (GET only):
   /                                 the grid (static/index.html)
   /camera/<id>                      one camera at full size (static/camera.html)
   /static/<file>                    the page's JS and CSS, from the package (no CDN)
-  /api/cameras?watch=a,b            every camera's state, counters and latest frame; marks a,b watched
+  /api/cameras?watch=a,b&full=c     every camera's state, counters and latest frame; marks a,b watched
+                                    (tile_width) and c watched at max_width (its own page)
   /api/cameras/<id>/frames/<n>.jpg  an encoded frame (the last few per camera are kept)
   /api/snapshots                    the most recent snapshots; /snapshots/<name> one of them
 Camera URLs never leave the daemon: the JSON is built from ids, states and counters only.
@@ -149,7 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, STATIC[parts[1]], _static(parts[1]), cache="max-age=300")
         elif path == "/api/cameras":
             watch = [c for v in query.get("watch", []) for c in v.split(",") if CAMERA_ID.fullmatch(c)]
-            self._json(self._cameras(watch))
+            full = [c for v in query.get("full", []) for c in v.split(",") if CAMERA_ID.fullmatch(c)]
+            self._json(self._cameras(watch, full))
         elif len(parts) == 5 and parts[:2] == ["api", "cameras"] and parts[3] == "frames" and parts[4].endswith(".jpg"):
             self._frame(parts[2], parts[4][:-4])
         elif path == "/api/snapshots":
@@ -185,11 +187,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- answers
 
-    def _cameras(self, watch: list[str]) -> dict:
+    def _cameras(self, watch: list[str], full: list[str]) -> dict:
         preview = self.server.preview
         configs = {c.id: c for c in preview.camera_configs()}
-        if watch:
-            preview.tap.watch([c for c in watch if c in configs])
+        if watch or full:
+            preview.tap.watch([c for c in watch if c in configs], [c for c in full if c in configs])
         board = {s.camera_id: s for s in preview.board.snapshot()}
         now = time.monotonic()
         cameras = []

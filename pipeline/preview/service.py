@@ -192,7 +192,9 @@ class PreviewService:
 
     def _encode(self, pair: Pair) -> None:
         fd = pair.detections
-        bgr, scale = scaled_to(pair.image, self.config.max_width)
+        # tiles are small: full size only for a camera's own page and for snapshots
+        width = self.config.max_width if pair.full_size or pair.snapshots else self.config.tile_width
+        bgr, scale = scaled_to(pair.image, width)
         camera = next((c for c in self._cameras() if c.id == fd.camera_id), None)
         if camera is not None:
             draw_regions(bgr, camera, fd.width, fd.height, scale)

@@ -38,6 +38,7 @@ class Pair:
     seq: int
     snapshots: tuple[SnapshotRequest, ...]
     watched: bool
+    full_size: bool = False  # someone has this camera's own page open
 
 
 @dataclass
@@ -47,6 +48,7 @@ class _Grab:
     at: float
     snapshots: list[SnapshotRequest] = field(default_factory=list)
     watched: bool = False
+    full_size: bool = False
 
 
 @dataclass
@@ -86,6 +88,7 @@ class PreviewTap:
         self._wall = wall_clock
         self._lock = threading.Lock()
         self._watched_until: dict[str, float] = {}
+        self._full_size_until: dict[str, float] = {}
         self._snapshot_requests: dict[str, list[SnapshotRequest]] = {}
         self._last_grab: dict[str, float] = {}
         self._pending: dict[str, _Grab] = {}
@@ -93,11 +96,13 @@ class PreviewTap:
 
     # ---------------------------------------------------------------- clients and triggers
 
-    def watch(self, camera_ids: Iterable[str]) -> None:
+    def watch(self, camera_ids: Iterable[str], full_size: Iterable[str] = ()) -> None:
         until = self._clock() + WATCH_S
         with self._lock:
             for cid in camera_ids:
                 self._watched_until[cid] = until
+            for cid in full_size:
+                self._watched_until[cid] = self._full_size_until[cid] = until
 
     def watched(self) -> set[str]:
         now = self._clock()
@@ -140,7 +145,8 @@ class PreviewTap:
             old = self._pending.get(cam)
             if old is not None and old.snapshots:  # replaced before paired: keep its requests
                 requests = old.snapshots + requests
-            self._pending[cam] = _Grab(frame.index, pixels, now, requests, watched)
+            full_size = self._full_size_until.get(cam, -1.0) >= now
+            self._pending[cam] = _Grab(frame.index, pixels, now, requests, watched, full_size)
             self._last_grab[cam] = now
 
     def on_published(self, detections: FrameDetections, seq: int) -> None:
@@ -163,10 +169,11 @@ class PreviewTap:
                 if grab.snapshots:
                     self._snapshot_requests.setdefault(cam, [])[:0] = grab.snapshots
                 return
-        self._on_pair(Pair(grab.image, detections, seq, tuple(grab.snapshots), grab.watched))
+        self._on_pair(Pair(grab.image, detections, seq, tuple(grab.snapshots), grab.watched, grab.full_size))
 
     def forget(self, camera_id: str) -> None:
         with self._lock:
-            for table in (self._watched_until, self._snapshot_requests, self._last_grab, self._pending):
+            for table in (self._watched_until, self._full_size_until, self._snapshot_requests, self._last_grab,
+                          self._pending):
                 table.pop(camera_id, None)
         self.rates.pop(camera_id, None)

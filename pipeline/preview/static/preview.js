@@ -96,7 +96,8 @@ let period = 500, polls = 0;
 async function poll() {
   try {
     const watch = single ? [single] : [...onScreen];
-    const r = await fetch("/api/cameras?watch=" + encodeURIComponent(watch.join(",")), {cache: "no-store"});
+    const query = single ? "full=" + encodeURIComponent(single) : "watch=" + encodeURIComponent(watch.join(","));
+    const r = await fetch("/api/cameras?" + query, {cache: "no-store"});
     if (r.ok) {
       const doc = await r.json();
       period = Math.max(100, 1000 / doc.fps);

@@ -167,20 +167,21 @@ def test_grid_in_a_real_browser_shows_every_camera_and_draws_the_published_boxes
     published = next(m for t, m in daemon.messages if t.startswith("det/") and m["camera"] == "street"
                      and m["frame"] == frame)
     assert published["detections"], "the street clip has detections in every frame"
-    assert frozen["width"] == 1280  # drawn at source size: box coordinates are pixels of this image
+    scale = frozen["width"] / 1280  # the grid's tiles are encoded at preview.tile_width (640)
+    assert scale == 0.5
     shown = [v for d in json.loads(frozen["detections"]) for v in d["box"]]
     assert shown == pytest.approx([v for d in published["detections"] for v in d["box"]], abs=0.11)
     hits, misses = 0, []
     for det in published["detections"]:
-        x1, y1, x2, y2 = det["box"]
-        if y2 - y1 < 40:
+        x1, y1, x2, y2 = (v * scale for v in det["box"])
+        if y2 - y1 < 24:
             continue
         colour = class_colour_rgb(det["class_id"])
-        x = min(round(x1), 1279)
+        x = min(round(x1), frozen["width"] - 1)
         for k in range(5):  # below the label, along the left edge; the line is 2 px wide, JPEG blurs it
-            y = y1 + 20 + (y2 - y1 - 30) * k / 4
-            near = _sample(browser, [(min(max(x + dx, 0), 1279), y) for dx in (-1, 0, 1)])
-            inside = _sample(browser, [(min(x + 12, 1279), y)])[0]
+            y = y1 + 12 + (y2 - y1 - 16) * k / 4
+            near = _sample(browser, [(min(max(x + dx, 0), frozen["width"] - 1), y) for dx in (-1, 0, 1)])
+            inside = _sample(browser, [(min(x + 8, frozen["width"] - 1), y)])[0]
             best = min(near, key=lambda p: sum(abs(a - b) for a, b in zip(p, colour)))
             if sum(abs(a - b) for a, b in zip(best, colour)) < 150 and best != inside:
                 hits += 1

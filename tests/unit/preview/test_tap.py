@@ -96,3 +96,16 @@ def test_snapshot_requests_take_the_next_frame_even_when_nobody_watches() -> Non
     tap.on_frame(frame(4))
     tap.on_published(dets(4), 0)
     assert len(pairs) == 1 and pairs[0].snapshots == (request,) and not pairs[0].watched
+
+
+def test_a_cameras_own_page_asks_for_full_size_frames() -> None:
+    clock, pairs = Clock(), []
+    tap = PreviewTap(2.0, pairs.append, clock=clock)
+    tap.watch(["a"])
+    tap.on_frame(frame(1))
+    tap.on_published(dets(1), 0)
+    clock.now += 1
+    tap.watch([], full_size=["a"])
+    tap.on_frame(frame(2))
+    tap.on_published(dets(2), 1)
+    assert [p.full_size for p in pairs] == [False, True]
