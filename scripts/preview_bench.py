@@ -65,6 +65,16 @@ class Watcher(threading.Thread):
                         pass
 
 
+def absolute_paths(doc: dict, base: Path) -> None:
+    """The copy lives in a temp folder: the paths the original had relative to its folder become absolute."""
+    for cam in doc["cameras"]:
+        if "://" not in cam["url"] and not cam["url"].startswith("synthetic:"):
+            cam["url"] = str(base / cam["url"])
+    for key in ("path", "labels"):
+        if isinstance(doc["model"].get(key), str):
+            doc["model"][key] = str(base / doc["model"][key])
+
+
 def run_bench(config: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
     """(frames/s, CPU ms per frame): on a shared box the CPU time per frame moves much less with
     other people's load than the throughput does."""
@@ -101,7 +111,8 @@ def main() -> None:
                 port = free_port()
                 if variant != "off":
                     doc["preview"] = {"bind": f"127.0.0.1:{port}", "fps": args.fps}
-                config = base_dir / f".preview-bench-{variant}.yaml"  # beside the original: relative paths hold
+                absolute_paths(doc, base_dir)
+                config = Path(tmp) / f"preview-bench-{variant}.yaml"
                 config.write_text(yaml.safe_dump(doc, sort_keys=False))
                 watcher = Watcher(f"http://127.0.0.1:{port}", stream_ids, args.fps) if variant == "watched" else None
                 if watcher:
@@ -109,7 +120,6 @@ def main() -> None:
                 try:
                     fps, ms = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
                 finally:
-                    config.unlink()
                     if watcher:
                         watcher.stop.set()
                         watcher.join()
