@@ -45,6 +45,14 @@ class Watcher(threading.Thread):
         self.base, self.cameras, self.period = base, cameras, 1.0 / fps
         self.stop = threading.Event()
         self.jpegs = 0
+        self.cpu_samples: list[tuple[float, float]] = []  # (monotonic s, the preview's own CPU s)
+
+    def cpu_per_s(self) -> float:
+        """The preview threads' CPU seconds per second, from the first frame served to the last poll."""
+        busy = [(t, c) for t, c in self.cpu_samples if c > 0]
+        if len(busy) < 2 or busy[-1][0] <= busy[0][0]:
+            return float("nan")
+        return (busy[-1][1] - busy[0][1]) / (busy[-1][0] - busy[0][0])
 
     def run(self) -> None:
         seen: dict[str, str] = {}
@@ -54,6 +62,7 @@ class Watcher(threading.Thread):
                     f"{self.base}/api/cameras?watch={','.join(self.cameras)}", timeout=2).read())
             except OSError:
                 continue  # the daemon is not up yet (bench warm-up) or already gone
+            self.cpu_samples.append((time.monotonic(), doc["preview_cpu_s"]))
             for cam in doc["cameras"]:
                 frame = cam.get("frame")
                 if frame and seen.get(cam["id"]) != frame["url"]:
@@ -75,9 +84,9 @@ def absolute_paths(doc: dict, base: Path) -> None:
             doc["model"][key] = str(base / doc["model"][key])
 
 
-def run_bench(config: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
-    """(frames/s, CPU ms per frame): on a shared box the CPU time per frame moves much less with
-    other people's load than the throughput does."""
+def run_bench(config: Path, args: argparse.Namespace, out: Path) -> tuple[float, float, float]:
+    """(frames/s, CPU ms per frame, CPU seconds per second): on a shared box the CPU time per frame
+    moves much less with other people's load than the throughput does."""
     cmd = [sys.executable, "-m", "pipeline", "bench", str(config), "--stages", "e2e-fast", "--streams",
            str(args.streams), "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--json", str(out)]
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -85,7 +94,7 @@ def run_bench(config: Path, args: argparse.Namespace, out: Path) -> tuple[float,
     stage = report["stages"]["e2e_fast"]
     fps = float(stage["fps"])
     cpu = float(stage["resources"]["cpu_percent"]) / 100.0
-    return fps, (cpu / fps * 1000.0 if fps else float("nan"))
+    return fps, (cpu / fps * 1000.0 if fps else float("nan")), cpu
 
 
 def main() -> None:
@@ -104,6 +113,7 @@ def main() -> None:
     results: dict[str, list[float]] = {"off": [], "on": [], "watched": []}
     cpu_ms: dict[str, list[float]] = {"off": [], "on": [], "watched": []}
     jpegs = []
+    preview_share: list[float] = []  # watched runs: the preview threads' CPU / the whole process's CPU
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for variant in results:
@@ -118,16 +128,19 @@ def main() -> None:
                 if watcher:
                     watcher.start()
                 try:
-                    fps, ms = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
+                    fps, ms, cpu_per_s = run_bench(config, args, Path(tmp) / f"{variant}-{repeat}.json")
                 finally:
                     if watcher:
                         watcher.stop.set()
                         watcher.join()
                         jpegs.append(watcher.jpegs)
+                if watcher:
+                    preview_share.append(watcher.cpu_per_s() / cpu_per_s * 100)
                 results[variant].append(fps)
                 cpu_ms[variant].append(ms)
                 print(f"run {repeat + 1}/{args.repeats} {variant:8s} e2e_fast {fps:8.1f} frames/s {ms:6.2f} CPU ms/frame"
-                      + (f"  ({watcher.jpegs} JPEGs fetched)" if watcher else ""), flush=True)
+                      + (f"  ({watcher.jpegs} JPEGs fetched; preview threads {watcher.cpu_per_s() * 1000:.1f} ms "
+                         f"CPU/s = {preview_share[-1]:.2f} % of the process)" if watcher else ""), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip()
     print(f"\n# commit {commit}, {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs; "
@@ -142,6 +155,8 @@ def main() -> None:
         print(f"{variant:8s} mean {mean:8.1f} frames/s  min {min(values):8.1f}  max {max(values):8.1f}  "
               f"vs off {100 * (mean / off_mean - 1):+6.1f} %   CPU {cpu:6.2f} ms/frame (median) "
               f"vs off {100 * (cpu / cpu_off - 1):+6.1f} %")
+    print(f"watched: the preview's own threads used {statistics.median(preview_share):.2f} % (median; "
+          f"max {max(preview_share):.2f} %) of the process's CPU time (pipeline_preview_cpu_seconds_total)")
     print(f"run-to-run spread of off: throughput {spread:.1f} %, CPU ms/frame {cpu_spread:.1f} % (max - min over mean/median)")
 
 

@@ -72,9 +72,13 @@ class _Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        from pipeline.preview.service import ThreadCpu
+
+        cpu = ThreadCpu(self.preview.cpu_seconds.labels("http"))
         try:
             super().process_request_thread(request, client_address)
         finally:
+            cpu.add()
             self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -214,8 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "url": f"/api/cameras/{cid}/frames/{latest.index}.jpg",
                     "detections": list(latest.detections)},
             })
-        return {"fps": preview.config.fps, "cameras": cameras,
-                "snapshots": bool(preview.writer)}
+        return {"fps": preview.config.fps, "cameras": cameras, "snapshots": bool(preview.writer),
+                "preview_cpu_s": round(preview.cpu_total_s(), 4)}
 
     def _frame(self, camera_id: str, index: str) -> None:
         frame = self.server.preview.store.get(camera_id, int(index)) if index.isdigit() else None

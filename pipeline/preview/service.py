@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import resource
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -78,13 +79,17 @@ class PreviewService:
                                       "the encode thread was behind", registry=registry)
         self.snapshots = Counter("pipeline_preview_snapshots", "Event snapshots: written, or dropped and why",
                                  ["result"], registry=registry)
+        self.cpu_seconds = Counter("pipeline_preview_cpu_seconds", "CPU time of the preview's own threads "
+                                   "(drawing and JPEG, snapshot writes, HTTP); the taps in the pipeline's threads "
+                                   "are not in it (about 1 us per frame, docs/preview.md)", ["thread"],
+                                   registry=registry)
         self.http_rejected = Counter("pipeline_preview_http_rejected", "Preview HTTP requests refused or "
                                      "abandoned, by reason", ["reason"], registry=registry)
         self.board = board
         self.store = FrameStore()
         self.tap = PreviewTap(config.fps, self._enqueue)
         snap = config.snapshots
-        self.writer = SnapshotWriter(snap, self.snapshots) if snap else None
+        self.writer = SnapshotWriter(snap, self.snapshots, self.cpu_seconds.labels("snapshots")) if snap else None
         self._namer = SnapshotNamer(snap.dir) if snap else None
         self._trigger = ClassAppearsTrigger(snap.classes, snap.cooldown_s) if snap else None
         self._class_snapshots = bool(snap and snap.classes)
@@ -180,6 +185,7 @@ class PreviewService:
                 self.snapshots.labels("dropped_encoder_behind").inc(len(dropped.snapshots))
 
     def _encode_loop(self) -> None:
+        cpu = ThreadCpu(self.cpu_seconds.labels("encode"))
         while True:
             pair = self._queue.get()
             if pair is None:
@@ -189,6 +195,10 @@ class PreviewService:
             except Exception as exc:  # noqa: BLE001 - a bad frame must not end the preview
                 log.error("preview: camera %s frame %d: cannot draw/encode: %s", pair.detections.camera_id,
                           pair.detections.index, exc)
+            cpu.add()
+
+    def cpu_total_s(self) -> float:
+        return sum(s.value for m in self.cpu_seconds.collect() for s in m.samples if s.name.endswith("_total"))
 
     def _encode(self, pair: Pair) -> None:
         fd = pair.detections
@@ -208,6 +218,25 @@ class PreviewService:
             snap_jpeg = jpeg if quality == self.config.jpeg_quality else encode_jpeg(bgr, quality)
             for request in pair.snapshots:
                 self.writer.submit(request.path, snap_jpeg)
+
+
+class ThreadCpu:
+    """Adds the calling thread's CPU time since the last call to a counter (getrusage RUSAGE_THREAD:
+    one syscall, ~1 us). Create and call it on the thread being measured."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._last = _thread_cpu_s()
+
+    def add(self) -> None:
+        now = _thread_cpu_s()
+        self._counter.inc(max(0.0, now - self._last))
+        self._last = now
+
+
+def _thread_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _detection_json(det: Any) -> dict:

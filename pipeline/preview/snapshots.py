@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from prometheus_client import Counter
 
@@ -95,9 +95,10 @@ class ClassAppearsTrigger:
 class SnapshotWriter:
     """One thread; files written whole (temp file, then rename); oldest removed past max_files/max_bytes."""
 
-    def __init__(self, config: SnapshotsConfig, counter: Counter) -> None:
+    def __init__(self, config: SnapshotsConfig, counter: Counter, cpu_seconds: Any = None) -> None:
         self._config = config
         self._counter = counter
+        self._cpu_seconds = cpu_seconds  # a counter child: this thread's CPU time goes there
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=QUEUE_DEPTH)
         self._logged: set[str] = set()
         self._files: deque[tuple[Path, int]] = deque()
@@ -161,8 +162,13 @@ class SnapshotWriter:
     # ---------------------------------------------------------------- writer thread
 
     def _run(self) -> None:
+        from pipeline.preview.service import ThreadCpu
+
+        cpu = ThreadCpu(self._cpu_seconds) if self._cpu_seconds is not None else None
         while True:
             item = self._queue.get()
+            if cpu is not None:
+                cpu.add()
             if item is None:
                 return
             path, jpeg = item

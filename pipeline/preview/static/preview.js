@@ -92,7 +92,7 @@ async function showSnapshots() {
   }));
 }
 
-let period = 500, polls = 0;
+let period = 500, polls = 0, lastCpu = null;
 async function poll() {
   try {
     const watch = single ? [single] : [...onScreen];
@@ -106,7 +106,12 @@ async function poll() {
       const seen = new Set(cams.map((c) => c.id));
       for (const [id, t] of tiles) if (!seen.has(id)) { t.figure.remove(); tiles.delete(id); }
       const up = cams.filter((c) => c.state === "up").length;
-      document.getElementById("summary").textContent = `${up}/${cams.length} up`;
+      // the preview's own cost, from its threads' CPU time (pipeline_preview_cpu_seconds_total)
+      const now = performance.now() / 1000;
+      let cost = "";
+      if (lastCpu) cost = ` · preview ${(1000 * (doc.preview_cpu_s - lastCpu.s) / (now - lastCpu.t)).toFixed(0)} ms CPU/s`;
+      if (!lastCpu || now - lastCpu.t > 5) lastCpu = {s: doc.preview_cpu_s, t: now};
+      document.getElementById("summary").textContent = `${up}/${cams.length} up${cost}`;
       if (single) document.getElementById("title").textContent = single;
       if (doc.snapshots && polls % 10 === 0) showSnapshots();
     }

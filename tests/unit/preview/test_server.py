@@ -76,6 +76,8 @@ def test_frames_go_from_the_taps_to_an_annotated_jpeg_and_urls_stay_inside(previ
     assert np.abs(on_edge - class_colour_bgr(0)).sum() < 120  # the box's left edge
     assert np.abs(inside - 90).sum() < 30  # the picture inside is untouched
     assert get(preview, "/api/cameras/lobby/frames/6.jpg").status == 404
+    assert preview.cpu_seconds.labels("encode")._value.get() > 0  # the encode thread's own CPU time
+    assert json.loads(get(preview, "/api/cameras").body)["preview_cpu_s"] > 0
 
 
 @pytest.mark.parametrize("preview", [{"token": TOKEN}], indirect=True)
