@@ -194,6 +194,13 @@ def test_grid_in_a_real_browser_shows_every_camera_and_draws_the_published_boxes
         _wait(lambda: all((s := _tile_state(browser, c)) and s["complete"] for c in CAMERAS), 20, "every tile", daemon)
         browser.save_screenshot(os.environ[SCREENSHOT_ENV])
 
+    # one camera's own page: frames at max_width (the source's 1280 here) and the detections as a table
+    browser.get(daemon.base + "/camera/street")
+    _wait(lambda: (s := _tile_state(browser, "street")) and s["complete"]
+          and _freeze(browser, "street")["width"] == 1280, 20, "a full-size street frame", daemon)
+    assert len(browser.find_elements("css selector", "figure.tile")) == 1
+    _wait(lambda: browser.find_elements("css selector", "#detections tbody tr"), 10, "the detections table", daemon)
+
     body = urllib.request.urlopen(daemon.base + "/api/cameras", timeout=5).read().decode()
     assert "assets/demo" not in body and ".mp4" not in body, "camera URLs must not reach the page"
     daemon.pump(0.5)

@@ -99,3 +99,38 @@ def test_a_port_in_use_is_a_one_line_startup_error(preview: PreviewService) -> N
     with pytest.raises(OSError, match=rf"^preview.bind: 127.0.0.1:{preview.port}: Address already in use$"):
         other.start()
     other.close()
+
+
+def test_snapshots_for_a_class_that_appears_and_for_analytics_events(tmp_path) -> None:
+    from pipeline.config import SnapshotsConfig
+
+    metrics = Metrics()
+    config = PreviewConfig(bind="127.0.0.1:0", snapshots=SnapshotsConfig(
+        dir=tmp_path, classes=["person"], events=["zone_enter"], cooldown_s=60))
+    service = PreviewService(config, metrics, CameraStatusBoard(metrics), lambda: CAMERAS)
+    service.start()
+    try:
+        image = np.full((120, 160, 3), 90, np.uint8)
+        person = (Detection("person", 0, 0.9, (20.0, 30.0, 100.0, 110.0)),)
+        # nobody watches: the appearance asks for the next frame, annotated with its own detections
+        service.on_published(FrameDetections("lobby", 1, None, time.time(), 160, 120, person), seq=0)
+        service.on_frame(Frame("lobby", 2, None, time.time(), 160, 120, image))
+        service.on_published(FrameDetections("lobby", 2, None, time.time(), 160, 120, person), seq=1)
+        assert service.on_event("lobby", "line_cross") is None  # not configured
+        path = service.on_event("lobby", "zone_enter")
+        assert path is not None and path.startswith(str(tmp_path)) and "zone_enter" in path
+        assert service.on_event("lobby", "zone_enter") is None  # cooling down
+        service.on_frame(Frame("lobby", 3, None, time.time(), 160, 120, image))
+        service.on_published(FrameDetections("lobby", 3, None, time.time(), 160, 120, ()), seq=2)
+        deadline = time.monotonic() + 5
+        while len(list(tmp_path.glob("*.jpg"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        names = sorted(p.name for p in tmp_path.glob("*.jpg"))
+        assert len(names) == 2 and any("class-person" in n for n in names)
+        assert (tmp_path / path.rsplit("/", 1)[1]).is_file()  # the path on_event promised
+        listed = json.loads(get(service, "/api/snapshots").body)["snapshots"]
+        assert {s["name"] for s in listed} == set(names)
+        assert get(service, listed[0]["url"]).getheader("Content-Type") == "image/jpeg"
+        assert get(service, "/snapshots/..%2Fetc%2Fpasswd").status == 404
+    finally:
+        service.close()
