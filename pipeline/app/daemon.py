@@ -71,10 +71,12 @@ def _preprocess_work(preprocess: Preprocessor) -> Work:
     return lambda batch: [t for t in (preprocess(batch),) if t.frames]
 
 
-def _publish_work(publisher: Publisher) -> Work:
+def _publish_work(publisher: Publisher, preview: Any = None) -> Work:
     def publish(item: FrameDetections | StatusEvent) -> tuple[()]:
         if isinstance(item, FrameDetections):
-            publisher.publish_detections(item)
+            seq = publisher.publish_detections(item)
+            if preview is not None:  # preview (issue 19): detections tap, after the send
+                preview.on_published(item, seq)
         else:
             publisher.publish_status(item)
         return ()
@@ -108,6 +110,7 @@ class Daemon:
         self._preprocess: Preprocessor | None = None
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
+        self._preview: Any = None  # preview (issue 19): PreviewService when config.preview is set
 
     def _stage_queue(self, name: str, maxsize: int) -> "queue.Queue[Any]":
         q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
@@ -124,6 +127,10 @@ class Daemon:
         if notice := single_gpu_notice(cfg):
             log.warning("%s", notice)
         preprocess, postprocess = self._build_steps()
+        if cfg.preview is not None:  # preview (issue 19): its own HTTP server and threads, off the detection path
+            from pipeline.preview import PreviewService
+            self._preview = PreviewService(cfg.preview, self.metrics, self.board, lambda: self.config.cameras)
+            self._preview.start()
         self._wire_stages(preprocess, postprocess, self._open_publisher())
         if cfg.decode.workers:
             self._workers = DecodeWorkerPool(self._device_path.decode, cfg.decode.workers, self.metrics, self._submit_status)
@@ -184,7 +191,7 @@ class Daemon:
                         timed_as="postprocess"),
         ]
         # ended by shutdown() once the stages above have drained; publishes all it is given
-        self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(publisher)],
+        self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(publisher, self._preview)],
                                           shared, cameras_of=_published_camera, drops_on_abort=False)
         for stage in (self._publish_stage, *reversed(self._stages)):
             stage.start()
@@ -228,6 +235,8 @@ class Daemon:
             if stage is not None:
                 stage.join(THREAD_JOIN_S)
         self._count_unpublished(drained.is_set())
+        if self._preview is not None:  # preview (issue 19): its taps are quiet now
+            self._preview.close()
         for closable in (self._preprocess, *self.backends, self._workers):
             if closable is not None:  # workers last: frames in their GPU memory are gone by now
                 closable.close()
@@ -291,6 +300,8 @@ class Daemon:
     # ------------------------------------------------------------------ callbacks handed to the stages
 
     def _submit_frame(self, frame: Frame) -> None:
+        if self._preview is not None:  # preview (issue 19): frame tap, while the frame still has its pixels
+            self._preview.on_frame(frame)
         if not self.scheduler.put(frame):
             self.metrics.frames_dropped.labels(frame.camera_id, "shutdown").inc()
 

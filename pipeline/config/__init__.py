@@ -6,12 +6,13 @@ from pipeline.config.camera import CAMERA_ID, NETWORK_SCHEMES, CameraConfig
 from pipeline.config.loader import ENV_REF, load_config, parse_config
 from pipeline.config.model import CalibrationConfig, ModelConfig, OnnxRuntimeConfig, TensorRtConfig  # the last three: declared by the backend plug-ins
 from pipeline.config.pipeline import PipelineConfig
+from pipeline.config.preview import PreviewConfig, SnapshotsConfig
 from pipeline.config.stages import (CurveConfig, DecodeConfig, MetricsConfig, PreprocessConfig,
                                     PublishConfig, SchedulerConfig)
 
 __all__ = [
     "CAMERA_ID", "ENV_REF", "NETWORK_SCHEMES", "CalibrationConfig", "CameraConfig", "ConfigError",
     "CurveConfig", "DecodeConfig", "MetricsConfig", "ModelConfig", "OnnxRuntimeConfig", "PipelineConfig",
-    "PreprocessConfig", "PublishConfig", "SchedulerConfig", "StrictModel", "TensorRtConfig",
+    "PreprocessConfig", "PreviewConfig", "PublishConfig", "SchedulerConfig", "SnapshotsConfig", "StrictModel", "TensorRtConfig",
     "load_config", "parse_config",
 ]

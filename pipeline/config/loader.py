@@ -189,6 +189,10 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         for key in ("server_secret_key_file", "authorized_clients_dir"):
             if isinstance(curve.get(key), str):
                 curve[key] = str(base / curve[key])
+    preview = data.get("preview")
+    snapshots = preview.get("snapshots") if isinstance(preview, dict) else None
+    if isinstance(snapshots, dict) and isinstance(snapshots.get("dir"), str):
+        snapshots["dir"] = str(base / snapshots["dir"])
     cams = data.get("cameras")
     if isinstance(cams, list):
         for cam in cams:

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
 from pipeline.config.model import ModelConfig
+from pipeline.config.preview import PreviewConfig
 from pipeline.config.stages import (DecodeConfig, MetricsConfig, PreprocessConfig, PublishConfig,
                                     SchedulerConfig)
 
@@ -65,6 +66,7 @@ class PipelineConfig(StrictModel):
         if self.gpus == "all":
             return tuple(range(visible))
         return (self.decode.gpu_id,)
+    preview: PreviewConfig | None = None  # the live preview page; absent: off (pipeline/preview/)
 
     @field_validator("cameras")
     @classmethod

@@ -1,0 +1,102 @@
+"""Annotation of preview frames: boxes, labels, scores, track ids, zones and lines (OpenCV, BGR)."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+# One colour per class id (BGR), saturated so a box stands out from the picture and survives JPEG.
+PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
+    (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 128, 0), (0, 128, 255), (255, 255, 0),
+    (128, 0, 255), (0, 0, 255), (255, 0, 0), (128, 255, 0),
+)
+ZONE_BGR = (255, 200, 0)
+LINE_BGR = (0, 200, 255)
+BOX_THICKNESS = 2
+
+
+def class_colour_bgr(class_id: int) -> tuple[int, int, int]:
+    return PALETTE_BGR[class_id % len(PALETTE_BGR)]
+
+
+def class_colour_rgb(class_id: int) -> tuple[int, int, int]:
+    b, g, r = class_colour_bgr(class_id)
+    return r, g, b
+
+
+def scaled_to(image_rgb: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
+    """The picture as BGR, no wider than max_width, and the factor source pixels were scaled by
+    (scaled first: the colour conversion then runs on fewer pixels)."""
+    width = image_rgb.shape[1]
+    scale = 1.0
+    if width > max_width:
+        scale = max_width / width
+        size = (max_width, max(1, round(image_rgb.shape[0] * scale)))
+        # INTER_AREA is the right filter for shrinking, but slow at non-integer ratios
+        interpolation = cv2.INTER_AREA if width % max_width == 0 else cv2.INTER_LINEAR
+        image_rgb = cv2.resize(image_rgb, size, interpolation=interpolation)
+    return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), scale
+
+
+def draw_detections(bgr: np.ndarray, detections: Iterable[Any], scale: float) -> None:
+    """Boxes in source pixels (scaled by `scale`), with "label score" and "#track" when a
+    detection has a track_id (issue 17; read with getattr so plain detections work too)."""
+    for det in detections:
+        colour = class_colour_bgr(det.class_id)
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in det.box)
+        cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, BOX_THICKNESS)
+        track_id = getattr(det, "track_id", None)
+        text = f"{det.label} {det.score:.2f}" + (f" #{track_id}" if track_id is not None else "")
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4  # above the box, inside at the top edge
+        cv2.rectangle(bgr, (x1, ty - th - 2), (x1 + tw + 4, ty + base - 1), colour, cv2.FILLED)
+        cv2.putText(bgr, text, (x1 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_regions(bgr: np.ndarray, camera: Any, src_width: int, src_height: int, scale: float) -> None:
+    """The camera's zones (polygons) and lines, when its config has them (issue 17)."""
+    for zone in getattr(camera, "zones", None) or ():
+        pts = _points(zone, src_width, src_height, scale)
+        if len(pts) >= 3:
+            cv2.polylines(bgr, [np.array(pts, np.int32)], True, ZONE_BGR, 2, cv2.LINE_AA)
+            _name(bgr, zone, pts[0], ZONE_BGR)
+    for line in getattr(camera, "lines", None) or ():
+        pts = _points(line, src_width, src_height, scale)
+        if len(pts) >= 2:
+            cv2.polylines(bgr, [np.array(pts, np.int32)], False, LINE_BGR, 2, cv2.LINE_AA)
+            _name(bgr, line, pts[0], LINE_BGR)
+
+
+def _points(region: Any, src_width: int, src_height: int, scale: float) -> list[tuple[int, int]]:
+    """Vertices from `points`/`polygon`, or `start`/`end`, or `a`/`b`; coordinates all within 0..1
+    are taken as fractions of the frame, others as source pixels."""
+    raw: Sequence[Any] | None = getattr(region, "points", None) or getattr(region, "polygon", None)
+    if raw is None:
+        for first, second in (("start", "end"), ("a", "b")):
+            if getattr(region, first, None) is not None and getattr(region, second, None) is not None:
+                raw = (getattr(region, first), getattr(region, second))
+                break
+    try:
+        xy = [(float(p[0]), float(p[1])) for p in raw or ()]
+    except (TypeError, ValueError, IndexError):
+        return []
+    if xy and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in xy):
+        xy = [(x * src_width, y * src_height) for x, y in xy]
+    return [(int(round(x * scale)), int(round(y * scale))) for x, y in xy]
+
+
+def _name(bgr: np.ndarray, region: Any, at: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    name = getattr(region, "name", None) or getattr(region, "id", None)
+    if name:
+        cv2.putText(bgr, str(name), (at[0] + 3, max(12, at[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
+                    cv2.LINE_AA)
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
+    """OpenCV's libjpeg-turbo: as fast as simplejpeg and PyTurboJPEG here (scripts/preview_jpeg_bench.py)
+    and already a dependency."""
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
