@@ -37,6 +37,12 @@ class LetterboxTransform:
         pad_y = (input_size - rh) // 2
         return cls(src_width, src_height, input_size, scale, rw, rh, pad_x, pad_y)
 
+    @classmethod
+    def stretch(cls, src_width: int, src_height: int, input_size: int) -> "LetterboxTransform":
+        """The whole frame resized to SxS, aspect ratio not kept (model.input.resize: stretch)."""
+        scale = min(input_size / src_width, input_size / src_height)
+        return cls(src_width, src_height, input_size, scale, input_size, input_size, 0, 0)
+
     def to_source(self, boxes: np.ndarray) -> np.ndarray:
         """Map [N,4] x1,y1,x2,y2 boxes from model-input pixels to source pixels, clipped."""
         out = np.asarray(boxes, dtype=np.float32).copy()
