@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
+    from pipeline.infer.model_spec import ModelError, describe_model
     from pipeline.sources.base import redact_url
 
     cfg = _load(args.config)
@@ -92,6 +93,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     for cam in data["cameras"]:
         cam["url"] = redact_url(cam["url"])
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    try:  # what the model is, as the daemon will resolve it (pipeline/infer/model_spec.py)
+        print(describe_model(cfg.model, cfg.scheduler.max_batch), file=sys.stderr)
+    except ModelError as exc:
+        print(f"pipeline check: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     print(f"# ok: {len(cfg.cameras)} camera(s)", file=sys.stderr)
     return EXIT_OK
 

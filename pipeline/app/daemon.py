@@ -32,7 +32,7 @@ from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
 from pipeline.app.systemd_notify import SystemdNotifier
-from pipeline.postprocess import YoloPostprocessor
+from pipeline.postprocess import DetectionPostprocessor
 from pipeline.preprocess import Preprocessor, create_preprocessor
 from pipeline.publish import Publisher
 from pipeline.app.config_diff import diff_configs
@@ -165,12 +165,14 @@ class Daemon:
             self._backends.append(create_backend(cfg.model, cfg.scheduler.max_batch, cfg.preprocess.device))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
         dtype = np.dtype(self._backends[0].input_dtype)
-        self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
+        spec = self._backends[0].model_spec  # format, classes and input conventions (infer/model_spec.py)
+        self._preprocess = create_preprocessor(cfg.preprocess.device, spec.input.size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
-                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
-        self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
-                                              cfg.model.iou_threshold, cfg.model.max_detections,
-                                              on_truncated=self._candidates_truncated)
+                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame,
+                                               convention=spec.convention())
+        self._postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold,
+                                                            cfg.model.iou_threshold, cfg.model.max_detections,
+                                                            on_truncated=self._candidates_truncated)
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
@@ -510,7 +512,8 @@ class Daemon:
             per_frame = self._postprocess(result)
         except Exception as exc:
             log.error("postprocess failed for a batch of %d: %s", len(result.frames), exc)
-            self._count_dropped(result.frames, "postprocess_error")
+            # NonFiniteOutput (a NaN batch) is counted as nan_output
+            self._count_dropped(result.frames, getattr(exc, "drop_reason", "postprocess_error"))
             self._in_flight["postprocess"] = ()
             return
         self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - started)

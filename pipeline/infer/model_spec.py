@@ -77,6 +77,14 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    def convention(self) -> Any:
+        """The preprocessor's InputConvention for this model's input."""
+        from pipeline.preprocess.base import InputConvention
+
+        i = self.input
+        return InputConvention(layout=i.layout, channels=i.channels, scale=i.scale, mean=i.mean, std=i.std,
+                               resize=i.resize, pad_value=i.pad_value)
+
     def describe(self, batch_note: str | None = None) -> str:
         i = self.input
         resize = f"letterbox pad {i.pad_value}" if i.resize == "letterbox" else "stretch"
@@ -152,7 +160,7 @@ def load_onnx(path: Path) -> Any:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf errors are long; one line is enough
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot read ONNX model: {first}") from None
+        raise ModelError(f"{path}: cannot load ONNX model: {first}") from None
 
 
 # ---------------------------------------------------------------------------------------- resolving
@@ -263,6 +271,19 @@ def _fits(shape: tuple[Any, ...], classes: int, size: int) -> dict[str, str]:
     return fits
 
 
+def _class_hint(shape: tuple[Any, ...], classes: int, cfg: ModelConfig) -> str:
+    """Why nothing fits, where the shape would fit with another class count (or transposed)."""
+    a, b = _int(shape[1]), _int(shape[2])
+    source = f"model.labels has {classes}" if cfg.labels else f"the metadata names {classes}"
+    if b == 4 + classes and (a is None or a > b):
+        return f" (transposed? yolov8 wants [B, {4 + classes}, N])"
+    if a is not None and a > 4 and (b is None or b > a):
+        return f" (as yolov8 it has {a - 4} classes, but {source})"
+    if b is not None and b > 5 and (a is None or a > b):
+        return f" (as yolov5/yolox it has {b - 5} classes, but {source})"
+    return ""
+
+
 def _resolve_format(cfg: ModelConfig, path: Path, outputs: list[tuple[str, tuple[Any, ...]]], classes: int,
                     size: int, meta: dict[str, str]) -> tuple[str, list[tuple[str, tuple[Any, ...]]],
                                                              End2EndSpec | None, str | None]:
@@ -282,11 +303,9 @@ def _resolve_format(cfg: ModelConfig, path: Path, outputs: list[tuple[str, tuple
                 fits = {"yolov5": fits["yolov5"]}  # YOLOv5's export.py writes names; end2end exports too, but as [B, N, 6]
             if len(fits) != 1:
                 if not fits:
-                    transposed = _int(shape[2]) == 4 + classes
-                    hint = " (transposed? yolov8 wants [B, 4+C, N])" if transposed else ""
-                    raise ModelError(f"{path}: output {shapes} fits no model.format for {classes} classes{hint}; "
-                                     f"yolov8 wants [B, {4 + classes}, N], yolov5/yolox [B, N, {5 + classes}], "
-                                     f"end2end [B, N, 6]")
+                    raise ModelError(f"{path}: output {shapes} fits no model.format for {classes} classes"
+                                     f"{_class_hint(shape, classes, cfg)}; yolov8 wants [B, {4 + classes}, N], "
+                                     f"yolov5/yolox [B, N, {5 + classes}], end2end [B, N, 6]")
                 raise ModelError(f"{path}: output {shapes} is ambiguous for {classes} classes: set model.format "
                                  f"to one of {', '.join(sorted(fits))}")
             fmt = next(iter(fits))
@@ -370,6 +389,20 @@ def _end2end_multi(cfg: ModelConfig, path: Path, outputs: list[tuple[str, tuple[
     return picked, End2EndSpec(tuple(columns), box, normalized, class_base, has_valid_column=num is not None), num
 
 
+def tensorrt_spec(cfg: ModelConfig) -> ModelSpec:
+    """The spec for backend tensorrt, which builds engines for the yolov8 layout with an NCHW float
+    input only (its device-side candidate graph and output checks assume them): anything else is
+    refused in one line, before an engine build is started."""
+    spec = resolve_model(cfg)
+    if spec.format != "yolov8":
+        raise ModelError(f"{spec.path}: model.format {spec.format} runs on backend onnxruntime only; backend "
+                         f"tensorrt decodes the yolov8 layout [B, 4+C, N] (docs/models.md)")
+    if spec.input.layout != "NCHW" or spec.input.dtype == np.uint8:
+        raise ModelError(f"{spec.path}: backend tensorrt takes NCHW float inputs; this model's input is "
+                         f"{spec.input.layout} {spec.input.dtype} (use backend onnxruntime)")
+    return spec
+
+
 # ---------------------------------------------------------------------------------------- running
 
 def pack_outputs(spec: ModelSpec, outputs: list[np.ndarray], count: int) -> np.ndarray:
@@ -408,6 +441,31 @@ def with_dynamic_batch(model: Any) -> Any:
             dims[0].dim_param = "batch"
     del out.graph.value_info[:]  # intermediate shapes recorded with batch 1 would contradict
     return out
+
+
+def batch_plan(spec: ModelSpec, max_batch: int) -> tuple[str | None, Any]:
+    """How a model with a static batch runs the scheduler's batches: (what was done, for the start-up
+    line; the model with a dynamic batch or None). A static batch of 1 is made dynamic when a batch of
+    2 then runs exactly like two batches of 1 (checked on ONNX Runtime's CPU), else one call per frame;
+    a larger static batch is padded to its size."""
+    if spec.batch is None:
+        return None, None
+    if spec.batch != 1:
+        return f"batches padded to {spec.batch}", None
+    if max_batch == 1:
+        return None, None
+    dynamic = with_dynamic_batch(load_onnx(spec.path))
+    why = check_dynamic_batch(dynamic, spec)
+    if why is None:
+        return "made dynamic", dynamic
+    log.warning("%s: the static batch of 1 cannot be made dynamic (%s); one model call per frame", spec.path, why)
+    return "per-frame calls", None
+
+
+def describe_model(cfg: ModelConfig, max_batch: int) -> str:
+    """The line `pipeline check` prints (and the backend logs at start-up). Raises ModelError."""
+    spec = resolve_model(cfg)
+    return spec.describe(batch_plan(spec, max_batch)[0])
 
 
 def check_dynamic_batch(model: Any, spec: ModelSpec) -> str | None:
