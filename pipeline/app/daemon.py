@@ -172,7 +172,8 @@ class Daemon:
                                                convention=spec.convention())
         self._postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold,
                                                             cfg.model.iou_threshold, cfg.model.max_detections,
-                                                            on_truncated=self._candidates_truncated)
+                                                            on_truncated=self._candidates_truncated,
+                                                            on_nan=self._nan_output)
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
@@ -363,6 +364,10 @@ class Daemon:
                     "some detections may be missing (raise model.max_candidates)", frame.camera_id,
                     frame.index, self.config.model.max_candidates)
 
+    def _nan_output(self, frame: Frame) -> None:
+        """The model gave NaN for this frame: dropped and counted; its batch's other frames go on."""
+        self.metrics.frames_dropped.labels(frame.camera_id, "nan_output").inc()
+
     def _count_dropped(self, frames: tuple[Frame, ...], reason: str) -> None:
         for f in frames:
             self.metrics.frames_dropped.labels(f.camera_id, reason).inc()
@@ -512,8 +517,7 @@ class Daemon:
             per_frame = self._postprocess(result)
         except Exception as exc:
             log.error("postprocess failed for a batch of %d: %s", len(result.frames), exc)
-            # NonFiniteOutput (a NaN batch) is counted as nan_output
-            self._count_dropped(result.frames, getattr(exc, "drop_reason", "postprocess_error"))
+            self._count_dropped(result.frames, "postprocess_error")
             self._in_flight["postprocess"] = ()
             return
         self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - started)

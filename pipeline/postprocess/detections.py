@@ -2,6 +2,7 @@
 (pipeline/postprocess/decoders.py does the format-specific part)."""
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -13,14 +14,14 @@ from pipeline.postprocess.nms import class_aware_nms
 if TYPE_CHECKING:
     from pipeline.infer.model_spec import ModelSpec
 
+log = logging.getLogger(__name__)
+
 SCORE_DECIMALS = 4
 BOX_DECIMALS = 1  # 0.1 px: finer is noise, coarser loses small objects' edges
 
 
 class NonFiniteOutput(ValueError):
-    """The model returned NaN for a batch; the daemon drops the batch and counts it (nan_output)."""
-
-    drop_reason = "nan_output"
+    """The model returned NaN for a batch and no on_nan callback takes the frames one by one."""
 
 
 def decoder_for(spec: "ModelSpec") -> Decoder:
@@ -41,11 +42,15 @@ class DetectionPostprocessor:
 
     The yolov8 decoder (the default) also reads the CANDIDATES layout of device-side selection; a
     frame whose K-th candidate still passed the threshold is reported through on_truncated.
+
+    A frame whose output has NaN (an fp16 overflow, a broken export) is not decoded: with on_nan
+    it is reported there and left out of the result, so the batch's other frames still go on;
+    without, the whole batch raises NonFiniteOutput.
     """
 
     def __init__(self, labels: list[str], score_threshold: float, iou_threshold: float,
                  max_detections: int = 300, on_truncated: Callable[[Frame], None] | None = None,
-                 decoder: Decoder | None = None) -> None:
+                 decoder: Decoder | None = None, on_nan: Callable[[Frame], None] | None = None) -> None:
         if not labels:
             raise ValueError("labels must name at least one class")
         if max_detections < 1:
@@ -55,14 +60,16 @@ class DetectionPostprocessor:
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
         self.on_truncated = on_truncated  # a frame whose candidate list was full (see candidates.py)
+        self.on_nan = on_nan
         self.decoder = decoder or Yolov8Decoder(len(self.labels), 0)
         self._candidates = Yolov8CandidatesDecoder(len(self.labels), 0)
 
     @classmethod
     def for_model(cls, spec: "ModelSpec", score_threshold: float, iou_threshold: float, max_detections: int = 300,
-                  on_truncated: Callable[[Frame], None] | None = None) -> "DetectionPostprocessor":
+                  on_truncated: Callable[[Frame], None] | None = None,
+                  on_nan: Callable[[Frame], None] | None = None) -> "DetectionPostprocessor":
         return cls(list(spec.labels), score_threshold, iou_threshold, max_detections, on_truncated,
-                   decoder_for(spec))
+                   decoder_for(spec), on_nan)
 
     def __call__(self, result: InferenceResult) -> list[FrameDetections]:
         out = np.asarray(result.output)
@@ -75,14 +82,22 @@ class DetectionPostprocessor:
                              f"{len(self.labels)} labels)")
         if out.dtype != np.float32:
             out = out.astype(np.float32)
+        bad: set[int] = set()
         if np.isnan(out.sum()):  # one pass; inf - inf is NaN too, a finite sum has no NaN
-            bad = [f.camera_id for i, f in enumerate(result.frames) if np.isnan(out[i]).any()]
-            raise NonFiniteOutput(f"postprocess: model output has NaN for {len(bad)} of {count} frames "
-                                  f"(cameras {', '.join(sorted(set(bad)))}); batch dropped")
+            bad = {i for i in range(count) if np.isnan(out[i]).any()}
+            cameras = ", ".join(sorted({result.frames[i].camera_id for i in bad}))
+            if self.on_nan is None:
+                raise NonFiniteOutput(f"postprocess: model output has NaN for {len(bad)} of {count} frames "
+                                      f"(cameras {cameras}); batch dropped")
+            log.warning("postprocess: model output has NaN for %d of %d frames (cameras %s); those frames dropped",
+                        len(bad), count, cameras)
+            for i in sorted(bad):
+                self.on_nan(result.frames[i])
         if candidates and out.shape[2] and self.on_truncated is not None:
             for i in np.flatnonzero(out[:, 4, -1] > self.score_threshold).tolist():
-                self.on_truncated(result.frames[i])  # even the K-th anchor passed: more may have
-        return [self._frame(out[i], result, i, decoder) for i in range(count)]
+                if i not in bad:
+                    self.on_truncated(result.frames[i])  # even the K-th anchor passed: more may have
+        return [self._frame(out[i], result, i, decoder) for i in range(count) if i not in bad]
 
     def _frame(self, out: np.ndarray, result: InferenceResult, i: int, decoder: Decoder) -> FrameDetections:
         frame = result.frames[i]
