@@ -194,7 +194,6 @@ def demo_variant(source: Path, path: Path, variant: str, batch: int | None = Non
     """
     model = onnx.load(str(source))
     g = model.graph
-    out_name = g.output[0].name
     classes = g.output[0].type.tensor_type.shape.dim[1].dim_value - 4
     nodes: list = []
     inits: list = []

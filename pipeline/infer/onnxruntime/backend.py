@@ -124,7 +124,7 @@ class OnnxRuntimeBackend(Backend):
         if dynamic is not None:
             proto = with_dynamic_batch(proto)
         source: str | bytes = str(load_path) if dynamic is None else proto.SerializeToString()
-        self._graph: Any = proto  # the onnx.ModelProto run
+        self._graph: Any = None  # the onnx.ModelProto run, when the candidate graph was appended
         candidates = self._candidate_model(proto, model.max_candidates)
         if candidates is not None:
             self._graph, self._output_layout = candidates, OutputLayout.CANDIDATES
@@ -171,7 +171,6 @@ class OnnxRuntimeBackend(Backend):
         if session is None:
             model = self._source if self._graph is None or self._fixed_batch else \
                 with_fixed_batch(self._graph, batch)
-            s = self._input_size
             stream = self._stream.provider_options() if self._stream is not None else {}
             session = BatchSizeSession(
                 lambda data, extra: self._new_session(data, {**stream, **extra}), model, batch,

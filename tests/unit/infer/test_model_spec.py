@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.cli import main
 from pipeline.config import ModelConfig
@@ -20,66 +18,18 @@ from pipeline.infer.model_spec import ModelError, describe_model, resolve_model
 from pipeline.postprocess import DetectionPostprocessor, NonFiniteOutput
 from tests.support.daemon_harness import REPO, write_config
 from tests.support.model_families import build_tiny_rtdetr_onnx, build_tiny_yolov5_onnx, build_tiny_yolox_onnx
-from tests.support.tiny_model import OUTPUT_NAME, build_tiny_yolo_onnx
+from tests.support.bad_models import (
+    edited,
+    nan_always,
+    nan_when_dark,
+    too_few_rows,
+    two_images,
+    unchanged,
+    wrong_rank,
+)
+from tests.support.tiny_model import build_tiny_yolo_onnx
 
 LABELS = ["a", "b"]
-
-
-def edited(tmp_path: Path, name: str, edit) -> Path:
-    """The tiny YOLOv8-layout model ([B, 6, 64], 2 classes) with its output run through edit(graph)."""
-    src = build_tiny_yolo_onnx(tmp_path / "src.onnx", num_classes=2, input_size=64)
-    model = onnx.load(str(src))
-    for node in model.graph.node:
-        node.output[:] = ["raw" if o == OUTPUT_NAME else o for o in node.output]
-    edit(model.graph)
-    del model.graph.value_info[:]
-    path = tmp_path / name
-    onnx.save(model, str(path))
-    return path
-
-
-def set_output(graph, dims) -> None:
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, dims))
-
-
-def wrong_rank(g) -> None:
-    g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
-    g.node.append(helper.make_node("Unsqueeze", ["raw", "axis1"], [OUTPUT_NAME]))
-    set_output(g, ["batch", 1, 6, 64])
-
-
-def too_few_rows(g) -> None:
-    for n, v in (("s0", [0]), ("s3", [3]), ("ax", [1])):
-        g.initializer.append(numpy_helper.from_array(np.array(v, np.int64), n))
-    g.node.append(helper.make_node("Slice", ["raw", "s0", "s3", "ax"], [OUTPUT_NAME]))
-    set_output(g, ["batch", 3, 64])
-
-
-def nan_always(g) -> None:
-    g.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan"))
-    g.node.append(helper.make_node("Mul", ["raw", "nan"], [OUTPUT_NAME]))
-    set_output(g, ["batch", 6, 64])
-
-
-def nan_when_dark(g) -> None:
-    """raw + 0 * sqrt(mean(image) - 0.3): NaN for dark pictures, unchanged otherwise (grey 114 is not dark)."""
-    g.initializer.extend([numpy_helper.from_array(np.array(0.3, np.float32), "dark"),
-                          numpy_helper.from_array(np.array(0.0, np.float32), "zero")])
-    g.node.extend([helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
-                   helper.make_node("Sub", ["mean", "dark"], ["lift"]),
-                   helper.make_node("Sqrt", ["lift"], ["root"]),
-                   helper.make_node("Mul", ["root", "zero"], ["nan_or_zero"]),
-                   helper.make_node("Reshape", ["nan_or_zero", "shape3"], ["b11"]),
-                   helper.make_node("Add", ["raw", "b11"], [OUTPUT_NAME])])
-    g.initializer.append(numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape3"))
-    set_output(g, ["batch", 6, 64])
-
-
-def two_images(g) -> None:
-    g.input.append(helper.make_tensor_value_info("images2", TensorProto.FLOAT, ["batch", 3, 64, 64]))
-    g.node.append(helper.make_node("Identity", ["raw"], [OUTPUT_NAME]))
-    set_output(g, ["batch", 6, 64])
 
 
 def model_cfg(path: Path, **kw) -> ModelConfig:
@@ -89,9 +39,7 @@ def model_cfg(path: Path, **kw) -> ModelConfig:
 
 BAD = {  # name: (edit, labels, words the one-line error must hold)
     "wrong_rank": (wrong_rank, LABELS, "output 'output0' is [batch, 1, 6, 64] (rank 4); no model.format fits"),
-    "labels": (lambda g: two_images.__globals__["set_output"](g, ["batch", 6, 64]) or g.node.append(
-        helper.make_node("Identity", ["raw"], [OUTPUT_NAME])), ["a", "b", "c"],
-        "as yolov8 it has 2 classes, but model.labels has 3"),
+    "labels": (unchanged, ["a", "b", "c"], "as yolov8 it has 2 classes, but model.labels has 3"),
     "no_layout": (too_few_rows, LABELS, "output output0 [batch, 3, 64] fits no model.format for 2 classes"),
     "nan": (nan_always, LABELS, "the model outputs NaN on a plain grey picture"),
     "two_images": (two_images, LABELS, "model has 2 image inputs (images [batch, 3, 64, 64], images2 "

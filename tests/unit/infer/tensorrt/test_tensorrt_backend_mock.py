@@ -21,7 +21,6 @@ import pytest
 from pipeline.config import ModelConfig, TensorRtConfig
 from pipeline.frame import Frame, LetterboxTransform, OutputLayout, TensorBatch
 from pipeline.infer.tensorrt.backend import TensorRtBackend
-from pipeline.infer.tensorrt.build import EngineBuildError
 from pipeline.infer.tensorrt.cuda import gpu_identity
 from pipeline.infer.tensorrt.engine import engine_target
 from pipeline.infer.tensorrt.engine_cache import EngineCache
