@@ -21,6 +21,7 @@ from pipeline.config import ModelConfig
 log = logging.getLogger(__name__)
 
 ELEM_DTYPES = {1: np.dtype(np.float32), 10: np.dtype(np.float16), 2: np.dtype(np.uint8)}
+SIZE_DTYPES = {7: np.dtype(np.int64), 6: np.dtype(np.int32), 1: np.dtype(np.float32)}
 YOLO_STRIDES = (8, 16, 32)
 # TF OD API exports (tf2onnx) name their outputs like this; anything else by role keywords.
 _ROLE_WORDS = {"boxes": ("box",), "scores": ("score", "conf"), "classes": ("class", "label"),
@@ -43,6 +44,15 @@ class InputSpec:
     std: tuple[float, float, float]
     resize: str  # "letterbox" | "stretch"
     pad_value: int
+    size_input: str | None = None  # a second input [B, 2] fed (S, S): D-FINE's orig_target_sizes
+    size_dtype: np.dtype | None = None
+
+    def feeds(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The session inputs for a batch of images."""
+        feeds = {self.name: images}
+        if self.size_input is not None:
+            feeds[self.size_input] = np.full((len(images), 2), self.size, self.size_dtype)
+        return feeds
 
     def shape(self, batch: int) -> tuple[int, int, int, int]:
         s = self.size
@@ -94,8 +104,9 @@ class ModelSpec:
         batch = "dynamic batch" if self.batch is None else f"batch {self.batch} static"
         if batch_note:
             batch += f" -> {batch_note}"
+        sizes = f" (+ {i.size_input} fed {i.size}x{i.size})" if i.size_input else ""
         return (f"model: {self.format} layout, {self.num_classes} classes ({self.labels_source}), input "
-                f"{i.size}x{i.size} {i.layout} {i.dtype} {i.channels}{norm} {resize}, {batch}")
+                f"{i.size}x{i.size} {i.layout} {i.dtype} {i.channels}{norm} {resize}{sizes}, {batch}")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -188,7 +199,7 @@ def resolve_model(cfg: ModelConfig, proto: Any | None = None) -> ModelSpec:
     else:
         raise ModelError(f"{path}: the model names no classes in its metadata; set model.labels "
                          f"(a list or a file, one name a line)")
-    batch_dim = inputs[0].type.tensor_type.shape.dim[0]
+    batch_dim = next(i for i in inputs if i.name == inp.name).type.tensor_type.shape.dim[0]
     batch = batch_dim.dim_value if batch_dim.HasField("dim_value") and batch_dim.dim_value > 0 else None
     fmt, picked, e2e, num = _resolve_format(cfg, path, outputs, len(labels), inp.size, meta)
     return ModelSpec(path=path, format=fmt, labels=labels, labels_source=source, input=inp, batch=batch,
@@ -201,7 +212,15 @@ def _resolve_input(cfg: ModelConfig, path: Path, inputs: list[Any], meta: dict[s
         raise ModelError(f"{path}: model has no inputs")
     shapes = [(i.name, _dims(i.type.tensor_type.shape)) for i in inputs]
     images = [n for n, s in shapes if len(s) == 4 and 3 in (s[1], s[3])]
-    if len(inputs) > 1:
+    # D-FINE / RT-DETR (PaddleDetection-style) exports take the picture size [B, 2] as a second
+    # input and scale their boxes by it: it is fed the input size (boxes in input pixels).
+    sizes = [(n, i) for (n, s), i in zip(shapes, inputs) if len(s) == 2 and s[1] == 2 and "size" in n.lower()
+             and i.type.tensor_type.elem_type in SIZE_DTYPES]
+    size_input = size_dtype = None
+    if len(inputs) == 2 and len(images) == 1 and len(sizes) == 1:
+        size_input, size_dtype = sizes[0][0], SIZE_DTYPES[sizes[0][1].type.tensor_type.elem_type]
+        shapes = [sh for sh in shapes if sh[0] != size_input]
+    elif len(inputs) > 1:
         listed = ", ".join(f"{n} {_show(s)}" for n, s in shapes)
         what = "image inputs" if len(images) > 1 else "inputs"
         raise ModelError(f"{path}: model has {len(inputs)} {what} ({listed}); expected one image input")
@@ -248,7 +267,7 @@ def _resolve_input(cfg: ModelConfig, path: Path, inputs: list[Any], meta: dict[s
                          f"and std cannot apply")
     return InputSpec(name=name, layout=layout, dtype=dtype, size=size, channels=want.channels, scale=scale,
                      mean=tuple(want.mean), std=tuple(want.std), resize=want.resize,
-                     pad_value=want.pad_value)
+                     pad_value=want.pad_value, size_input=size_input, size_dtype=size_dtype)
 
 
 def _fits(shape: tuple[Any, ...], classes: int, size: int) -> dict[str, str]:
@@ -482,8 +501,8 @@ def check_dynamic_batch(model: Any, spec: ModelSpec) -> str | None:
         pixels = rng.integers(0, 256, spec.input.shape(2)).astype(np.uint8)
         x = pixels if spec.input.dtype == np.uint8 else (pixels * spec.input.scale).astype(spec.input.dtype)
         names = run_names(spec)
-        both = session.run(names, {spec.input.name: x})
-        singles = [session.run(names, {spec.input.name: x[i:i + 1]}) for i in range(2)]
+        both = session.run(names, spec.input.feeds(x))
+        singles = [session.run(names, spec.input.feeds(x[i:i + 1])) for i in range(2)]
     except Exception as exc:  # noqa: BLE001 - any failure means: keep the static batch
         text = str(exc).strip().splitlines()
         return text[0][:160] if text else type(exc).__name__

@@ -10,6 +10,9 @@ Families (input [B, 3, S, S] float 0..1 RGB unless said; a shared trunk: Average
 - YOLOv5 (export.py, Detect head decoding in the graph): [B, 3*N, 5+C], per stride 3 anchors,
   xy = (2*sig - 0.5 + grid) * stride, wh = (2*sig)^2 * anchor, sigmoid objectness and classes.
 - RT-DETR (ultralytics export): [B, Q, 4+C], cx, cy, w, h in 0..1 of the input, sigmoid class scores.
+- D-FINE / RT-DETR (tools/deployment/export_onnx.py, with the postprocessor): inputs images and
+  orig_target_sizes [B, 2] (w, h); outputs labels [B, Q] int64, boxes [B, Q, 4] x1, y1, x2, y2 scaled by
+  orig_target_sizes, scores [B, Q] (sigmoid).
 - TF OD API (tf2onnx of an exported SavedModel): NHWC uint8 input; detection_boxes [B, Q, 4] ymin, xmin,
   ymax, xmax in 0..1, detection_scores [B, Q] best first, detection_classes [B, Q] 1-based (float),
   num_detections [B] (float).
@@ -134,6 +137,32 @@ def build_tiny_rtdetr_onnx(path: Path, num_classes: int = 3, input_size: int = 6
             "stride": "32", "task": "detect"} if names else None
     return g.save(path, [_image_input(size=input_size)],
                   [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", q, 4 + num_classes])], meta)
+
+
+def build_tiny_dfine_onnx(path: Path, num_classes: int = 3, input_size: int = 64, seed: int = 5) -> Path:
+    g = _Graph(seed)
+    head = g.op("Sigmoid", [g.conv_head("images", 16, 4 + num_classes, scale=0.5)])
+    flat = g.flat(head, 4 + num_classes)
+    sl = lambda a, b: g.op("Slice", [flat, g.const(np.array([a], np.int64)), g.const(np.array([b], np.int64)),  # noqa: E731
+                                     g.const(np.array([2], np.int64))])
+    cx, cy, w, h = sl(0, 1), sl(1, 2), sl(2, 3), sl(3, 4)
+    half = g.const(np.float32(0.5))
+    hw, hh = g.op("Mul", [w, half]), g.op("Mul", [h, half])
+    xyxy = g.op("Concat", [g.op("Sub", [cx, hw]), g.op("Sub", [cy, hh]), g.op("Add", [cx, hw]),
+                           g.op("Add", [cy, hh])], axis=2)  # [B, Q, 4] in 0..1
+    wh = g.op("Cast", ["orig_target_sizes"], to=TensorProto.FLOAT)  # [B, 2]: w, h
+    scale = g.op("Unsqueeze", [g.op("Concat", [wh, wh], axis=1), g.const(np.array([1], np.int64))])  # [B, 1, 4]
+    g.nodes.append(helper.make_node("Mul", [xyxy, scale], ["boxes"]))
+    cls = sl(4, 4 + num_classes)
+    g.nodes.append(helper.make_node("ReduceMax", [cls], ["scores"], axes=[2], keepdims=0))
+    g.nodes.append(helper.make_node("ArgMax", [cls], ["labels"], axis=2, keepdims=0))
+    q = (input_size // 16) ** 2
+    inputs = [_image_input(size=input_size),
+              helper.make_tensor_value_info("orig_target_sizes", TensorProto.INT64, ["batch", 2])]
+    outs = [helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch", q]),
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", q, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", q])]
+    return g.save(path, inputs, outs)
 
 
 def build_tiny_tf_od_onnx(path: Path, num_classes: int = 3, input_size: int = 64, seed: int = 4,

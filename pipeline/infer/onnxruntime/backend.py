@@ -103,6 +103,9 @@ class OnnxRuntimeBackend(Backend):
         self._model_spec = spec
         self._labels = list(spec.labels)
         self._run_names = run_names(spec)
+        if self._device == "gpu" and spec.input.size_input is not None:
+            raise ValueError(f"{self._path}: a model with a second input ({spec.input.size_input}) runs on device "
+                             f"cpu only; export it without that input for the GPU")
         if self._device == "gpu" and len(self._run_names) > 1:
             raise ValueError(f"{self._path}: model.format end2end with several outputs ({', '.join(self._run_names)}) "
                              f"runs on device cpu only; export one [B, N, 6] output for the GPU")
@@ -217,7 +220,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _check_signature(self, spec: ModelSpec) -> None:
         """The session's own view of the model (after any graph edits) against the resolved spec."""
-        inputs = self._session.get_inputs()
+        inputs = [i for i in self._session.get_inputs() if i.name != spec.input.size_input]
         inp = inputs[0]
         if len(inputs) != 1 or inp.name != spec.input.name or ORT_DTYPES.get(inp.type) != spec.input.dtype:
             raise ValueError(f"{self._path}: the runtime sees inputs "
@@ -277,7 +280,7 @@ class OnnxRuntimeBackend(Backend):
                 # fixed-batch models take exactly that many images: pad, then drop the padding's outputs
                 pad = np.zeros((self._fixed_batch - count,) + chunk.shape[1:], dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            outs = self._session.run(self._run_names, {self._input_name: chunk})
+            outs = self._session.run(self._run_names, self._model_spec.input.feeds(chunk))
             if self._output_layout is OutputLayout.CANDIDATES:
                 out = outs[0]
             else:

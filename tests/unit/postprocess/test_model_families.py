@@ -6,6 +6,7 @@ implementation of that family's own decoding computes from the same raw output.
 References follow each project's code: YOLOX demo_postprocess + per-class greedy NMS; YOLOv5
 non_max_suppression (objectness prefilter, obj x cls, xywh2xyxy, class offsets); ultralytics
 RTDETRPredictor.postprocess (xywh2xyxy, max class score, boxes x image size: RT-DETR stretches);
+D-FINE (the model itself scales boxes by orig_target_sizes: run with the picture's own size);
 TF OD API (first num_detections rows, ymin/xmin/ymax/xmax x image size, 1-based classes).
 Where the pipeline differs by design (boxes clipped to the picture before NMS) the reference does too.
 """
@@ -23,6 +24,7 @@ from pipeline.infer import create_backend
 from pipeline.postprocess import DetectionPostprocessor
 from pipeline.preprocess import ReferencePreprocessor
 from tests.support.model_families import (
+    build_tiny_dfine_onnx,
     build_tiny_rtdetr_onnx,
     build_tiny_tf_od_onnx,
     build_tiny_yolov5_onnx,
@@ -147,7 +149,8 @@ def pictures() -> list[np.ndarray]:
 
 
 def run_pipeline(path: Path, pictures: list[np.ndarray], **model) -> tuple[str, list, np.ndarray]:
-    cfg = ModelConfig(path=path, labels=LABELS, score_threshold=THR, iou_threshold=IOU, **model)
+    model = {"labels": LABELS, **model}
+    cfg = ModelConfig(path=path, score_threshold=THR, iou_threshold=IOU, **model)
     with create_backend(cfg, 4, "cpu", intra_op_threads=1) as backend:
         spec = backend.model_spec
         pre = ReferencePreprocessor(spec.input.size, backend.input_dtype, 4, convention=spec.convention())
@@ -196,8 +199,8 @@ def test_yolov5_auto_from_anchor_count_and_names(tmp_path: Path, pictures) -> No
 
 def test_rtdetr_stretch_with_names_from_metadata(tmp_path: Path, pictures) -> None:
     path = build_tiny_rtdetr_onnx(tmp_path / "rtdetr.onnx", num_classes=3, input_size=SIZE, names=LABELS)
-    line, got, x = run_pipeline(path, pictures, input={"resize": "stretch"})
-    assert line.startswith("model: end2end layout, 3 classes (config), input 64x64 NCHW float32 RGB stretch"), line
+    line, got, x = run_pipeline(path, pictures, input={"resize": "stretch"}, labels=[])  # names from metadata
+    assert line.startswith("model: end2end layout, 3 classes (metadata), input 64x64 NCHW float32 RGB stretch"), line
     raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     assert sum(len(g.detections) for g in got) > 0
     for g, r, p in zip(got, raw, pictures, strict=True):
@@ -215,3 +218,19 @@ def test_tf_object_detection_api_export(tmp_path: Path, pictures) -> None:
     for g, xi, p in zip(got, x, pictures, strict=True):
         outs = dict(zip(names, session.run(None, {"input_tensor": xi[None]})))
         assert_same(g, tf_reference(outs, p.shape[1], p.shape[0]))
+
+
+def test_dfine_with_orig_target_sizes(tmp_path: Path, pictures) -> None:
+    path = build_tiny_dfine_onnx(tmp_path / "dfine.onnx", num_classes=3, input_size=SIZE)
+    line, got, x = run_pipeline(path, pictures, input={"resize": "stretch"})
+    assert line.startswith("model: end2end layout, 3 classes (config), input 64x64 NCHW float32 RGB stretch "
+                           "(+ orig_target_sizes fed 64x64), dynamic batch"), line
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert sum(len(g.detections) for g in got) > 0
+    for g, xi, p in zip(got, x, pictures, strict=True):  # D-FINE's own way: boxes in the picture's size
+        h, w = p.shape[:2]
+        labels, boxes, scores = session.run(None, {"images": xi[None], "orig_target_sizes": np.array([[w, h]])})
+        ok = scores[0] > THR
+        xyxy = boxes[0][ok].clip(0, [w, h, w, h])
+        kept, sc, cl = visible(xyxy, scores[0][ok], labels[0][ok])
+        assert_same(g, sorted(zip(cl.tolist(), sc.tolist(), kept), key=lambda d: -d[1]))
