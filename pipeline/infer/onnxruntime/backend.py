@@ -196,7 +196,12 @@ class OnnxRuntimeBackend(Backend):
         """The model (onnx.ModelProto) with on-device candidate selection (pipeline/infer/candidates.py),
         or None to decode the full output on the host: switched off, a format other than yolov8
         (their outputs are small or need the format's own decode), or a model the graph does not fit."""
-        if not max_candidates or self._model_spec.format != "yolov8":
+        if not max_candidates:
+            return None
+        if self._model_spec.format != "yolov8":
+            if self._device == "gpu":
+                log.info("%s: device-side candidate selection is for yolov8 outputs; the %s output is copied "
+                         "and decoded on the host", self._path, self._model_spec.format)
             return None
         try:
             return append_candidate_selection(proto, max_candidates, str(self._path))
