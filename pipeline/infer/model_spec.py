@@ -184,6 +184,9 @@ def resolve_model(cfg: ModelConfig, proto: Any | None = None) -> ModelSpec:
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     meta = metadata(model)
+    task = meta.get("task", "detect")
+    if task != "detect":  # ultralytics writes task; segment/pose/obb heads carry more than boxes
+        raise ModelError(f"{path}: the model's metadata says task {task}; only detect models are supported")
     inp = _resolve_input(cfg, path, inputs, meta)
     outputs = [(o.name, tuple(_dims(o.type.tensor_type.shape))) for o in graph.output]
     if not outputs:

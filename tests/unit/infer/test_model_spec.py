@@ -138,3 +138,14 @@ def test_nan_frames_are_dropped_alone_or_the_batch_raises(tmp_path: Path) -> Non
     assert dropped == [frames[1], frames[2]]
     with pytest.raises(NonFiniteOutput, match=r"model output has NaN for 2 of 3 frames \(cameras dark\)"):
         DetectionPostprocessor.for_model(backend.model_spec, 0.5, 0.5)(result)
+
+
+def test_non_detect_tasks_are_refused(tmp_path: Path) -> None:
+    import onnx
+
+    path = build_tiny_rtdetr_onnx(tmp_path / "pose.onnx", num_classes=3, input_size=64, names=["x", "y", "z"])
+    model = onnx.load(str(path))
+    next(p for p in model.metadata_props if p.key == "task").value = "pose"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match="metadata says task pose; only detect models are supported"):
+        resolve_model(ModelConfig(path=path))
