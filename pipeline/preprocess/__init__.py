@@ -56,10 +56,17 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
 
 
 def preprocessor_from_config(cfg: "PipelineConfig", dtype: Any | None = None,
-                             on_reject: RejectFrame | None = None) -> Preprocessor:
+                             on_reject: RejectFrame | None = None, spec: Any = None) -> Preprocessor:
     """create_preprocessor from the daemon's config. dtype: the backend's input dtype when known;
-    otherwise float16 for `model.precision: fp16`, else float32."""
+    otherwise uint8 for a uint8-input model, float16 for `model.precision: fp16`, else float32.
+    spec: the resolved ModelSpec (pipeline/infer/model_spec.py): its input size and conventions."""
     if dtype is None:
-        dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
-    return create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype, cfg.scheduler.max_batch,
-                               cfg.preprocess.num_threads, device_id=cfg.decode.gpu_id, on_reject=on_reject)
+        if spec is not None and spec.input.dtype == np.uint8:
+            dtype = np.uint8
+        else:
+            dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
+    size = spec.input.size if spec is not None else cfg.model.input_size
+    convention = spec.convention() if spec is not None else YOLO_INPUT
+    return create_preprocessor(cfg.preprocess.device, size, dtype, cfg.scheduler.max_batch,
+                               cfg.preprocess.num_threads, device_id=cfg.decode.gpu_id, on_reject=on_reject,
+                               convention=convention)
