@@ -209,7 +209,6 @@ class OnnxRuntimeBackend(Backend):
             log.info("%s; the full model output is decoded on the host", exc)
             return None
 
-
     def _providers(self, cuda_options: dict[str, str]) -> list[Any]:
         if self._device == "cpu":
             return ["CPUExecutionProvider"]
@@ -247,8 +246,8 @@ class OnnxRuntimeBackend(Backend):
         self._fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def _check_first_output(self) -> None:
-        """One grey picture through the model at start-up: a model that returns NaN, or an output
-        its format cannot read, fails here in one line instead of on every batch."""
+        """One grey picture through the model at start-up (CPU): a model that fails on a plain picture
+        or returns NaN for it fails here, in one line, instead of on every batch."""
         grey = np.full(self.input_shape(1), self._model_spec.input.pad_value, np.uint8)
         x = grey if self._input_dtype == np.uint8 else (grey * self._model_spec.input.scale).astype(self._input_dtype)
         try:
