@@ -333,7 +333,8 @@ def _resolve_format(cfg: ModelConfig, path: Path, outputs: list[tuple[str, tuple
             fmt = next(iter(fits))
         else:
             fmt = want
-            if fmt not in fits:
+            # an explicit end2end is checked against its columns (_end2end_single), not the usual shapes
+            if fmt not in fits and fmt != "end2end":
                 other = f"; it fits {', '.join(sorted(fits))}" if fits else "; no model.format fits it"
                 raise ModelError(f"{path}: model.format {fmt} does not fit output {shapes} with {classes} "
                                  f"classes{other}")

@@ -149,3 +149,17 @@ def test_non_detect_tasks_are_refused(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     with pytest.raises(ModelError, match="metadata says task pose; only detect models are supported"):
         resolve_model(ModelConfig(path=path))
+
+
+def test_explicit_end2end_takes_any_column_order(tmp_path: Path) -> None:
+    """[B, 64, 7] of 3 classes: auto reads 4 box + 3 class scores, as an NMS export's batch, box, class,
+    score rows it needs the columns named; a column count that does not add up is one line."""
+    path = build_tiny_rtdetr_onnx(tmp_path / "seven.onnx", num_classes=3, input_size=64)
+    cfg = ModelConfig(path=path, labels=["x", "y", "z"], format="end2end",
+                      end2end={"columns": ["skip", "box", "class", "score"]})
+    spec = resolve_model(cfg)
+    assert spec.end2end.columns == ("skip", "box", "class", "score") and spec.end2end.box == "xyxy"
+    bad = ModelConfig(path=path, labels=["x", "y", "z"], format="end2end", end2end={"columns": ["box", "score"]})
+    with pytest.raises(ModelError, match=r"end2end columns \['box', 'score'\] take 5 columns but the output is "
+                                         r"\[batch, 16, 7\]; set model.end2end.columns"):
+        resolve_model(bad)
