@@ -152,8 +152,9 @@ def test_non_detect_tasks_are_refused(tmp_path: Path) -> None:
 
 
 def test_explicit_end2end_takes_any_column_order(tmp_path: Path) -> None:
-    """[B, 64, 7] of 3 classes: auto reads 4 box + 3 class scores, as an NMS export's batch, box, class,
-    score rows it needs the columns named; a column count that does not add up is one line."""
+    """[B, 16, 7] with 3 classes: auto reads it as 4 box columns + 3 class scores; read as an NMS
+    export's (batch, box, class, score) rows it needs model.end2end.columns; a column list that does
+    not add up to 7 is a one-line error."""
     path = build_tiny_rtdetr_onnx(tmp_path / "seven.onnx", num_classes=3, input_size=64)
     cfg = ModelConfig(path=path, labels=["x", "y", "z"], format="end2end",
                       end2end={"columns": ["skip", "box", "class", "score"]})
