@@ -14,7 +14,7 @@ from pipeline.config import ModelConfig
 from pipeline.frame import OutputLayout
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.infer.candidates import OUTPUT_NAME as CANDIDATES_OUTPUT
-from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection
+from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection, rows_as_anchors
 from pipeline.infer.model_spec import (
     ModelError,
     ModelSpec,
@@ -194,16 +194,17 @@ class OnnxRuntimeBackend(Backend):
 
     def _candidate_model(self, proto: Any, max_candidates: int | None) -> Any:
         """The model (onnx.ModelProto) with on-device candidate selection (pipeline/infer/candidates.py),
-        or None to decode the full output on the host: switched off, a format other than yolov8
-        (their outputs are small or need the format's own decode), or a model the graph does not fit."""
+        or None to decode the full output on the host: switched off, format end2end (its output is
+        small already), or a model the graph does not fit. yolov5/yolox rows are turned into the
+        yolov8 layout in the graph first (candidates.rows_as_anchors)."""
         if not max_candidates:
             return None
-        if self._model_spec.format != "yolov8":
-            if self._device == "gpu":
-                log.info("%s: device-side candidate selection is for yolov8 outputs; the %s output is copied "
-                         "and decoded on the host", self._path, self._model_spec.format)
-            return None
+        spec = self._model_spec
+        if spec.format not in ("yolov8", "yolov5", "yolox"):
+            return None  # end2end outputs are already a few hundred rows
         try:
+            if spec.format != "yolov8":  # rows [B, N, 5+C] -> anchors [B, 4+C, N], then the same selection
+                proto = rows_as_anchors(proto, spec.format, spec.input.size, spec.strides, str(self._path))
             return append_candidate_selection(proto, max_candidates, str(self._path))
         except CandidateGraphError as exc:
             log.info("%s; the full model output is decoded on the host", exc)

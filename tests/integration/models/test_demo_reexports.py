@@ -41,8 +41,8 @@ def frames() -> list[Frame]:
 
 
 def detect(path: Path, frames: list[Frame], **model: object) -> tuple[str, list[FrameDetections]]:
-    cfg = ModelConfig(path=path, labels=LABELS, score_threshold=0.4, iou_threshold=0.5, max_candidates=None,
-                      **model)
+    model = {"max_candidates": None, **model}  # the full output decoded on the host unless asked
+    cfg = ModelConfig(path=path, labels=LABELS, score_threshold=0.4, iou_threshold=0.5, **model)
     with create_backend(cfg, MAX_BATCH, "cpu", intra_op_threads=1) as backend:
         spec = backend.model_spec
         pre = create_preprocessor("cpu", spec.input.size, backend.input_dtype, MAX_BATCH, 1,
@@ -51,7 +51,10 @@ def detect(path: Path, frames: list[Frame], **model: object) -> tuple[str, list[
         results: list[FrameDetections] = []
         for i in range(0, len(frames), MAX_BATCH):
             batch = FrameBatch(frames=tuple(frames[i:i + MAX_BATCH]), formed_at=0.0, oldest_wait_s=0.0)
-            results += post(backend.infer(pre(batch)))
+            result = backend.infer(pre(batch))
+            assert result.layout.value == ("candidates" if cfg.max_candidates and spec.format != "end2end"
+                                           else "anchors")
+            results += post(result)
         return spec.describe(backend.batch_note), results
 
 
@@ -74,6 +77,8 @@ VARIANTS = [  # variant, static batch, model config, what the start-up line must
     ("yolov5", None, {"format": "yolov5"}, "yolov5 layout, 3 classes (config), input 320x320 NCHW float32"),
     ("yolov5", 1, {"format": "yolov5"}, "yolov5 layout, 3 classes (config), input 320x320 NCHW float32 RGB "
                                         "letterbox pad 114, batch 1 static -> made dynamic"),
+    # device-side candidate selection (infer/candidates.py) on yolov5 rows: the same detections
+    ("yolov5", None, {"format": "yolov5", "max_candidates": 1024}, "yolov5 layout, 3 classes (config)"),
     ("yolov5-baked", 1, {"format": "yolov5"}, "yolov5 layout, 3 classes (config), input 320x320 NCHW float32 RGB "
                                               "letterbox pad 114, batch 1 static -> per-frame calls"),
     ("nhwc-bgr-uint8", None, {"input": {"channels": "BGR"}}, "input 320x320 NHWC uint8 BGR letterbox pad 114"),
@@ -82,7 +87,7 @@ VARIANTS = [  # variant, static batch, model config, what the start-up line must
 ]
 
 
-@pytest.mark.parametrize("variant,batch,model,says", VARIANTS, ids=[f"{v[0]}-{v[1] or 'dyn'}" for v in VARIANTS])
+@pytest.mark.parametrize("variant,batch,model,says", VARIANTS, ids=[f"{v[0]}-{v[1] or 'dyn'}{'-cand' if 'max_candidates' in v[2] else ''}" for v in VARIANTS])
 def test_reexport_gives_the_same_detections(tmp_path: Path, frames, shipped, variant, batch, model, says) -> None:
     kind, baked = variant.removesuffix("-baked"), variant.endswith("-baked")
     path = demo_variant(DEMO / "detector.onnx", tmp_path / f"{variant}.onnx", kind, batch, bake_batch=bool(baked))

@@ -158,6 +158,8 @@ def run_pipeline(path: Path, pictures: list[np.ndarray], **model) -> tuple[str, 
                              image=p) for i, p in enumerate(pictures))
         tensors = pre(FrameBatch(frames=frames, formed_at=0.0, oldest_wait_s=0.0))
         result: InferenceResult = backend.infer(tensors)
+        want_layout = "candidates" if cfg.max_candidates and spec.format != "end2end" else "anchors"
+        assert result.layout.value == want_layout
         detections = DetectionPostprocessor.for_model(spec, THR, IOU)(result)
         return spec.describe(backend.batch_note), detections, tensors.tensor
 
@@ -175,10 +177,12 @@ def square(pictures: list[np.ndarray]) -> list[np.ndarray]:
     return [np.ascontiguousarray(p[100:100 + SIZE, 200:200 + SIZE]) for p in pictures]
 
 
-def test_yolox(tmp_path: Path, pictures) -> None:
+@pytest.mark.parametrize("max_candidates", [None, 1024])  # host decode, or device-side selection in the graph
+def test_yolox(tmp_path: Path, pictures, max_candidates) -> None:
     path = build_tiny_yolox_onnx(tmp_path / "yolox.onnx", num_classes=3, input_size=SIZE)
     crops = square(pictures)
-    line, got, x = run_pipeline(path, crops, format="yolox")  # [B, 84, 8]: yolov5 or yolox, a user choice
+    # [B, 84, 8]: yolov5 or yolox, a user choice
+    line, got, x = run_pipeline(path, crops, format="yolox", max_candidates=max_candidates)
     assert line.startswith("model: yolox layout, 3 classes (config), input 64x64 NCHW float32 RGB"), line
     raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     assert sum(len(g.detections) for g in got) > 0
@@ -186,10 +190,11 @@ def test_yolox(tmp_path: Path, pictures) -> None:
         assert_same(g, yolox_reference(r))
 
 
-def test_yolov5_auto_from_anchor_count_and_names(tmp_path: Path, pictures) -> None:
+@pytest.mark.parametrize("max_candidates", [None, 1024])
+def test_yolov5_auto_from_anchor_count_and_names(tmp_path: Path, pictures, max_candidates) -> None:
     path = build_tiny_yolov5_onnx(tmp_path / "v5.onnx", num_classes=3, input_size=SIZE, names=LABELS)
     crops = square(pictures)
-    line, got, x = run_pipeline(path, crops)  # auto: 3 anchors per cell -> yolov5
+    line, got, x = run_pipeline(path, crops, max_candidates=max_candidates)  # auto: 3 anchors per cell -> yolov5
     assert line.startswith("model: yolov5 layout, 3 classes (config)"), line
     raw = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     assert sum(len(g.detections) for g in got) > 0
