@@ -487,6 +487,8 @@ def batch_plan(spec: ModelSpec, max_batch: int) -> tuple[str | None, Any]:
 
 def describe_model(cfg: ModelConfig, max_batch: int) -> str:
     """The line `pipeline check` prints (and the backend logs at start-up). Raises ModelError."""
+    if cfg.backend == "tensorrt":  # its own limits; engines are built with the batch the file allows
+        return tensorrt_spec(cfg).describe()
     spec = resolve_model(cfg)
     return spec.describe(batch_plan(spec, max_batch)[0])
 

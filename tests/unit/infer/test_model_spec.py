@@ -164,3 +164,9 @@ def test_explicit_end2end_takes_any_column_order(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"end2end columns \['box', 'score'\] take 5 columns but the output is "
                                          r"\[batch, 16, 7\]; set model.end2end.columns"):
         resolve_model(bad)
+
+
+def test_check_applies_the_tensorrt_limits(tmp_path: Path) -> None:
+    yolox = build_tiny_yolox_onnx(tmp_path / "yolox.onnx", num_classes=2, input_size=64)
+    with pytest.raises(ModelError, match="model.format yolox runs on backend onnxruntime only"):
+        describe_model(ModelConfig(path=yolox, labels=LABELS, format="yolox", backend="tensorrt"), 8)
