@@ -34,6 +34,7 @@ class End2EndConfig(StrictModel):
     # Several outputs: their names in column order (boxes, scores, classes); None: found by name.
     outputs: list[str] | None = None
     num_detections: str | None = None  # an output [B] or [B,1] counting the valid rows
+    score_logits: bool = False  # scores are logits (RF-DETR): a sigmoid makes them probabilities
 
     @model_validator(mode="after")
     def _columns_once(self) -> "End2EndConfig":

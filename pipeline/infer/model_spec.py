@@ -66,6 +66,7 @@ class End2EndSpec:
     normalized: bool
     class_base: int
     has_valid_column: bool  # a last column 1/0 from num_detections (added by pack_outputs)
+    score_logits: bool = False
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,8 @@ def _end2end_single(cfg: ModelConfig, path: Path, shape: tuple[Any, ...], classe
     elif cols is not None and cols != width:
         raise ModelError(f"{path}: end2end columns {columns} take {width} columns but the output is "
                          f"{_show(shape)}; set model.end2end.columns")
-    return End2EndSpec(tuple(columns), box, normalized, e.class_base or 0, has_valid_column=False)
+    return End2EndSpec(tuple(columns), box, normalized, e.class_base or 0, has_valid_column=False,
+                       score_logits=e.score_logits)
 
 
 def _role(name: str) -> str | None:
@@ -409,7 +411,8 @@ def _end2end_multi(cfg: ModelConfig, path: Path, outputs: list[tuple[str, tuple[
     box = e.box or ("yxyx" if tf_style else "xyxy")
     normalized = e.normalized if e.normalized is not None else tf_style
     class_base = e.class_base if e.class_base is not None else (1 if tf_style else 0)
-    return picked, End2EndSpec(tuple(columns), box, normalized, class_base, has_valid_column=num is not None), num
+    return picked, End2EndSpec(tuple(columns), box, normalized, class_base, has_valid_column=num is not None,
+                               score_logits=e.score_logits), num
 
 
 def tensorrt_spec(cfg: ModelConfig) -> ModelSpec:

@@ -181,8 +181,9 @@ class End2EndDecoder(Decoder):
 
     def __init__(self, num_classes: int, input_size: int, columns: tuple[str, ...] = ("box", "score", "class"),
                  box: str = "xyxy", normalized: bool = False, class_base: int = 0,
-                 has_valid_column: bool = False) -> None:
+                 has_valid_column: bool = False, score_logits: bool = False) -> None:
         super().__init__(num_classes, input_size)
+        self.score_logits = score_logits
         self.box, self.normalized, self.class_base, self.has_valid = box, normalized, class_base, has_valid_column
         self.at: dict[str, int] = {}
         pos = 0
@@ -206,6 +207,8 @@ class End2EndDecoder(Decoder):
             scores = out[:, self.at["score"]]
             class_ids = (np.rint(out[:, self.at["class"]]).astype(np.int64) - self.class_base
                          if "class" in self.at else np.zeros(len(out), np.int64))
+        if self.score_logits:  # sigmoid is monotonic: the best class is the same before and after
+            scores = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
         keep = scores > score_threshold
         if self.has_valid:
             keep &= out[:, -1] > 0.5

@@ -31,7 +31,7 @@ def decoder_for(spec: "ModelSpec") -> Decoder:
     if spec.end2end is not None:
         e = spec.end2end
         options.update(columns=e.columns, box=e.box, normalized=e.normalized, class_base=e.class_base,
-                       has_valid_column=e.has_valid_column)
+                       has_valid_column=e.has_valid_column, score_logits=e.score_logits)
     return create_decoder(spec.format, spec.num_classes, spec.input.size, **options)
 
 

@@ -63,3 +63,12 @@ def test_yolov5_scores_are_objectness_times_class() -> None:
     xyxy, scores, classes = dec.decode(rows, 0.5)
     np.testing.assert_allclose(xyxy, [BOX])
     assert classes.tolist() == [1] and scores.tolist() == [pytest.approx(0.72)]
+
+
+def test_end2end_logit_scores_go_through_a_sigmoid() -> None:
+    """RF-DETR's `labels` output holds class logits: logit 0 is probability 0.5, logit 2 is 0.881."""
+    dec = End2EndDecoder(2, 100, columns=("box", "classes"), box="cxcywh", normalized=True, score_logits=True)
+    rows = np.array([[*encode("cxcywh", True), -3.0, 2.0], [*encode("cxcywh", True), 0.0, -1.0]], np.float32)
+    xyxy, scores, classes = dec.decode(rows, 0.5)
+    np.testing.assert_allclose(xyxy, [BOX], atol=1e-4)
+    assert classes.tolist() == [1] and scores.tolist() == [pytest.approx(1 / (1 + np.exp(-2.0)), abs=1e-6)]
