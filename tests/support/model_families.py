@@ -209,7 +209,8 @@ def _rename_output(model: onnx.ModelProto, new: str) -> str:
     return old
 
 
-def demo_variant(source: Path, path: Path, variant: str, batch: int | None = None, bake_batch: bool = False) -> Path:
+def demo_variant(source: Path, path: Path, variant: str, batch: int | None = None, bake_batch: bool = False,
+                 names: list[str] | None = None) -> Path:
     """The demo detector ([B, 4+C, N] yolov8) re-exported by graph edits:
 
     yolov8:  unchanged math, optionally a static batch
@@ -220,6 +221,7 @@ def demo_variant(source: Path, path: Path, variant: str, batch: int | None = Non
 
     bake_batch (yolov5 only): the last op is a Reshape to [1, -1, 5+C], the batch size written into
     the graph as many exporters do: such a graph cannot be made dynamic.
+    names: written as ultralytics metadata (`names`, `imgsz`, `stride`, `task`).
     """
     model = onnx.load(str(source))
     g = model.graph
@@ -331,6 +333,11 @@ def demo_variant(source: Path, path: Path, variant: str, batch: int | None = Non
             dims[0].Clear()
             dims[0].dim_value = batch
     del g.value_info[:]
+    if names:
+        size = g.input[0].type.tensor_type.shape.dim[2].dim_value or g.input[0].type.tensor_type.shape.dim[1].dim_value
+        for key, value in (("names", repr(dict(enumerate(names)))), ("imgsz", f"[{size}, {size}]"), ("stride", "32"),
+                           ("task", "detect")):
+            model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return Path(path)

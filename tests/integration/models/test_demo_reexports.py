@@ -41,8 +41,8 @@ def frames() -> list[Frame]:
 
 
 def detect(path: Path, frames: list[Frame], **model: object) -> tuple[str, list[FrameDetections]]:
-    model = {"max_candidates": None, **model}  # the full output decoded on the host unless asked
-    cfg = ModelConfig(path=path, labels=LABELS, score_threshold=0.4, iou_threshold=0.5, **model)
+    model = {"max_candidates": None, "labels": LABELS, **model}  # the full output decoded on the host unless asked
+    cfg = ModelConfig(path=path, score_threshold=0.4, iou_threshold=0.5, **model)
     with create_backend(cfg, MAX_BATCH, "cpu", intra_op_threads=1) as backend:
         spec = backend.model_spec
         pre = create_preprocessor("cpu", spec.input.size, backend.input_dtype, MAX_BATCH, 1,
@@ -120,3 +120,15 @@ def test_end2end_reexport_matches_except_where_nms_sees_unclipped_boxes(tmp_path
             assert x1 <= 0 or y1 <= 0 or x2 >= got.width or y2 >= got.height, (got.camera_id, got.index, b)
         extra += len(rest)
     assert extra <= 2
+
+
+def test_labels_from_the_models_metadata(tmp_path: Path, frames, shipped) -> None:
+    """An ultralytics-style file names its classes: model.labels may be left out (the demo detector,
+    static batch 1, with names/imgsz/stride/task written as ultralytics writes them)."""
+    path = demo_variant(DEMO / "detector.onnx", tmp_path / "named.onnx", "yolov8", 1, names=LABELS)
+    line, results = detect(path, frames, labels=[])
+    assert line == ("model: yolov8 layout, 3 classes (metadata), input 320x320 NCHW float32 RGB letterbox pad 114, "
+                    "batch 1 static -> made dynamic")
+    for want, got in zip(shipped, results, strict=True):
+        assert len(got.detections) == len(want.detections)
+        assert all(same(a, b) for a, b in zip(want.detections, got.detections))

@@ -71,6 +71,15 @@ def test_run_reports_a_bad_model_in_one_line_without_traceback(tmp_path: Path, c
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"pipeline check: {want}"
 
 
+def test_check_takes_the_class_names_from_the_model_when_labels_are_left_out(tmp_path: Path, capsys) -> None:
+    path = build_tiny_rtdetr_onnx(tmp_path / "named.onnx", num_classes=3, input_size=64, names=["x", "y", "z"])
+    cfg = write_config(tmp_path / "cfg.yaml", [{"id": "a", "url": "rtsp://127.0.0.1:9/x"}],
+                       {"path": str(path), "input": {"resize": "stretch"}})  # no labels, no input_size
+    assert main(["check", str(cfg)]) == 0
+    assert ("model: end2end layout, 3 classes (metadata), input 64x64 NCHW float32 RGB stretch, dynamic batch"
+            in capsys.readouterr().err.splitlines())
+
+
 def test_check_prints_the_resolved_model_line(tmp_path: Path, capsys) -> None:
     path = build_tiny_yolo_onnx(tmp_path / "static.onnx", num_classes=2, input_size=64, batch=1)
     cfg = write_config(tmp_path / "cfg.yaml", [{"id": "a", "url": "rtsp://127.0.0.1:9/x"}],
