@@ -107,7 +107,9 @@ CANDIDATE_ROWS = 6  # rows of the CANDIDATES layout: cx, cy, w, h, score, class 
 class OutputLayout(enum.Enum):
     """What InferenceResult.output holds (see pipeline/infer/candidates.py)."""
 
-    ANCHORS = "anchors"  # [B, 4+C, N]: every anchor's cx, cy, w, h and every class score (YOLOv8)
+    # the model's own output, as model.format lays it out (yolov8 [B, 4+C, N]: every anchor's cx, cy,
+    # w, h and class scores; yolov5/yolox [B, N, 5+C]; end2end [B, N, cols], several outputs side by side)
+    ANCHORS = "anchors"
     CANDIDATES = "candidates"  # [B, 6, K]: the K best anchors' cx, cy, w, h, score, class id
 
 
