@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,6 @@ class ModelSpec:
     num_detections: str | None = None
     end2end: End2EndSpec | None = None
     strides: tuple[int, ...] = YOLO_STRIDES  # yolox grid decode
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def num_classes(self) -> int:
