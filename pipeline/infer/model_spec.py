@@ -87,6 +87,19 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    def output_problem(self, out: np.ndarray) -> str | None:
+        """Why a (packed) output of this model does not have the shape its format decodes, or None."""
+        c = self.num_classes
+        if self.format == "yolov8":
+            ok, want = out.shape[1] == 4 + c, f"[B, {4 + c}, N]"
+        elif self.format in ("yolov5", "yolox"):
+            ok, want = out.shape[2] == 5 + c, f"[B, N, {5 + c}]"
+        else:
+            e = self.end2end
+            width = sum(4 if k == "box" else c if k == "classes" else 1 for k in e.columns) + e.has_valid_column
+            ok, want = out.shape[2] == width, f"[B, N, {width}] (columns {list(e.columns)})"
+        return None if ok else f"the {self.format} output is {list(out.shape)}; expected {want}"
+
     def convention(self) -> Any:
         """The preprocessor's InputConvention for this model's input."""
         from pipeline.preprocess.base import InputConvention

@@ -247,8 +247,9 @@ class OnnxRuntimeBackend(Backend):
         self._fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
     def _check_first_output(self) -> None:
-        """One grey picture through the model at start-up (CPU): a model that fails on a plain picture
-        or returns NaN for it fails here, in one line, instead of on every batch."""
+        """One grey picture through the model at start-up (CPU): a model that fails on a plain picture,
+        returns NaN for it, or whose output (dynamic dimensions known only now) its format cannot
+        read fails here, in one line, instead of on every batch."""
         grey = np.full(self.input_shape(1), self._model_spec.input.pad_value, np.uint8)
         x = grey if self._input_dtype == np.uint8 else (grey * self._model_spec.input.scale).astype(self._input_dtype)
         try:
@@ -261,6 +262,9 @@ class OnnxRuntimeBackend(Backend):
         if np.isnan(out).any():
             raise ValueError(f"{self._path}: the model outputs NaN on a plain grey picture "
                              f"(output {list(out.shape)}); check the export (fp16 overflow?)")
+        problem = None if self._output_layout is OutputLayout.CANDIDATES else self._model_spec.output_problem(out)
+        if problem:  # shapes left dynamic in the file are only known now
+            raise ValueError(f"{self._path}: {problem}")
 
     # ------------------------------------------------------------------ contract
 

@@ -179,3 +179,16 @@ def test_check_applies_the_tensorrt_limits(tmp_path: Path) -> None:
     yolox = build_tiny_yolox_onnx(tmp_path / "yolox.onnx", num_classes=2, input_size=64)
     with pytest.raises(ModelError, match="model.format yolox runs on backend onnxruntime only"):
         describe_model(ModelConfig(path=yolox, labels=LABELS, format="yolox", backend="tensorrt"), 8)
+
+
+def test_output_columns_known_only_at_run_time_are_checked_at_start(tmp_path: Path) -> None:
+    """TF-style outputs whose columns the file leaves open: a model.end2end.columns that does not add
+    up to what the model returns is refused at start (one grey picture), not on every batch."""
+    from tests.support.model_families import build_tiny_tf_od_onnx
+
+    path = build_tiny_tf_od_onnx(tmp_path / "ssd.onnx", num_classes=3, input_size=64)
+    cfg = ModelConfig(path=path, labels=["x", "y", "z"], end2end={"columns": ["box", "score", "class", "skip"]})
+    with pytest.raises(ValueError) as err:
+        create_backend(cfg, 2, "cpu")
+    assert str(err.value) == (f"{path}: the end2end output is [1, 16, 7]; expected [B, N, 8] (columns "
+                              f"['box', 'score', 'class', 'skip'])")
