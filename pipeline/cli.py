@@ -88,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
+    from pipeline.infer.model_spec import ModelError, describe_model
     from pipeline.observe.redaction import redact_url
 
     cfg = _load(args.config)
@@ -108,6 +109,11 @@ def cmd_check(args: argparse.Namespace) -> int:
               "until per-GPU pipelines land, docs/operations.md):", file=sys.stderr)
         for line in assignment.lines():
             print(f"#   {line}", file=sys.stderr)
+    try:  # what the model is, as the daemon will resolve it (pipeline/infer/model_spec.py)
+        print(describe_model(cfg.model, cfg.scheduler.max_batch), file=sys.stderr)
+    except ModelError as exc:
+        print(f"pipeline check: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     print(f"# ok: {len(cfg.cameras)} camera(s)", file=sys.stderr)
     return EXIT_OK
 

@@ -37,6 +37,12 @@ class LetterboxTransform:
         pad_y = (input_size - rh) // 2
         return cls(src_width, src_height, input_size, scale, rw, rh, pad_x, pad_y)
 
+    @classmethod
+    def stretch(cls, src_width: int, src_height: int, input_size: int) -> "LetterboxTransform":
+        """The whole frame resized to SxS, aspect ratio not kept (model.input.resize: stretch)."""
+        scale = min(input_size / src_width, input_size / src_height)
+        return cls(src_width, src_height, input_size, scale, input_size, input_size, 0, 0)
+
     def to_source(self, boxes: np.ndarray) -> np.ndarray:
         """Map [N,4] x1,y1,x2,y2 boxes from model-input pixels to source pixels, clipped."""
         out = np.asarray(boxes, dtype=np.float32).copy()
@@ -101,7 +107,9 @@ CANDIDATE_ROWS = 6  # rows of the CANDIDATES layout: cx, cy, w, h, score, class 
 class OutputLayout(enum.Enum):
     """What InferenceResult.output holds (see pipeline/infer/candidates.py)."""
 
-    ANCHORS = "anchors"  # [B, 4+C, N]: every anchor's cx, cy, w, h and every class score (YOLOv8)
+    # the model's own output, as model.format lays it out (yolov8 [B, 4+C, N]: every anchor's cx, cy,
+    # w, h and class scores; yolov5/yolox [B, N, 5+C]; end2end [B, N, cols], several outputs side by side)
+    ANCHORS = "anchors"
     CANDIDATES = "candidates"  # [B, 6, K]: the K best anchors' cx, cy, w, h, score, class id
 
 

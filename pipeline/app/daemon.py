@@ -34,7 +34,7 @@ from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
-from pipeline.postprocess import YoloPostprocessor
+from pipeline.postprocess import DetectionPostprocessor
 from pipeline.preprocess import Preprocessor, create_preprocessor
 from pipeline.publish import Publisher
 from pipeline.scheduler import BatchScheduler, OverflowPolicy
@@ -140,7 +140,7 @@ class Daemon:
                  len(cfg.cameras), cfg.model.path.name, cfg.model.backend, cfg.preprocess.device,
                  cfg.scheduler.max_batch, cfg.scheduler.max_wait_ms, cfg.publish.bind)
 
-    def _build_steps(self) -> tuple[Preprocessor, YoloPostprocessor]:
+    def _build_steps(self) -> tuple[Preprocessor, DetectionPostprocessor]:
         """The model copies (self.backends), the preprocessor and the postprocessor."""
         cfg = self.config
         wrap_backend = self.options.wrap_backend or (lambda backend: backend)
@@ -148,12 +148,15 @@ class Daemon:
             self.backends.append(wrap_backend(create_backend(cfg.model, cfg.scheduler.max_batch, self._device_path.model_device)))
         # The backend knows what its model/engine takes (an fp16 request may have fallen back to fp32).
         dtype = np.dtype(self.backends[0].input_dtype)
-        self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
+        spec = self.backends[0].model_spec  # format, classes and input conventions (infer/model_spec.py)
+        self._preprocess = create_preprocessor(cfg.preprocess.device, spec.input.size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
-                                               device_id=self._device_path.gpu, on_reject=self._reject_frame)
+                                               device_id=self._device_path.gpu, on_reject=self._reject_frame,
+                                               convention=spec.convention())
         preprocess = (self.options.wrap_preprocessor or (lambda p: p))(self._preprocess)
-        postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
-                                        cfg.model.max_detections, on_truncated=self._candidates_truncated)
+        postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold, cfg.model.iou_threshold,
+                                                       cfg.model.max_detections, on_truncated=self._candidates_truncated,
+                                                       on_nan=self._nan_output)
         return preprocess, postprocess
 
     def _open_publisher(self) -> Publisher:
@@ -172,7 +175,7 @@ class Daemon:
             log.info("%d subscriber(s) connected", got)
         return self._publisher
 
-    def _wire_stages(self, preprocess: Preprocessor, postprocess: YoloPostprocessor, publisher: Publisher) -> None:
+    def _wire_stages(self, preprocess: Preprocessor, postprocess: DetectionPostprocessor, publisher: Publisher) -> None:
         """The wiring: each stage is one StageThread from its inbox to its outbox. A new stage (say
         analytics between postprocess and publish) is one more queue (_stage_queue) and one more
         StageThread in this list; see docs/architecture.md, "How to add a stage"."""
@@ -318,6 +321,10 @@ class Daemon:
         log.warning("camera %s: frame %d: all %d device-selected candidates passed the score threshold; "
                     "some detections may be missing (raise model.max_candidates)", frame.camera_id,
                     frame.index, self.config.model.max_candidates)
+
+    def _nan_output(self, frame: Frame) -> None:
+        """The model gave NaN for this frame: dropped and counted; its batch's other frames go on."""
+        self.metrics.frames_dropped.labels(frame.camera_id, "nan_output").inc()
 
     def _count_unpublished(self, drained: bool) -> None:
         """At exit, frames that will never be published are counted as dropped, not lost silently:

@@ -14,6 +14,7 @@ from pipeline.config.base import StrictModel
 from pipeline.infer.onnxruntime.config import OnnxRuntimeConfig
 from pipeline.infer.plugins import BACKEND_KEYS, BACKEND_PLUGINS
 from pipeline.infer.tensorrt.config import CalibrationConfig, TensorRtConfig
+from pipeline.config.model_format import End2EndConfig, ModelFormat, ModelInputConfig
 
 # model.backend accepts exactly the declared plug-ins (pipeline/infer/plugins.py): `pipeline check`
 # rejects a misspelt backend with file:line and the valid names.
@@ -24,8 +25,13 @@ class ModelConfig(StrictModel):
     path: Path
     backend: BackendKey = "onnxruntime"
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
-    labels: list[str]
+    # auto: from the model's output shapes and metadata (pipeline/infer/model_spec.py, docs/models.md)
+    format: ModelFormat = "auto"
+    labels: list[str] = []  # empty: the class names in the model's metadata (ultralytics `names`)
+    # When not set, a model with a static input size runs at that size (else 640).
     input_size: int = Field(640, ge=32, le=4096)
+    input: ModelInputConfig = ModelInputConfig()
+    end2end: End2EndConfig = End2EndConfig()  # format end2end only
     score_threshold: float = Field(0.35, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.5, ge=0.0, le=1.0)
     max_detections: int = Field(300, ge=1, le=10000)
@@ -50,9 +56,9 @@ class ModelConfig(StrictModel):
 
     @field_validator("labels")
     @classmethod
-    def _labels_nonempty(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("labels must name at least one class")
+    def _labels_named(cls, v: list[str]) -> list[str]:
+        if any(not name.strip() for name in v):
+            raise ValueError("labels: every class needs a non-empty name")
         return v
 
 

@@ -78,6 +78,14 @@ class Backend(ABC):
     _max_batch: int
     _labels: list[str]
     _output_layout: OutputLayout = OutputLayout.ANCHORS
+    _input_layout: str = "NCHW"  # or "NHWC" (model.input.layout, resolved by pipeline/infer/model_spec.py)
+
+    _model_spec: Any = None  # the resolved ModelSpec (pipeline/infer/model_spec.py), set while loading
+
+    @property
+    def model_spec(self) -> Any:
+        """What the model is (format, classes, input conventions); None for a backend that has none."""
+        return self._model_spec
 
     @property
     def output_layout(self) -> OutputLayout:
@@ -90,8 +98,16 @@ class Backend(ABC):
 
     @property
     def input_size(self) -> int:
-        """S of the model's [B,3,S,S] input."""
+        """S of the model's [B,3,S,S] (or [B,S,S,3]) input."""
         return self._input_size
+
+    @property
+    def input_layout(self) -> str:
+        return self._input_layout
+
+    def input_shape(self, count: int) -> tuple[int, int, int, int]:
+        s = self._input_size
+        return (count, 3, s, s) if self._input_layout == "NCHW" else (count, s, s, 3)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -123,11 +139,10 @@ class Backend(ABC):
 
     def _split_device_tensor(self, tensor: Any, count: int, where: str, wants: str,
                              hint: str) -> list[tuple[Any, int]]:
-        """For _device_chunks: view a device tensor as [count, 3, S, S], check it is input_dtype
+        """For _device_chunks: view a device tensor as input_shape(count), check it is input_dtype
         (no cast on the device without a CUDA array library), split it into max_batch pieces.
         `wants`/`hint` word the dtype error ("the model wants float16 (hint)")."""
-        s = self.input_size
-        view = device_buffer.device_view(tensor, (count, 3, s, s), where)
+        view = device_buffer.device_view(tensor, self.input_shape(count), where)
         if view.dtype != self.input_dtype:
             raise ValueError(f"{where}: GPU input is {view.dtype} but {wants} {self.input_dtype} ({hint})")
         return device_buffer.split(view, self.max_batch)
@@ -141,10 +156,9 @@ class Backend(ABC):
         if hasattr(tensor, "__cuda_array_interface__"):
             return self._device_chunks(tensor, count)
         tensor = np.asarray(tensor)
-        s = self.input_size
-        if tensor.shape != (count, 3, s, s):
+        if tensor.shape != self.input_shape(count):
             raise ValueError(f"{self.type_key}: input tensor is {list(tensor.shape)}, model wants "
-                             f"[{count}, 3, {s}, {s}] for a batch of {count} frames")
+                             f"{list(self.input_shape(count))} for a batch of {count} frames")
         if tensor.dtype != self.input_dtype:
             tensor = tensor.astype(self.input_dtype)
         step = self.max_batch  # numpy slices are views: splitting copies nothing

@@ -182,3 +182,68 @@ def load_with_candidates(path: Path, max_candidates: int | None, where: str,
     except CandidateGraphError as exc:
         log.info("%s; %s", exc, instead)
         return None
+
+
+def rows_as_anchors(model: Any, fmt: str, input_size: int, strides: tuple[int, ...] = (8, 16, 32),
+                    where: str = "model") -> Any:
+    """A copy of a yolov5 or yolox model ([B, N, 5+C] rows) whose output is the yolov8 layout
+    [B, 4+C, N], so append_candidate_selection applies to it too: cx, cy, w, h (yolox: decoded on
+    its stride grid, cx = (x + col) * s, w = exp(w) * s) and objectness x class score per class.
+    The best class and score per row are then exactly what the yolov5/yolox decoders compute."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    raw = graph.output[0]
+    dims = list(raw.type.tensor_type.shape.dim)
+    cols = _dim(dims[2]) if len(dims) == 3 else None
+    if cols is None or cols < 6:
+        raise CandidateGraphError(f"{where}: output {raw.name!r} must be [B, N, 5+C] with a fixed 5+C")
+    elem = raw.type.tensor_type.elem_type
+    if elem not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+        raise CandidateGraphError(f"{where}: output {raw.name!r} has element type {elem}; expected float")
+    ftype = np.float16 if elem == TensorProto.FLOAT16 else np.float32
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    p = _PREFIX + "rows/"
+
+    def const(name: str, values: Any, dtype: Any = np.int64) -> str:
+        g.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), p + name))
+        return p + name
+
+    axis2 = const("axis2", [2])
+    cut = lambda a, b, name: helper.make_node("Slice", [raw.name, const(f"{name}_a", [a]),  # noqa: E731
+                                                        const(f"{name}_b", [b]), axis2], [p + name])
+    nodes = [cut(0, 4, "box"), cut(4, 5, "obj"), cut(5, cols, "cls"),
+             helper.make_node("Mul", [p + "cls", p + "obj"], [p + "scores"])]
+    box = p + "box"
+    if fmt == "yolox":
+        grids, steps = [], []
+        for s in strides:
+            n = input_size // s
+            rows, columns = np.divmod(np.arange(n * n), n)
+            grids.append(np.stack([columns, rows], 1))
+            steps.append(np.full((n * n, 1), s))
+        grid, stride = np.concatenate(grids), np.concatenate(steps)
+        nodes += [
+            helper.make_node("Slice", [box, const("z", [0]), const("two", [2]), axis2], [p + "xy"]),
+            helper.make_node("Slice", [box, p + "two", const("four", [4]), axis2], [p + "wh"]),
+            helper.make_node("Add", [p + "xy", const("grid", grid, ftype)], [p + "xy_cell"]),
+            helper.make_node("Mul", [p + "xy_cell", const("stride", stride, ftype)], [p + "cxcy"]),
+            helper.make_node("Exp", [p + "wh"], [p + "wh_exp"]),
+            helper.make_node("Mul", [p + "wh_exp", p + "stride"], [p + "wh_px"]),
+            helper.make_node("Concat", [p + "cxcy", p + "wh_px"], [p + "box_px"], axis=2),
+        ]
+        box = p + "box_px"
+    anchors_name = p + "anchors"
+    nodes += [helper.make_node("Concat", [box, p + "scores"], [p + "rows"], axis=2),
+              helper.make_node("Transpose", [p + "rows"], [anchors_name], perm=[0, 2, 1])]
+    g.node.extend(nodes)
+    batch = dims[0]
+    n_dim: Any = _dim(dims[1]) or "anchors"
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info(
+        anchors_name, elem, [batch.dim_param or batch.dim_value or "batch", cols - 1, n_dim]))
+    return out

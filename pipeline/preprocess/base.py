@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -18,7 +18,43 @@ from pipeline.frame import Frame, FrameBatch, LetterboxTransform, TensorBatch
 
 log = logging.getLogger(__name__)
 
-OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8))
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """What the model's input takes (model.input, resolved by pipeline/infer/model_spec.py):
+    value = (pixel * scale - mean) / std per channel, mean/std in the model's channel order; uint8
+    takes the pixels as they are. The default is the YOLO convention: NCHW RGB 0..1, letterbox 114."""
+
+    layout: str = "NCHW"  # or "NHWC"
+    channels: str = "RGB"  # or "BGR"
+    scale: float = 1 / 255
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize: str = "letterbox"  # or "stretch"
+    pad_value: int = 114
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("NCHW", "NHWC") or self.channels not in ("RGB", "BGR") \
+                or self.resize not in ("letterbox", "stretch"):
+            raise ValueError(f"preprocess: bad input convention {self}")
+
+    @property
+    def normalized(self) -> bool:
+        """Whether mean/std do anything (the plain x * scale path is exact and faster)."""
+        return any(self.mean) or any(s != 1.0 for s in self.std)
+
+    def shape(self, batch: int, size: int) -> tuple[int, int, int, int]:
+        return (batch, 3, size, size) if self.layout == "NCHW" else (batch, size, size, 3)
+
+    def fit(self, width: int, height: int, size: int) -> LetterboxTransform:
+        if self.resize == "stretch":
+            return LetterboxTransform.stretch(width, height, size)
+        return LetterboxTransform.fit(width, height, size)
+
+
+YOLO_INPUT = InputConvention()
 
 # Called once per rejected frame with a one-line reason; the daemon counts these as drops.
 RejectFrame = Callable[[Frame, str], None]
@@ -33,13 +69,13 @@ def log_rejected_frame(frame: Frame, reason: str) -> None:
 
 
 def output_dtype(dtype: Any) -> np.dtype:
-    """numpy dtype for the model input; only float32 and float16 are produced."""
+    """numpy dtype for the model input: float32, float16 or uint8."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise ValueError(f"preprocess: dtype {dtype!r} is not a numpy dtype (use float32 or float16)") from None
+        raise ValueError(f"preprocess: dtype {dtype!r} is not a numpy dtype (use float32, float16 or uint8)") from None
     if dt not in OUTPUT_DTYPES:
-        raise ValueError(f"preprocess: dtype {dt} is not supported (use float32 or float16)")
+        raise ValueError(f"preprocess: dtype {dt} is not supported (use float32, float16 or uint8)")
     return dt
 
 
@@ -92,7 +128,7 @@ class Preprocessor(ABC):
     device: str = "cpu"
 
     def __init__(self, input_size: int, dtype: Any, max_batch: int,
-                 on_reject: RejectFrame | None = None) -> None:
+                 on_reject: RejectFrame | None = None, convention: InputConvention = YOLO_INPUT) -> None:
         if not isinstance(input_size, int) or input_size < 1:
             raise ValueError(f"preprocess: input_size {input_size!r} must be a positive int")
         if not isinstance(max_batch, int) or max_batch < 1:
@@ -100,6 +136,7 @@ class Preprocessor(ABC):
         self.input_size = input_size
         self.dtype = output_dtype(dtype)
         self.max_batch = max_batch
+        self.convention = convention
         self._on_reject = on_reject or log_rejected_frame
         self._closed = False
 
@@ -114,11 +151,11 @@ class Preprocessor(ABC):
                 frames.append(frame)
             else:
                 self._on_reject(frame, problem)
-        transforms = tuple(LetterboxTransform.fit(*image_size(f.image), self.input_size) for f in frames)
+        transforms = tuple(self.convention.fit(*image_size(f.image), self.input_size) for f in frames)
         if frames:
             tensor = self._letterbox([f.image for f in frames], transforms)
         else:  # every frame was rejected (or the batch was empty): nothing for the backend to run
-            tensor = np.zeros((0, 3, self.input_size, self.input_size), self.dtype)
+            tensor = np.zeros(self.convention.shape(0, self.input_size), self.dtype)
         # The pixels are in the tensor now: the frames go on without them, so their buffers (pooled
         # NVDEC pictures, a decode worker's memory and its back-pressure credits) come back at once
         # instead of after inference and postprocessing.
@@ -132,7 +169,7 @@ class Preprocessor(ABC):
 
     @abstractmethod
     def _letterbox(self, images: Sequence[Any], transforms: Sequence[LetterboxTransform]) -> Any:
-        """Checked images (same order as transforms) -> [B,3,S,S] tensor of self.dtype."""
+        """Checked images (same order as transforms) -> [B,3,S,S] (or [B,S,S,3]) tensor of self.dtype."""
 
     def close(self) -> None:
         self._closed = True

@@ -17,6 +17,11 @@ downscaling). Against letterbox_reference the result differs by at most 1 grey l
 value, on ~12% of the resized region (cv2 rounds in 11-bit fixed point, DALI in float); identical
 at scale 1. With DALI's default antialias the error reaches 15/255 at 1280x720 -> 640.
 
+model.input options (InputConvention): BGR adds a color_space_conversion of the resized uint8
+picture; NHWC sets crop_mirror_normalize's output_layout; scale/mean/std become its mean and std
+(mean/scale, std/scale) and the pad its per-channel fill value in output units; uint8 output
+takes mean 0, std 1; stretch is a resize to SxS with the window at 0 (LetterboxTransform.stretch).
+
 (A resize -> slice(pad) -> crop_mirror_normalize(std=1) -> /255 -> cast graph is bit-exact in the
 division too, but 1.5-2x slower on the cpu, mostly in slice and the float16 cast.)
 """
@@ -29,13 +34,14 @@ from nvidia.dali import fn, pipeline_def, types
 
 from pipeline.frame import Frame, LetterboxTransform
 from pipeline.preprocess.base import (
+    YOLO_INPUT,
+    InputConvention,
     Preprocessor,
     PreprocessError,
     RejectFrame,
     frame_problem,
     is_device_image,
 )
-from pipeline.preprocess.reference import PAD_VALUE
 
 IMAGES = "images"
 WIDTHS = "resized_width"
@@ -43,11 +49,26 @@ HEIGHTS = "resized_height"
 WINDOW_X = "window_pos_x"
 WINDOW_Y = "window_pos_y"
 
-DALI_DTYPES = {np.dtype(np.float32): types.FLOAT, np.dtype(np.float16): types.FLOAT16}
+DALI_DTYPES = {np.dtype(np.float32): types.FLOAT, np.dtype(np.float16): types.FLOAT16,
+               np.dtype(np.uint8): types.UINT8}
+
+
+def normalize_arguments(convention: InputConvention, dtype: np.dtype) -> dict[str, Any]:
+    """crop_mirror_normalize's mean, std and fill_values for the convention (output = (in - mean) / std)."""
+    if dtype == np.uint8:
+        return {"mean": 0.0, "std": 1.0, "fill_values": float(convention.pad_value)}
+    if convention.scale == 1 / 255 and not convention.normalized:  # the YOLO default, as before
+        return {"mean": 0.0, "std": 255.0, "fill_values": convention.pad_value / 255.0}
+    s = convention.scale
+    mean = [m / s for m in convention.mean]
+    std = [d / s for d in convention.std]
+    fill = [(convention.pad_value * s - m) / d for m, d in zip(convention.mean, convention.std)]
+    return {"mean": mean, "std": std, "fill_values": fill}
 
 
 @pipeline_def
-def letterbox_graph(device: str, input_size: int, out_dtype: Any):
+def letterbox_graph(device: str, input_size: int, out_dtype: Any, convention: InputConvention = YOLO_INPUT,
+                    out_np_dtype: Any = np.float32):
     # cpu: the frames are immutable and run() waits for the outputs, so DALI may read them in place.
     images = fn.external_source(name=IMAGES, device=device, layout="HWC", ndim=3, dtype=types.UINT8,
                                 no_copy=device == "cpu")
@@ -57,10 +78,12 @@ def letterbox_graph(device: str, input_size: int, out_dtype: Any):
         for name in (WIDTHS, HEIGHTS, WINDOW_X, WINDOW_Y))
     resized = fn.resize(images, resize_x=widths, resize_y=heights,
                         interp_type=types.INTERP_LINEAR, antialias=False)
+    if convention.channels == "BGR":
+        resized = fn.color_space_conversion(resized, image_type=types.RGB, output_type=types.BGR)
     return fn.crop_mirror_normalize(
         resized, crop=[input_size, input_size], crop_pos_x=window_x, crop_pos_y=window_y,
-        out_of_bounds_policy="pad", fill_values=PAD_VALUE / 255.0,
-        mean=0.0, std=255.0, output_layout="CHW", dtype=out_dtype)
+        out_of_bounds_policy="pad", output_layout="CHW" if convention.layout == "NCHW" else "HWC",
+        dtype=out_dtype, **normalize_arguments(convention, np.dtype(out_np_dtype)))
 
 
 def window_position(pad: int, resized: int, input_size: int) -> np.float32:
@@ -121,12 +144,13 @@ class DaliLetterbox(Preprocessor):
     """
 
     def __init__(self, device: str, input_size: int, dtype: Any = np.float32, max_batch: int = 16,
-                 num_threads: int = 2, device_id: int = 0, on_reject: RejectFrame | None = None) -> None:
+                 num_threads: int = 2, device_id: int = 0, on_reject: RejectFrame | None = None,
+                 convention: InputConvention = YOLO_INPUT) -> None:
         if device not in ("cpu", "gpu"):
             raise ValueError(f"preprocess: device {device!r} must be 'cpu' or 'gpu'")
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"preprocess: num_threads {num_threads!r} must be a positive int")
-        super().__init__(input_size, dtype, max_batch, on_reject)
+        super().__init__(input_size, dtype, max_batch, on_reject, convention)
         self.device = device
         self.num_threads = num_threads
         self.device_id = device_id
@@ -135,7 +159,7 @@ class DaliLetterbox(Preprocessor):
 
     def _build(self) -> Any:
         pipe = letterbox_graph(
-            self.device, self.input_size, DALI_DTYPES[self.dtype],
+            self.device, self.input_size, DALI_DTYPES[self.dtype], self.convention, self.dtype,
             batch_size=self.max_batch, num_threads=self.num_threads,
             device_id=self.device_id if self.device == "gpu" else None,
             # run(**inputs) needs depth 1; there is nothing to prefetch: each batch is fed when formed.

@@ -121,3 +121,22 @@ def test_onnxruntime_cuda_io_binding_reads_the_device_tensor():
         means = binding.copy_outputs_to_cpu()[0]
         expected = cupy.asarray(t).get().mean(axis=(1, 2, 3))
     assert np.allclose(means, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nhwc", "bgr", "uint8-nhwc-bgr", "imagenet-fp16", "minus1-plus1", "stretch-pad0"])
+def test_input_conventions_on_the_gpu_match_the_reference(name):
+    """model.input options (docs/models.md) in the GPU graph, against the numpy reference; same tolerance
+    as tests/unit/preprocess/test_preprocess_conventions.py on the cpu. Not yet run on a GPU."""
+    from pipeline.preprocess import ReferencePreprocessor
+    from tests.unit.preprocess.test_preprocess_conventions import CASES
+
+    convention, dtype = CASES[name]
+    frames = [host_frame(w, h, i) for i, (w, h) in enumerate(SIZES[:4])]
+    with create_preprocessor("gpu", 96, dtype, 8, 2, convention=convention) as pre:
+        out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
+    ref = ReferencePreprocessor(96, dtype, 8, convention=convention)(FrameBatch(tuple(frames), 0.0, 0.0))
+    host = cupy.asarray(out.tensor).get()
+    assert host.shape == ref.tensor.shape and host.dtype == ref.tensor.dtype and out.transforms == ref.transforms
+    one_grey = (1.0 if dtype == np.uint8 else convention.scale / min(convention.std)) * 1.001
+    tol = one_grey + (2e-3 * np.abs(ref.tensor.astype(np.float32)).max() if dtype == np.float16 else 0)
+    assert np.abs(host.astype(np.float32) - ref.tensor.astype(np.float32)).max() <= tol

@@ -13,7 +13,18 @@ import onnxruntime as ort
 from pipeline.config import ModelConfig
 from pipeline.frame import OutputLayout
 from pipeline.infer.base import Backend, parse_device, register_backend
-from pipeline.infer.candidates import load_with_candidates
+from pipeline.infer.candidates import OUTPUT_NAME as CANDIDATES_OUTPUT
+from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection, rows_as_anchors
+from pipeline.infer.model_spec import (
+    ModelError,
+    ModelSpec,
+    batch_plan,
+    load_onnx,
+    pack_outputs,
+    resolve_model,
+    run_names,
+    with_dynamic_batch,
+)
 from pipeline.gpu.device_buffer import DeviceView
 from pipeline.infer.onnxruntime.fp16 import fp16_model_path
 from pipeline.gpu.stream import CudaStream
@@ -84,15 +95,27 @@ class OnnxRuntimeBackend(Backend):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._path = Path(model.path)
-        self._labels = list(model.labels)
         self._device, self._device_id = parse_device(device)
         self._gpu_options = model.onnxruntime
-        if not self._path.is_file():
-            raise ValueError(f"{self._path}: no such model file")
+        try:
+            proto = load_onnx(self._path)
+            spec = resolve_model(model, proto)
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+        self._model_spec = spec
+        self._labels = list(spec.labels)
+        self._run_names = run_names(spec)
+        if self._device == "gpu" and spec.input.size_input is not None:
+            raise ValueError(f"{self._path}: a model with a second input ({spec.input.size_input}) runs on device "
+                             f"cpu only; export it without that input for the GPU")
+        if self._device == "gpu" and len(self._run_names) > 1:
+            raise ValueError(f"{self._path}: model.format end2end with several outputs ({', '.join(self._run_names)}) "
+                             f"runs on device cpu only; export one [B, N, 6] output for the GPU")
         self._providers({})  # fails early, in one line, when the CUDA EP is missing
         load_path = self._path
         if self._device == "gpu" and model.precision == "fp16":
             load_path = fp16_model_path(self._path, cache_dir)
+            proto = load_onnx(load_path)
         elif model.precision == "fp16":
             log.info("%s: precision fp16 on the CPU runs the fp32 model (CPU kernels are fp32)", self._path)
 
@@ -102,18 +125,22 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
         self._output_layout = OutputLayout.ANCHORS
-        source: str | bytes = str(load_path)
-        self._graph: Any = None  # the onnx.ModelProto run, when the onnx package could read it
-        candidates = self._candidate_model(load_path, model.max_candidates)
+        self.batch_note, dynamic = batch_plan(spec, max_batch)  # checked on the fp32 file (CPU kernels)
+        if dynamic is not None:
+            proto = with_dynamic_batch(proto)
+        source: str | bytes = str(load_path) if dynamic is None else proto.SerializeToString()
+        self._graph: Any = None  # the onnx.ModelProto run, when the candidate graph was appended
+        candidates = self._candidate_model(proto, model.max_candidates)
         if candidates is not None:
             self._graph, self._output_layout = candidates, OutputLayout.CANDIDATES
+            self._run_names = [CANDIDATES_OUTPUT]
             source = candidates.SerializeToString()
         self._source, self._options = source, options
         self._session = self._new_session()
         if self._device == "gpu" and self._session.get_providers()[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"{self._path}: CUDAExecutionProvider did not load (CUDA/cuDNN libraries "
                                f"missing?); session providers: {self._session.get_providers()}")
-        self._check_signature(model.input_size)
+        self._check_signature(spec)
         self._max_batch = self._fixed_batch or max_batch
         self._batch_sessions: dict[int, BatchSizeSession] = {}  # GPU: one per padded batch size
         self._stream: CudaStream | None = None
@@ -125,9 +152,12 @@ class OnnxRuntimeBackend(Backend):
             graphs = sum(s.cuda_graph for s in self._batch_sessions.values())
             log.info("%s: warmed up batch sizes %s on the GPU in %.1f s (%d of them as CUDA graphs)",
                      self._path, self._gpu_batch_sizes(), time.perf_counter() - started, graphs)
+        else:
+            self._check_first_output()
         log.info("loaded %s: input %s %s %s, output %s %s, max batch %d, %s", self._path, self._input_name,
                  _dims(self._input_shape), self._input_dtype, self._output_name, _dims(self._output_shape),
                  self._max_batch, self._session.get_providers()[0])
+        log.info("%s: %s", self._path, spec.describe(self.batch_note))
 
     # ------------------------------------------------------------------ load-time checks
 
@@ -146,11 +176,10 @@ class OnnxRuntimeBackend(Backend):
         if session is None:
             model = self._source if self._graph is None or self._fixed_batch else \
                 with_fixed_batch(self._graph, batch)
-            s = self._input_size
             stream = stream_provider_options(self._stream) if self._stream is not None else {}
             session = BatchSizeSession(
                 lambda data, extra: self._new_session(data, {**stream, **extra}), model, batch,
-                input_name=self._input_name, output_name=self._output_name, item_shape=(3, s, s),
+                input_name=self._input_name, output_name=self._output_name, item_shape=self.input_shape(1)[1:],
                 input_dtype=self._input_dtype, device_id=self._device_id,
                 cuda_graph=self._gpu_options.cuda_graph, where=str(self._path),
                 stream=self._stream.handle if self._stream is not None else None)
@@ -165,11 +194,23 @@ class OnnxRuntimeBackend(Backend):
                         self._path, exc)
             return None
 
-    def _candidate_model(self, load_path: Path, max_candidates: int | None) -> Any:
+    def _candidate_model(self, proto: Any, max_candidates: int | None) -> Any:
         """The model (onnx.ModelProto) with on-device candidate selection (pipeline/infer/candidates.py),
-        or None to decode the full output on the host (switched off, or a model the graph does not fit)."""
-        return load_with_candidates(load_path, max_candidates, str(self._path), self._check_output,
-                                    "the full model output is decoded on the host")
+        or None to decode the full output on the host: switched off, format end2end (its output is
+        small already), or a model the graph does not fit. yolov5/yolox rows are turned into the
+        yolov8 layout in the graph first (candidates.rows_as_anchors)."""
+        if not max_candidates:
+            return None
+        spec = self._model_spec
+        if spec.format not in ("yolov8", "yolov5", "yolox"):
+            return None  # end2end outputs are already a few hundred rows
+        try:
+            if spec.format != "yolov8":  # rows [B, N, 5+C] -> anchors [B, 4+C, N], then the same selection
+                proto = rows_as_anchors(proto, spec.format, spec.input.size, spec.strides, str(self._path))
+            return append_candidate_selection(proto, max_candidates, str(self._path))
+        except CandidateGraphError as exc:
+            log.info("%s; the full model output is decoded on the host", exc)
+            return None
 
     def _providers(self, cuda_options: dict[str, str]) -> list[Any]:
         if self._device == "cpu":
@@ -184,51 +225,48 @@ class OnnxRuntimeBackend(Backend):
             options["prefer_nhwc"] = "1"
         return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
-    def _check_signature(self, input_size: int) -> None:
-        where = self._path
-        inputs = self._session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"{where}: model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                             f"expected one image input [B, 3, S, S]")
+    def _check_signature(self, spec: ModelSpec) -> None:
+        """The session's own view of the model (after any graph edits) against the resolved spec."""
+        inputs = [i for i in self._session.get_inputs() if i.name != spec.input.size_input]
         inp = inputs[0]
-        shape = list(inp.shape)
-        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-            raise ValueError(f"{where}: model input {inp.name!r} is {_dims(shape)}; expected [B, 3, S, S]")
-        for d in shape[2:]:
-            if isinstance(d, int) and d != input_size:
-                raise ValueError(f"{where}: model input {inp.name!r} is {_dims(shape)} but model.input_size "
-                                 f"is {input_size}")
-        if inp.type not in ORT_DTYPES:
-            raise ValueError(f"{where}: model input {inp.name!r} has type {inp.type}; expected float, "
-                             f"float16 or uint8")
-
-        out = self._session.get_outputs()[0]
-        out_shape = list(out.shape)
-        if self._output_layout is OutputLayout.ANCHORS:
-            self._check_output(out.name, out_shape)
-
+        if len(inputs) != 1 or inp.name != spec.input.name or ORT_DTYPES.get(inp.type) != spec.input.dtype:
+            raise ValueError(f"{self._path}: the runtime sees inputs "
+                             f"{', '.join(f'{i.name} {i.type}' for i in inputs)}; expected one {spec.input.dtype} "
+                             f"input {spec.input.name!r}")
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        missing = [n for n in self._run_names if n not in outputs]
+        if missing:
+            raise ValueError(f"{self._path}: the runtime has no output {missing[0]!r}; outputs: {', '.join(outputs)}")
+        out = outputs[self._run_names[0]]
         self._input_name = inp.name
-        self._input_shape = shape
-        self._input_dtype = ORT_DTYPES[inp.type]
-        self._input_size = input_size
+        self._input_shape = list(inp.shape)
+        self._input_dtype = spec.input.dtype
+        self._input_size = spec.input.size
+        self._input_layout = spec.input.layout
         self._output_name = out.name
-        self._output_shape = out_shape
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        self._output_shape = list(out.shape)
+        batch = self._input_shape[0]
+        self._fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
 
-    def _check_output(self, name: str, out_shape: list[Any]) -> None:
-        """The model's own output must be YOLOv8's [B, 4+classes, N] for the configured labels."""
-        where = self._path
-        want = 4 + len(self._labels)
-        if len(out_shape) != 3:
-            raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}; expected "
-                             f"[B, 4+classes, N] (YOLOv8 layout)")
-        rows, anchors = out_shape[1], out_shape[2]
-        if isinstance(rows, int) and rows != want:
-            if anchors == want:
-                raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}, which looks "
-                                 f"transposed; expected [B, {want}, N] (4 box rows + {want - 4} classes)")
-            raise ValueError(f"{where}: model output {name!r} is {_dims(out_shape)}: {rows - 4} classes, "
-                             f"but model.labels has {len(self._labels)}")
+    def _check_first_output(self) -> None:
+        """One grey picture through the model at start-up (CPU): a model that fails on a plain picture,
+        returns NaN for it, or whose output (dynamic dimensions known only now) its format cannot
+        read fails here, in one line, instead of on every batch."""
+        grey = np.full(self.input_shape(1), self._model_spec.input.pad_value, np.uint8)
+        x = grey if self._input_dtype == np.uint8 else (grey * self._model_spec.input.scale).astype(self._input_dtype)
+        try:
+            out = self._run_chunk(x, 1)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ORT's messages are long
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{self._path}: the model failed on a test picture: {first}") from None
+        if np.isnan(out).any():
+            raise ValueError(f"{self._path}: the model outputs NaN on a plain grey picture "
+                             f"(output {list(out.shape)}); check the export (fp16 overflow?)")
+        problem = None if self._output_layout is OutputLayout.CANDIDATES else self._model_spec.output_problem(out)
+        if problem:  # shapes left dynamic in the file are only known now
+            raise ValueError(f"{self._path}: {problem}")
 
     # ------------------------------------------------------------------ contract
 
@@ -256,13 +294,15 @@ class OnnxRuntimeBackend(Backend):
                 # fixed-batch models take exactly that many images: pad, then drop the padding's outputs
                 pad = np.zeros((self._fixed_batch - count,) + chunk.shape[1:], dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            out = self._session.run([self._output_name], {self._input_name: chunk})[0]
+            outs = self._session.run(self._run_names, self._model_spec.input.feeds(chunk))
+            if self._output_layout is OutputLayout.CANDIDATES:
+                out = outs[0]
+            else:
+                out = pack_outputs(self._model_spec, outs, count)
         out = np.asarray(out[:count], dtype=np.float32)
-        rows = self.output_rows
-        if out.ndim != 3 or out.shape[1] != rows:
-            raise ValueError(f"{self._path}: model output is {list(out.shape)}; expected "
-                             f"[{count}, {rows}, N] ({self._output_layout.value} layout, "
-                             f"{len(self._labels)} labels)")
+        if out.ndim != 3:
+            raise ValueError(f"{self._path}: model output is {list(out.shape)}; expected rank 3 "
+                             f"({self._model_spec.format}, {self._output_layout.value} layout)")
         return out
 
     def _device_chunks(self, tensor: Any, count: int) -> list[tuple[Any, int]]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
+from pipeline.infer.model_spec import ModelError, tensorrt_spec
 from pipeline.infer.base import Backend, parse_device, register_backend
 from pipeline.gpu.device_buffer import DeviceView
 from pipeline.gpu.buffers import DeviceBuffer, PinnedHostArray
@@ -115,6 +116,13 @@ class TensorRtBackend(Backend):
         self._closed = True  # until fully built, so close() after a failed start frees only what exists
         self._slots: list[_ContextSlot] = []
         self._path = Path(model.path)
+        try:
+            self._model_spec = tensorrt_spec(model)
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
+        # labels from the model's metadata and a static input size count from here on (engine builds too)
+        model = model.model_copy(update={"labels": list(self._model_spec.labels),
+                                         "input_size": self._model_spec.input.size})
         self._labels = list(model.labels)
         self._input_size = model.input_size
         trt = trt_module if trt_module is not None else load_tensorrt()

@@ -126,7 +126,8 @@ class BenchRun:
     def _batch_stages(self, frames: list, batch: int) -> dict[str, StageResult]:
         from pipeline.app.gpu_assignment import device_path
         from pipeline.infer import create_backend
-        from pipeline.postprocess import YoloPostprocessor
+        from pipeline.infer.model_spec import resolve_model
+        from pipeline.postprocess import DetectionPostprocessor
         from pipeline.preprocess import preprocessor_from_config
 
         cfg, opts, out = self.cfg, self.options, {}
@@ -138,7 +139,8 @@ class BenchRun:
         backends: list = []
         try:
             self.progress(f"preprocess: {cfg.preprocess.device}, batch {batch} ...")
-            preprocess = preprocessor_from_config(cfg)
+            spec = resolve_model(cfg.model)  # the model's input size, conventions, format and classes
+            preprocess = preprocessor_from_config(cfg, spec=spec)
             out["preprocess"], tensor = measure_preprocess(preprocess, frames, batch, opts.seconds, self.gpu)
             self._said(out["preprocess"])
             if "inference" in opts.stages:
@@ -148,8 +150,8 @@ class BenchRun:
                     backends.append(create_backend(cfg.model, batch, device_path(cfg).model_device))
                 out["inference"], result = measure_inference(backends, tensor, opts.seconds, self.gpu)
                 self._said(out["inference"])
-                post = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold, cfg.model.iou_threshold,
-                                         cfg.model.max_detections)
+                post = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold, cfg.model.iou_threshold,
+                                                        cfg.model.max_detections)
                 out["postprocess"] = measure_postprocess(post, result, opts.seconds, self.gpu)
                 self._said(out["postprocess"])
         except Exception as exc:  # noqa: BLE001

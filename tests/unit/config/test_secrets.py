@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import ConfigError, parse_config
 from tests.support.daemon_harness import REPO
+from tests.support.tiny_model import build_tiny_yolo_onnx
 
 CONFIG = """\
 cameras:
@@ -72,8 +73,7 @@ def test_secret_names_cannot_leave_the_credentials_directory(creds: Path, name: 
 
 
 def test_check_never_prints_the_secret(tmp_path: Path, creds: Path) -> None:
-    model = tmp_path / "m.onnx"
-    model.write_bytes(b"onnx")
+    build_tiny_yolo_onnx(tmp_path / "m.onnx", num_classes=1)  # check also resolves the model
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(CONFIG)
     out = subprocess.run([sys.executable, "-m", "pipeline", "check", str(cfg)], cwd=REPO, capture_output=True,

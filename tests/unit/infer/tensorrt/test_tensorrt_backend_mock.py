@@ -21,11 +21,11 @@ import pytest
 from pipeline.config import ModelConfig, TensorRtConfig
 from pipeline.frame import Frame, LetterboxTransform, OutputLayout, TensorBatch
 from pipeline.infer.tensorrt.backend import TensorRtBackend
-from pipeline.infer.tensorrt.build import EngineBuildError
 from pipeline.infer.tensorrt.cuda import gpu_identity
 from pipeline.infer.tensorrt.engine import engine_target
 from pipeline.infer.tensorrt.engine_cache import EngineCache
 from tests.support.tiny_model import INPUT_NAME, build_tiny_yolo_onnx, tiny_yolo_reference
+from tests.support.model_families import build_tiny_yolox_onnx
 from tests.support.mock_tensorrt import FakeCudaRuntime, FakeTensorRt, fake_plan
 
 SIZE = 64
@@ -273,6 +273,19 @@ def test_full_output_engine_of_the_same_model_is_another_cache_entry(tmp_path: P
 def test_label_count_is_checked_on_the_models_own_output_before_candidates(tmp_path: Path, tiny3: Path) -> None:
     rt = FakeCudaRuntime()
     model = model_config(tiny3, tmp_path / "engines", labels=("a", "b"), max_candidates=K)
-    with pytest.raises(EngineBuildError) as err:  # before any build: the fake's Builder would raise otherwise
+    with pytest.raises(ValueError) as err:  # before any build: the fake's Builder would raise otherwise
         TensorRtBackend(model, 4, "gpu", trt_module=FakeTensorRt(rt), cuda_runtime=rt)
-    assert str(err.value) == f"{tiny3}: model output 'output0' is [-1, 7, 64]: 3 classes, but model.labels has 2"
+    msg = str(err.value)  # resolved from the ONNX file (pipeline/infer/model_spec.py) before any engine work
+    assert "\n" not in msg and msg.startswith(f"{tiny3}: output output0 [batch, 7, 64]")
+    assert "as yolov8 it has 3 classes, but model.labels has 2" in msg
+
+
+def test_formats_other_than_yolov8_are_refused_in_one_line(tmp_path: Path) -> None:
+    onnx = build_tiny_yolox_onnx(tmp_path / "yolox.onnx", num_classes=2, input_size=SIZE)
+    rt = FakeCudaRuntime()
+    model = model_config(onnx, tmp_path / "engines", labels=("a", "b"), max_candidates=K)
+    with pytest.raises(ValueError) as err:
+        TensorRtBackend(model.model_copy(update={"format": "yolox"}), 4, "gpu", trt_module=FakeTensorRt(rt),
+                        cuda_runtime=rt)
+    assert str(err.value) == (f"{onnx}: model.format yolox runs on backend onnxruntime only; backend tensorrt "
+                              f"decodes the yolov8 layout [B, 4+C, N] (docs/models.md)")
