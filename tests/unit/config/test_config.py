@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, load_config, parse_config
+from tests.support.tiny_model import build_tiny_yolo_onnx
 
 GOOD = """\
 cameras:
@@ -70,9 +71,9 @@ def test_labels_from_file(tmp_path: Path) -> None:
     ("max_batch: 8", "max_batch: lots", 12, "scheduler.max_batch: Input should be a valid integer"),
     ('"tcp://127.0.0.1:5599"', '"localhost:5599"', 13, "publish.bind: bind 'localhost:5599' must look like"),
     ("  labels: [person, car]\n", "  labels: [person, car]\n  format: yolo9\n", 11,
-     "model.format: Input should be 'auto', 'yolov8', 'yolov5', 'end2end' or 'yolox'"),
+     "model.format: 'yolo9' is not valid; expected 'auto', 'yolov8', 'yolov5', 'end2end' or 'yolox'"),
     ("  labels: [person, car]\n", "  labels: [person, car]\n  input: {layout: NCWH}\n", 11,
-     "model.input.layout: Input should be 'NCHW' or 'NHWC'"),
+     "model.input.layout: 'NCWH' is not valid; expected 'NCHW' or 'NHWC'"),
     ("  labels: [person, car]\n", "  labels: [person, car]\n  input: {dtype: uint8, scale: 0.5}\n", 11,
      "model.input: dtype uint8 takes raw pixels"),
     ("    realtime: false\n", "    realtime: false\n  - id: x\n    url: rtsp://h/s\n    loop: true\n", 10,
@@ -184,7 +185,9 @@ def test_check_prints_the_gpu_assignment(tmp_path: Path, capsys: pytest.CaptureF
 
     monkeypatch.setenv("PW", "x")
     text = GOOD.replace("    realtime: false\n", "    realtime: false\n    gpu: 1\n") + "gpus: [0, 1]\nfailover: true\n"
-    assert main(["check", str(write_tree(tmp_path, text))]) == EXIT_OK
+    cfg = write_tree(tmp_path, text)
+    build_tiny_yolo_onnx(tmp_path / "models" / "detector.onnx", num_classes=2, input_size=320)  # check resolves the model
+    assert main(["check", str(cfg)]) == EXIT_OK
     err = capsys.readouterr().err
     assert "#   gpu 0: 1 camera(s), 62.2 Mpx/s: lobby" in err and "#   gpu 1: 1 camera(s), 62.2 Mpx/s: parking" in err
 
