@@ -167,7 +167,8 @@ class Daemon:
         dtype = np.dtype(self._backends[0].input_dtype)
         self._preprocess = create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
-                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame)
+                                               device_id=cfg.decode.gpu_id, on_reject=self._reject_frame,
+                                               kernel=cfg.preprocess.kernel)
         self._postprocess = YoloPostprocessor(cfg.model.labels, cfg.model.score_threshold,
                                               cfg.model.iou_threshold, cfg.model.max_detections,
                                               on_truncated=self._candidates_truncated)

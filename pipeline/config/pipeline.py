@@ -1,7 +1,7 @@
 """The whole config file: cameras, model and the stage sections."""
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
@@ -29,4 +29,14 @@ class PipelineConfig(StrictModel):
             seen.add(cam.id)
         if not v:
             raise ValueError("at least one camera is needed")
+        return v
+
+    @field_validator("preprocess")
+    @classmethod
+    def _takes_what_decode_gives(cls, v: PreprocessConfig, info: ValidationInfo) -> PreprocessConfig:
+        decode = info.data.get("decode")
+        if (decode is not None and decode.device == "gpu" and decode.nvdec_output == "nv12"
+                and (v.device, v.kernel) != ("gpu", "fused")):
+            raise ValueError(f"decode.nvdec_output nv12 needs preprocess device gpu with kernel fused "
+                             f"(here device {v.device}, kernel {v.kernel}); or set decode.nvdec_output: rgb")
         return v

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, max_batch: int = 16,
                         num_threads: int = 2, *, device_id: int = 0,
-                        on_reject: RejectFrame | None = None) -> Preprocessor:
-    """The DALI letterbox for `device` ("cpu" | "gpu"); its pipeline is built here, once.
+                        on_reject: RejectFrame | None = None, kernel: str = "dali") -> Preprocessor:
+    """The letterbox for `device` ("cpu" | "gpu"), built here, once.
+
+    kernel (gpu only): "fused", the single-pass CUDA kernel (fused.py; takes NV12 and RGB frames),
+    or "dali", the DALI letterbox (the reference path; RGB frames). On the cpu it is always DALI.
 
     dtype: float32 or float16 output. device_id: the GPU (gpu only). on_reject(frame, reason) is
     called for each frame whose image cannot be letterboxed (default: a warning in the log); the
@@ -36,6 +39,12 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
     """
     if device not in ("cpu", "gpu"):
         raise ValueError(f"preprocess: device {device!r} must be 'cpu' or 'gpu'")
+    if kernel not in ("fused", "dali"):
+        raise ValueError(f"preprocess: kernel {kernel!r} must be 'fused' or 'dali'")
+    if device == "gpu" and kernel == "fused":
+        from pipeline.preprocess.fused import FusedLetterbox  # cuda-python only on first use
+
+        return FusedLetterbox(input_size, dtype, max_batch, device_id, on_reject)
     try:
         from pipeline.preprocess.dali import DaliLetterbox
     except ImportError as exc:
@@ -53,4 +62,5 @@ def preprocessor_from_config(cfg: "PipelineConfig", dtype: Any | None = None,
     if dtype is None:
         dtype = np.float16 if cfg.model.precision == "fp16" else np.float32
     return create_preprocessor(cfg.preprocess.device, cfg.model.input_size, dtype, cfg.scheduler.max_batch,
-                               cfg.preprocess.num_threads, device_id=cfg.decode.gpu_id, on_reject=on_reject)
+                               cfg.preprocess.num_threads, device_id=cfg.decode.gpu_id, on_reject=on_reject,
+                               kernel=cfg.preprocess.kernel)
