@@ -260,6 +260,9 @@ class FusedLetterbox(Preprocessor):
             self._pool = DeviceBufferPool(device_id)  # output tensors and uploads of host frames
             self._params_nbytes = FRAME_PARAMS.itemsize * max_batch
             self._params_ptr = self._pool.take(self._params_nbytes)
+            # CUDA events around each launch: the kernel's own GPU time, which `pipeline bench`
+            # reports (gpu_seconds / gpu_frames), costs two event records per batch
+            self._events = tuple(check(self._rt.cudaEventCreate(), "cudaEventCreate") for _ in range(2))
         except PreprocessError:
             raise
         except Exception as exc:  # no device, no driver, no NVRTC library
@@ -267,6 +270,8 @@ class FusedLetterbox(Preprocessor):
                                   f"{_first_line(exc)}") from exc
         # host staging for the per-frame parameters (a few hundred bytes a batch)
         self._params_host = np.zeros(max_batch, FRAME_PARAMS)
+        self.gpu_seconds = 0.0  # kernel time summed over every batch so far
+        self.gpu_frames = 0
 
     def _frame_problems(self, frames: Sequence[Frame]) -> list[str | None]:
         return [frame_problem(f, allow_device=True, allow_nv12=True) for f in frames]
@@ -305,9 +310,13 @@ class FusedLetterbox(Preprocessor):
                     np.array([size], np.int32), np.array([np.float32(PAD_VALUE) / np.float32(255)], np.float32))
             arg_ptrs = np.array([a.ctypes.data for a in args], np.uint64)
             grid = ((size + BLOCK[0] - 1) // BLOCK[0], (size + BLOCK[1] - 1) // BLOCK[1], count)
+            check(rt.cudaEventRecord(self._events[0], self._stream), "cudaEventRecord")
             check(driver.cuLaunchKernel(self._kernels.functions[self.dtype], *grid, *BLOCK, 0, self._stream,
                                         arg_ptrs.ctypes.data, 0), "cuLaunchKernel")
+            check(rt.cudaEventRecord(self._events[1], self._stream), "cudaEventRecord")
             check(rt.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+            self.gpu_seconds += check(rt.cudaEventElapsedTime(*self._events), "cudaEventElapsedTime") / 1000.0
+            self.gpu_frames += count
         except Exception as exc:
             sizes = ", ".join(f"{t.src_width}x{t.src_height}" for t in transforms)
             raise PreprocessError(f"preprocess: fused letterbox failed on a batch of {count} ({sizes}): "
@@ -326,6 +335,8 @@ class FusedLetterbox(Preprocessor):
         super().close()
         self._pool.give_back(self._params_ptr, self._params_nbytes)
         self._pool.close()  # tensors still handed out are freed when they go
+        for event in self._events:
+            self._rt.cudaEventDestroy(event)
         self._rt.cudaStreamDestroy(self._stream)
 
 
