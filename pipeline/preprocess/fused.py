@@ -280,6 +280,8 @@ class FusedLetterbox(Preprocessor):
         from cuda.bindings import driver
 
         count, size = len(images), self.input_size
+        # the batch thread, not the one that built us: make this device's primary context current
+        self._check(self._rt.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
         uploads = []  # host frames copied to the GPU: kept alive until the kernel has run
         params = self._params_host[:count]
         for i, (image, t) in enumerate(zip(images, transforms)):

@@ -8,6 +8,7 @@ within the two tolerances. NVDEC's own NV12 output is checked against PyAV's CPU
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -40,6 +41,13 @@ def smooth_rgb(w: int, h: int, seed: int) -> np.ndarray:
     return np.clip(image.astype(np.int16) + rng.integers(-6, 7, image.shape), 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=None)
+def nv12_and_truth(w: int, h: int, seed: int, matrix: str, full_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(NV12 of a smooth picture, its numpy RGB conversion); cached: fp32 and fp16 share them."""
+    nv12 = rgb_to_nv12_reference(smooth_rgb(w, h, seed), matrix, full_range)
+    return nv12, nv12_to_rgb_reference(nv12, w, h, matrix, full_range)
+
+
 def frame(image, w: int, h: int, i: int) -> Frame:
     return Frame(f"cam{i}", i, None, 0.0, w, h, image)
 
@@ -56,8 +64,8 @@ def pool():
 def test_fused_nv12_matches_numpy_and_dali(pool, matrix, full_range, dtype):
     rgbs, nv12s, frames = [], [], []
     for i, (w, h) in enumerate(SIZES):
-        nv12 = rgb_to_nv12_reference(smooth_rgb(w, h, i), matrix, full_range)
-        rgbs.append(nv12_to_rgb_reference(nv12, w, h, matrix, full_range))  # the truth's input
+        nv12, truth = nv12_and_truth(w, h, i, matrix, full_range)
+        rgbs.append(truth)  # the input of the truth (and of DALI)
         nv12s.append(nv12)
         frames.append(frame(upload_nv12(pool, nv12, w, h, matrix, full_range), w, h, i))
     with create_preprocessor("gpu", 640, dtype, 4, kernel="fused") as fused, \
