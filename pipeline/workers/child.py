@@ -167,9 +167,14 @@ class DecodeWorker:
             run.stop.set()
         # Camera threads are daemon threads and the process leaves with os._exit: one that is slow
         # to stop is not waited for beyond EXIT_CAMERAS_S.
-        deadline = time.monotonic() + EXIT_CAMERAS_S
+        started = time.monotonic()
+        deadline = started + EXIT_CAMERAS_S
         for run in runs:
             run.thread.join(max(0.0, deadline - time.monotonic()))
+        running = sum(run.thread.is_alive() for run in runs)
+        if running:  # says, in the daemon's log, whether a kill that follows waited on cameras or on the exit
+            log.warning("%d camera thread(s) still running %.2f s after shutdown; leaving without them",
+                        running, time.monotonic() - started)
         self.outbox.close(EXIT_FLUSH_S)
 
     # ------------------------------------------------------------------ cameras
