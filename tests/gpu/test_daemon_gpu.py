@@ -30,7 +30,8 @@ DEMO_MODEL = DEMO / "detector.onnx"
 
 
 def gpu_sections() -> dict:
-    return {"decode": {"device": "gpu"}, "preprocess": {"device": "gpu"}}
+    # the recommended GPU setup (configs/gpu.yaml): NVDEC's NV12 straight into the fused kernel
+    return {"decode": {"device": "gpu", "nvdec_output": "nv12"}, "preprocess": {"device": "gpu", "kernel": "fused"}}
 
 
 def three_clips(tmp_path: Path) -> list[dict]:
