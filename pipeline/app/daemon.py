@@ -152,7 +152,8 @@ class Daemon:
         self._preprocess = create_preprocessor(cfg.preprocess.device, spec.input.size, dtype,
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
                                                device_id=self._device_path.gpu, on_reject=self._reject_frame,
-                                               convention=spec.convention())
+                                               convention=spec.convention(), kernel=cfg.preprocess.kernel,
+                                               nv12_frames=cfg.decode.nvdec_output == "nv12")
         preprocess = (self.options.wrap_preprocessor or (lambda p: p))(self._preprocess)
         postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold, cfg.model.iou_threshold,
                                                        cfg.model.max_detections, on_truncated=self._candidates_truncated,

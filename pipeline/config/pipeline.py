@@ -79,3 +79,13 @@ class PipelineConfig(StrictModel):
         if not v:
             raise ValueError("at least one camera is needed")
         return v
+
+    @field_validator("preprocess")
+    @classmethod
+    def _takes_what_decode_gives(cls, v: PreprocessConfig, info: ValidationInfo) -> PreprocessConfig:
+        decode = info.data.get("decode")
+        if (decode is not None and decode.device == "gpu" and decode.nvdec_output == "nv12"
+                and (v.device, v.kernel) != ("gpu", "fused")):
+            raise ValueError(f"decode.nvdec_output nv12 needs preprocess device gpu with kernel fused "
+                             f"(here device {v.device}, kernel {v.kernel}); or set decode.nvdec_output: rgb")
+        return v

@@ -16,11 +16,17 @@ class DecodeConfig(StrictModel):
     # Processes that run the cameras (decode included), so decoding does not share the daemon's
     # GIL; 0: camera threads in the daemon process (pipeline/workers/).
     workers: int = Field(0, ge=0, le=64)
+    # What NVDEC hands on: "nv12", the decoded surface as is (the fused preprocess kernel converts
+    # it to RGB while it letterboxes: one pass), or "rgb", NVDEC's own conversion (DALI needs it).
+    nvdec_output: Literal["nv12", "rgb"] = "rgb"
 
 
 class PreprocessConfig(StrictModel):
     device: Literal["cpu", "gpu"] = "cpu"
-    num_threads: int = Field(2, ge=1, le=64)
+    # gpu only: "fused", one CUDA kernel that converts, letterboxes and normalises in one pass
+    # (takes NV12 or RGB); "dali", the DALI letterbox (RGB only; the reference path).
+    kernel: Literal["fused", "dali"] = "fused"
+    num_threads: int = Field(2, ge=1, le=64)  # DALI's worker threads
 
 
 class SchedulerConfig(StrictModel):

@@ -34,8 +34,15 @@ log = logging.getLogger(__name__)
 def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, max_batch: int = 16,
                         num_threads: int = 2, *, device_id: int = 0,
                         on_reject: RejectFrame | None = None,
-                        convention: InputConvention = YOLO_INPUT) -> Preprocessor:
-    """The DALI letterbox for `device` ("cpu" | "gpu"); its pipeline is built here, once.
+                        convention: InputConvention = YOLO_INPUT, kernel: str = "dali",
+                        nv12_frames: bool = False) -> Preprocessor:
+    """The letterbox for `device` ("cpu" | "gpu"), built here, once.
+
+    kernel (gpu only): "fused", the single-pass CUDA kernel (fused.py; takes NV12 and RGB frames),
+    or "dali", the DALI letterbox (the reference path; RGB frames). On the cpu it is always DALI.
+    The fused kernel writes the YOLO convention (NCHW RGB, x/255, letterbox 114) in float32/float16:
+    a model that takes anything else runs on DALI instead (a warning), unless the frames are NV12
+    (`nv12_frames`, which only the fused kernel reads): then this is a PreprocessError.
 
     dtype: float32, float16 or uint8 output. convention: the model's input conventions (layout,
     channel order, scale/mean/std, letterbox or stretch; model_spec.input_convention). device_id: the GPU (gpu only). on_reject(frame, reason) is
@@ -45,6 +52,22 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
     """
     if device not in ("cpu", "gpu"):
         raise ValueError(f"preprocess: device {device!r} must be 'cpu' or 'gpu'")
+    if kernel not in ("fused", "dali"):
+        raise ValueError(f"preprocess: kernel {kernel!r} must be 'fused' or 'dali'")
+    if device == "gpu" and kernel == "fused" and not fused_kernel_fits(convention, dtype):
+        if nv12_frames:
+            raise PreprocessError(
+                "preprocess: decode.nvdec_output nv12 needs preprocess.kernel fused, which writes NCHW RGB "
+                f"x/255 letterboxed float input; this model takes {convention.layout} {convention.channels} "
+                f"{np.dtype(dtype).name} {convention.resize}: use decode.nvdec_output rgb")
+        log.warning("preprocess: the fused kernel writes NCHW RGB x/255 letterboxed float input; this model "
+                    "takes %s %s %s %s, so DALI prepares its frames", convention.layout, convention.channels,
+                    np.dtype(dtype).name, convention.resize)
+        kernel = "dali"
+    if device == "gpu" and kernel == "fused":
+        from pipeline.preprocess.fused import FusedLetterbox  # cuda-python only on first use
+
+        return FusedLetterbox(input_size, dtype, max_batch, device_id, on_reject)
     try:
         from pipeline.preprocess.dali import DaliLetterbox
     except ImportError as exc:
@@ -53,6 +76,11 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
         log.warning("preprocess: NVIDIA DALI unavailable (%s); using the OpenCV reference letterbox", exc)
         return ReferencePreprocessor(input_size, dtype, max_batch, on_reject, convention)
     return DaliLetterbox(device, input_size, dtype, max_batch, num_threads, device_id, on_reject, convention)
+
+
+def fused_kernel_fits(convention: InputConvention, dtype: Any) -> bool:
+    """Whether the fused kernel (fused.py) writes what this model takes."""
+    return convention == YOLO_INPUT and np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def preprocessor_from_config(cfg: "PipelineConfig", dtype: Any | None = None,
@@ -69,4 +97,5 @@ def preprocessor_from_config(cfg: "PipelineConfig", dtype: Any | None = None,
     convention = spec.convention() if spec is not None else YOLO_INPUT
     return create_preprocessor(cfg.preprocess.device, size, dtype, cfg.scheduler.max_batch,
                                cfg.preprocess.num_threads, device_id=cfg.primary_gpu, on_reject=on_reject,
-                               convention=convention)
+                               convention=convention, kernel=cfg.preprocess.kernel,
+                               nv12_frames=cfg.decode.nvdec_output == "nv12")

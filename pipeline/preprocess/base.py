@@ -117,7 +117,9 @@ def device_image_problem(image: Any) -> str | None:
 
 
 def image_size(image: Any) -> tuple[int, int]:
-    """(width, height) of a checked host or device image."""
+    """(width, height) of a checked host or device image (an NV12 surface says its own)."""
+    if getattr(image, "pixel_format", None) == "nv12":
+        return int(image.width), int(image.height)
     shape = image.__cuda_array_interface__["shape"] if is_device_image(image) else image.shape
     return int(shape[1]), int(shape[0])
 
@@ -181,13 +183,18 @@ class Preprocessor(ABC):
         self.close()
 
 
-def frame_problem(frame: Frame, allow_device: bool) -> str | None:
+def frame_problem(frame: Frame, allow_device: bool, allow_nv12: bool = False) -> str | None:
     """Why the frame's image cannot be letterboxed (None when it can).
 
     Host images must be HxWx3 uint8 numpy arrays; with allow_device, HxWx3 uint8 device arrays
-    (__cuda_array_interface__) pass too. The image must also have the size the frame claims.
+    (__cuda_array_interface__) pass too, and with allow_nv12 NV12 device surfaces
+    (pipeline/gpu/nv12.py). The image must also have the size the frame claims.
     """
-    if is_device_image(frame.image):
+    if getattr(frame.image, "pixel_format", None) == "nv12":
+        problem = None if allow_nv12 else (
+            "image is an NV12 surface (decode.nvdec_output: nv12), which only preprocess.kernel "
+            "fused on the gpu takes")
+    elif is_device_image(frame.image):
         problem = device_image_problem(frame.image) if allow_device else \
             "image is a device array (__cuda_array_interface__) but this preprocessor runs on the cpu"
     else:

@@ -90,7 +90,10 @@ class Source(ABC):
             self._next_index += 1
         if self._state is not CameraState.UP:
             self._transition(CameraState.UP, "receiving frames")
-        height, width = image.shape[:2]
+        if getattr(image, "pixel_format", None) == "nv12":  # its buffer has 1.5x the picture's rows
+            height, width = image.height, image.width
+        else:
+            height, width = image.shape[:2]
         frame = Frame(
             camera_id=self.camera.id,
             index=index,

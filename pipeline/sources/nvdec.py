@@ -4,8 +4,10 @@ PyAV always opens, demuxes and reconnects (file.py, network.py); only the packet
 
     cpu:  packet.decode() -> rgb24 numpy                                  (decoding.decode_pictures)
     gpu:  h264/hevc_mp4toannexb (PyAV bitstream filter) -> PyNvVideoCodec decoder on the camera's
-          CUDA stream, NV12 -> RGB by its own kernel -> device-to-device copy into a pooled
-          DeviceImage (__cuda_array_interface__). Pixels never touch host memory.
+          CUDA stream -> device-to-device copy into a pooled picture (__cuda_array_interface__):
+          `decode.nvdec_output: nv12` keeps the decoded NV12 surface (DeviceNV12Image, with the
+          stream's colour matrix and range; the fused preprocess kernel converts it), `rgb` has
+          PyNvVideoCodec convert it to interleaved RGB first (DeviceImage). Pixels never touch host memory.
 
 Why the copy: frames returned by the decoder's Decode() live in its internal buffers, which later
 Decode() calls may overwrite (its own docstring; GetLockedFrame/UnlockFrame is the alternative),
@@ -77,7 +79,7 @@ def picture_decoder(decode: DecodeConfig, camera_id: str, warn: Warn) -> Picture
     """The decoder for `decode.device`; `warn(reason)` reports a fallback to the CPU."""
     if decode.device != "gpu":
         return CpuPictureDecoder()
-    return NvdecPictureDecoder(decode.gpu_id, camera_id, warn)
+    return NvdecPictureDecoder(decode.gpu_id, camera_id, warn, nv12=decode.nvdec_output == "nv12")
 
 
 class NvdecUnavailable(Exception):
@@ -87,8 +89,9 @@ class NvdecUnavailable(Exception):
 class NvdecPictureDecoder:
     """NVDEC through PyNvVideoCodec, with a per-camera CPU fallback (see the module docstring)."""
 
-    def __init__(self, gpu_id: int, camera_id: str, warn: Warn) -> None:
+    def __init__(self, gpu_id: int, camera_id: str, warn: Warn, nv12: bool = False) -> None:
         self.gpu_id = gpu_id
+        self.nv12 = nv12  # hand on NV12 surfaces instead of NVDEC's RGB conversion
         self.camera_id = camera_id
         self._warn = warn
         self._runtime: _NvdecRuntime | None = None
@@ -129,7 +132,7 @@ class NvdecPictureDecoder:
             raise NvdecUnavailable(f"{codec} pixel format {pix_fmt} is not 8-bit 4:2:0")
         if self._runtime is None:
             self._runtime = _NvdecRuntime(self.gpu_id)
-        return _NvdecSession(self._runtime, video)
+        return _NvdecSession(self._runtime, video, self.nv12)
 
     def _decode(self, session: "_NvdecSession", video: VideoInput,
                 on_corrupt: OnCorrupt) -> Iterator[DecodedPicture]:
@@ -228,9 +231,9 @@ class _NvdecRuntime:
         # (a looping file, a reconnect): creating and destroying an NVDEC decoder takes 0.1-1 s with
         # the GIL held, which stalled every camera in the process when 16 looping files
         # restarted together (measured on the H200, docs/BENCHMARKS.md).
-        self._parked: tuple[tuple[str, int, int], Any] | None = None
+        self._parked: tuple[tuple[Any, ...], Any] | None = None
 
-    def take_decoder(self, key: tuple[str, int, int]) -> Any | None:
+    def take_decoder(self, key: tuple[Any, ...]) -> Any | None:
         """The parked decoder if it was made for `key` (codec, max width, max height); else None
         (and a parked decoder of another kind is dropped)."""
         parked, self._parked = self._parked, None
@@ -238,7 +241,7 @@ class _NvdecRuntime:
             return parked[1]
         return None
 
-    def park_decoder(self, key: tuple[str, int, int], decoder: Any) -> None:
+    def park_decoder(self, key: tuple[Any, ...], decoder: Any) -> None:
         """Keep a decoder that ended its stream cleanly (flushed) for the next session."""
         self._parked = (key, decoder)
 
@@ -255,11 +258,15 @@ class _NvdecRuntime:
 class _NvdecSession:
     """One opened input: a bitstream filter and an NVDEC decoder for its codec."""
 
-    def __init__(self, runtime: _NvdecRuntime, video: VideoInput) -> None:
+    def __init__(self, runtime: _NvdecRuntime, video: VideoInput, nv12: bool = False) -> None:
         from av.bitstream import BitStreamFilterContext
         from pipeline.gpu.memory import DeviceImage
+        from pipeline.gpu.nv12 import DeviceNV12Image
 
         self._DeviceImage = DeviceImage
+        self._DeviceNV12Image = DeviceNV12Image
+        self._nv12 = nv12
+        self._matrix, self._full_range = stream_colour(video.stream.codec_context)
         self.rt = runtime
         codec = video.stream.codec_context.name
         member, annexb_filter, metadata_filter = NVDEC_CODECS[codec]
@@ -275,7 +282,7 @@ class _NvdecSession:
         # a camera switching to a larger size would otherwise decode nothing.
         ctx = video.stream.codec_context
         max_w, max_h = max(ctx.width or 0, MIN_MAX_WIDTH), max(ctx.height or 0, MIN_MAX_HEIGHT)
-        self._key = (codec, max_w, max_h)
+        self._key = (codec, max_w, max_h, nv12)
         self._flushed = False  # only a decoder that reached the end of its stream cleanly is reused
         self._decoder = runtime.take_decoder(self._key)
         if self._decoder is None:
@@ -283,7 +290,8 @@ class _NvdecSession:
                 self._decoder = nvc.CreateDecoder(
                     gpuid=runtime.gpu_id, codec=getattr(nvc.cudaVideoCodec, member),
                     cudacontext=runtime.context, cudastream=runtime.stream, usedevicememory=True,
-                    outputColorType=nvc.OutputColorType.RGB, maxwidth=max_w, maxheight=max_h)
+                    outputColorType=nvc.OutputColorType.NATIVE if nv12 else nvc.OutputColorType.RGB,
+                    maxwidth=max_w, maxheight=max_h)
             except Exception as exc:  # pybind raises RuntimeError / PyNvVCException with multi-line text
                 raise NvdecUnavailable(f"cannot create the {codec} decoder: {_first_line(exc)}") from None
         self._time_base = video.stream.time_base
@@ -342,6 +350,8 @@ class _NvdecSession:
         self._decoder = None
 
     def _picture(self, frame: Any) -> DecodedPicture:
+        if self._nv12:
+            return self._nv12_picture(frame)
         rt, cuda = self.rt, self.rt.rt
         cai = _frame_cai(frame)
         height, width, pitch = _rgb_geometry(cai)
@@ -357,6 +367,39 @@ class _NvdecSession:
         timestamp = getattr(frame, "timestamp", None)
         pts = None if timestamp is None or self._time_base is None else float(int(timestamp) * self._time_base)
         return DecodedPicture(image, pts)
+
+    def _nv12_picture(self, frame: Any) -> DecodedPicture:
+        """Copy the decoder's NV12 surface (luma plane, then the U,V plane) into a pooled
+        DeviceNV12Image: two 2D copies, 1.5 bytes a pixel instead of RGB's 3."""
+        rt, cuda = self.rt, self.rt.rt
+        (luma, luma_pitch), (chroma, chroma_pitch), (height, width) = _nv12_planes(frame)
+        image = self._DeviceNV12Image(rt.pool, width, height, self._matrix, self._full_range)
+        sync = getattr(frame, "SyncOnCUStream", None)
+        if sync is not None:
+            sync()
+        kind = cuda.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        row = 2 * ((width + 1) // 2)
+        rt.check(cuda.cudaMemcpy2DAsync(image.ptr, image.pitch, luma, luma_pitch, width, height, kind, rt.stream),
+                 "cudaMemcpy2DAsync luma")
+        rt.check(cuda.cudaMemcpy2DAsync(image.chroma_ptr, image.pitch, chroma, chroma_pitch, row, (height + 1) // 2,
+                                        kind, rt.stream), "cudaMemcpy2DAsync chroma")
+        rt.check(cuda.cudaStreamSynchronize(rt.stream), "cudaStreamSynchronize")
+        timestamp = getattr(frame, "timestamp", None)
+        pts = None if timestamp is None or self._time_base is None else float(int(timestamp) * self._time_base)
+        return DecodedPicture(image, pts)
+
+
+def stream_colour(ctx: Any) -> tuple[str, bool]:
+    """(matrix, full_range) the NV12 pictures of this stream are converted with: BT.709 when the
+    stream is tagged so, else BT.601 (untagged streams too, as the CPU path and the RGB path after
+    the tag above do); full range for JPEG-range streams (color_range 2, or yuvj420p)."""
+    matrix = "bt709" if _colorspace(ctx) == 1 else "bt601"
+    try:
+        full = int(ctx.color_range) == 2
+    except (AttributeError, TypeError, ValueError):
+        full = False
+    pix_fmt = ctx.format.name if getattr(ctx, "format", None) is not None else ""
+    return matrix, full or pix_fmt == "yuvj420p"
 
 
 def _colorspace(ctx: Any) -> int:
@@ -393,3 +436,30 @@ def _rgb_geometry(cai: dict[str, Any]) -> tuple[int, int, int]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _nv12_planes(frame: Any) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """((luma ptr, pitch), (chroma ptr, pitch), (height, width)) of a PyNvVideoCodec NV12 frame.
+
+    Per-plane views (frame.cuda(): luma [H, W(, 1)], chroma [H/2, W/2, 2]) when the frame has
+    them; else its one interface over the whole surface, [H * 3/2, W], chroma after H luma rows."""
+    views = frame.cuda() if hasattr(frame, "cuda") else None
+    if views is not None and len(views) >= 2:
+        luma, chroma = (dict(v.__cuda_array_interface__) for v in views[:2])
+        lshape = tuple(int(d) for d in luma["shape"])
+        height, width = lshape[0], lshape[1]
+        return ((int(luma["data"][0]), _row_pitch(luma, width)),
+                (int(chroma["data"][0]), _row_pitch(chroma, 2 * ((width + 1) // 2))), (height, width))
+    cai = _frame_cai(frame)
+    shape = tuple(int(d) for d in cai["shape"])
+    if len(shape) < 2 or shape[0] * 2 % 3 != 0:
+        raise NvdecUnavailable(f"unexpected NV12 surface shape {shape}")
+    height, width = shape[0] * 2 // 3, shape[1]
+    pitch = _row_pitch(cai, width)
+    ptr = int(cai["data"][0])
+    return (ptr, pitch), (ptr + height * pitch, pitch), (height, width)
+
+
+def _row_pitch(cai: dict[str, Any], row_bytes: int) -> int:
+    strides = cai.get("strides")
+    return int(strides[0]) if strides else row_bytes

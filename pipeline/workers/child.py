@@ -41,7 +41,13 @@ FORWARDED_COUNTERS = ("frames_decoded", "decode_errors", "reconnects")
 COUNTERS_INTERVAL_S = 1.0
 MAX_MESSAGES_PER_SEND = 256
 CREDIT_POLL_S = 0.2  # a camera out of credits re-checks its stop event this often
-CAMERA_JOIN_S = 1.0  # at Shutdown, per worker (the daemon's own SOURCE_JOIN_S is the same)
+# At Shutdown: wait this long for camera threads still running (the daemon asked each to stop and
+# waited for it already), then at most this long to send what is queued, then exit. Together well
+# under the daemon's WORKER_EXIT_S (pool.py), after which it kills the worker: at 1.0 + 1.0 s a worker
+# whose cameras were slow to stop (NVDEC decoders being destroyed with the GIL held) had no margin left
+# for the Shutdown message to arrive and the GIL to come back ("did not exit in time; killing it").
+EXIT_CAMERAS_S = 0.5
+EXIT_FLUSH_S = 0.5
 SYNC_ENV = "PIPELINE_DECODE_WORKER_SYNC"  # "block": sleeping CUDA waits, for A/B runs only
 _CLOSE = object()
 
@@ -159,10 +165,17 @@ class DecodeWorker:
             runs = list(self._runs.values())
         for run in runs:
             run.stop.set()
-        deadline = time.monotonic() + CAMERA_JOIN_S
+        # Camera threads are daemon threads and the process leaves with os._exit: one that is slow
+        # to stop is not waited for beyond EXIT_CAMERAS_S.
+        started = time.monotonic()
+        deadline = started + EXIT_CAMERAS_S
         for run in runs:
             run.thread.join(max(0.0, deadline - time.monotonic()))
-        self.outbox.close(CAMERA_JOIN_S)
+        running = sum(run.thread.is_alive() for run in runs)
+        if running:  # says, in the daemon's log, whether a kill that follows waited on cameras or on the exit
+            log.warning("%d camera thread(s) still running %.2f s after shutdown; leaving without them",
+                        running, time.monotonic() - started)
+        self.outbox.close(EXIT_FLUSH_S)
 
     # ------------------------------------------------------------------ cameras
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from pipeline.gpu.memory import DeviceImageView
 from pipeline.gpu.runtime import CudaError, check
 from pipeline.gpu.runtime import load_cuda_runtime as cuda_runtime
+from pipeline.gpu.nv12 import DeviceNV12View
 from pipeline.workers.messages import DeviceRef
 
 
@@ -58,6 +59,9 @@ class DeviceExporter:
             with self._lock:
                 self._bases[buffer_id] = base
                 self._by_run.setdefault(run, set()).add(buffer_id)
+        if getattr(image, "pixel_format", None) == "nv12":
+            return DeviceRef(buffer_id, handle, ptr - base, (image.height, image.width, 3),
+                             (image.pitch, image.matrix, image.full_range))
         shape = tuple(int(d) for d in cai["shape"])
         return DeviceRef(buffer_id, handle, ptr - base, (shape[0], shape[1], 3))
 
@@ -99,6 +103,18 @@ class SharedDeviceImage(DeviceImageView):
             weakref.finalize(self, release)
 
 
+class SharedDeviceNV12Image(DeviceNV12View):
+    """An NV12 frame in a decode worker's GPU memory. `release()` runs when the image goes."""
+
+    def __init__(self, device_id: int, mapping: _Mapping, ref: DeviceRef,
+                 release: Callable[[], None] | None) -> None:
+        pitch, matrix, full_range = ref.nv12
+        super().__init__(device_id, mapping.base + ref.offset, ref.shape[1], ref.shape[0], pitch, matrix, full_range)
+        self._mapping = mapping
+        if release is not None:
+            weakref.finalize(self, release)
+
+
 class DeviceImporter:
     """Daemon side: one per worker process; used from its receiving thread."""
 
@@ -107,7 +123,7 @@ class DeviceImporter:
         self._mappings: dict[int, _Mapping] = {}
         self._context_ready = False
 
-    def image(self, ref: DeviceRef, release: Callable[[], None] | None) -> SharedDeviceImage:
+    def image(self, ref: DeviceRef, release: Callable[[], None] | None) -> SharedDeviceImage | SharedDeviceNV12Image:
         mapping = self._mappings.get(ref.buffer_id)
         if mapping is None:
             if ref.handle is None:
@@ -118,6 +134,8 @@ class DeviceImporter:
                 check(rt.cudaFree(0), "cudaFree(0)")  # creates the primary context if needed
                 self._context_ready = True
             mapping = self._mappings[ref.buffer_id] = _Mapping(self.device_id, ref.handle)
+        if ref.nv12 is not None:
+            return SharedDeviceNV12Image(self.device_id, mapping, ref, release)
         return SharedDeviceImage(self.device_id, mapping, ref, release)
 
     def forget(self, buffer_ids: tuple[int, ...]) -> None:

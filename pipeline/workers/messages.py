@@ -22,12 +22,14 @@ from pipeline.frame import Frame, StatusEvent
 
 @dataclass(frozen=True)
 class DeviceRef:
-    """An RGB picture in one of the worker's CUDA allocations."""
+    """An RGB or NV12 picture in one of the worker's CUDA allocations."""
 
     buffer_id: int  # CU_POINTER_ATTRIBUTE_BUFFER_ID in the worker: never reused while it lives
     handle: bytes | None  # the allocation's CUDA IPC handle, with the buffer's first frame only
     offset: int  # bytes from the start of the allocation
     shape: tuple[int, int, int]  # height, width, 3
+    # NV12 surfaces (decode.nvdec_output: nv12): (row pitch, colour matrix, full range); None for RGB
+    nv12: tuple[int, str, bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ class _WorkerLink:
         self._send_lock = threading.Lock()
         self._releases: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self.alive = True
+        self.asked_to_exit_at = 0.0
         self.importer: Any = None  # DeviceImporter, made with the first device frame
         self.counter_totals: dict[tuple[str, str], float] = {}
         self._on_message = on_message
@@ -109,13 +110,15 @@ class _WorkerLink:
             self._releases.put(token)
 
     def ask_to_exit(self) -> None:
+        self.asked_to_exit_at = time.monotonic()
         self.send(Shutdown())
 
     def finish(self, deadline: float) -> None:
         """Wait for the exit ask_to_exit() asked for until `deadline` (monotonic), then kill."""
         self.process.join(max(0.0, deadline - time.monotonic()))
         if self.process.is_alive():
-            log.warning("decode worker %d did not exit in time; killing it", self.index)
+            log.warning("decode worker %d did not exit in time (%.1f s after it was asked to); killing it",
+                        self.index, time.monotonic() - self.asked_to_exit_at)
             self.process.kill()
             self.process.join(WORKER_EXIT_S)
         self._stop_threads()

@@ -8,7 +8,7 @@
 Runs `pipeline bench CONFIG --stages e2e-fast` (or e2e-realtime) in this process with timers
 wrapped around the stage calls (no product code changes):
     decode   each NVDEC Decode() call (ms, pictures returned) and each decoder creation
-    pre      each DALI letterbox batch
+    pre      each letterbox batch (DALI or the fused kernel)
     infer    each ONNX Runtime device call (ms, images, padded batch), and within it the copy into
              the CUDA graph's input buffer and the candidates' copy to the host
     post     each postprocess batch
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.infer.onnxruntime.backend import OnnxRuntimeBackend
     from pipeline.postprocess.yolo import YoloPostprocessor
     from pipeline.preprocess.dali import DaliLetterbox
+    from pipeline.preprocess.fused import FusedLetterbox
     from pipeline.sources import nvdec
 
     import onnxruntime
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     wrap(device_buffer, "copy_device_to_device", "infer_copy", lambda a, out: 1)  # into the graph's input
     wrap(onnxruntime.OrtValue, "numpy", "infer_d2h", lambda a, out: 1)  # candidates to the host
     wrap(DaliLetterbox, "_letterbox", "pre", lambda a, out: len(a[1]))
+    wrap(FusedLetterbox, "_letterbox", "pre", lambda a, out: len(a[1]))
     wrap(YoloPostprocessor, "__call__", "post", lambda a, out: len(out))
     wrap(nvdec._NvdecSession, "_submit", "decode", lambda a, out: len(out))
     wrap(nvdec._NvdecSession, "__init__", "decoder_create", lambda a, out: 1)

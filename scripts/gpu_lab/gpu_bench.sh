@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU benchmark runs of docs/BENCHMARKS.md, on the GPU machine from the repo root, after
+# The GPU benchmark runs of docs/BENCHMARKS.md and docs/gpu-validation.md, on the GPU machine from the repo root, after
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
-#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
-# abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'). WORKERS=N runs the
+# abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
+# ABK='fused dali'). WORKERS=N runs the
 # other steps with N decode workers, INSTANCES=N with model.instances N; MPS=1 runs them under CUDA
 # MPS (this script starts the control daemon and stops it at the end).
 # Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
@@ -17,11 +18,15 @@ CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}  # CFG=configs/bench-cpu.yaml runs th
 variant_cfg() {  # variant_cfg NAME 'yaml for model.onnxruntime' -> configs/_ab_NAME.yaml
   sed "s/^  iou_threshold: 0.45\$/  iou_threshold: 0.45\n  onnxruntime: $2/" $CFG > configs/_ab_$1.yaml; }
 workers_cfg() {  # workers_cfg IN N OUT: IN with decode.workers N
-  sed "s/^decode: *{device: gpu, gpu_id: 0}/decode:     {device: gpu, gpu_id: 0, workers: $2}/" $1 > $3
+  sed "s/^decode: *{device: gpu, gpu_id: 0/decode:     {device: gpu, gpu_id: 0, workers: $2/" $1 > $3
   grep -q "workers: $2" $3 || { echo "workers_cfg: no decode line to change in $1"; exit 2; }; }
 instances_cfg() {  # instances_cfg IN N OUT: IN with model.instances N
   sed "/^  iou_threshold: /a\\  instances: $2" $1 > $3
   grep -q "^  instances: $2" $3 || { echo "instances_cfg: no model line to change in $1"; exit 2; }; }
+kernel_cfg() {  # kernel_cfg IN KERNEL OUT: IN with preprocess.kernel KERNEL (dali: NVDEC's RGB output too)
+  if [ "$2" = dali ]; then sed "s/nvdec_output: nv12/nvdec_output: rgb/; s/kernel: fused/kernel: dali/" $1 > $3
+  else sed "s/kernel: dali/kernel: $2/" $1 > $3; fi
+  grep -q "kernel: $2" $3 || { echo "kernel_cfg: no preprocess kernel to change in $1"; exit 2; }; }
 ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench (decode, inference, e2e-fast) per value -> abKEY_VALUE.json
   local key=$1 make_cfg=$2 v; shift 2
   for v in "$@"; do
@@ -79,6 +84,17 @@ ab)
   done; rm -f configs/_ab_[!r]*.yaml ;;
 abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run, for same-run ratios)
   ab_runs w workers_cfg ${ABW:-0 4} ;;
+confirm)  # one real-time run at CONFIRM_STREAMS (default 135) with the issue's criteria (p99 <= 250 ms)
+  n=${CONFIRM_STREAMS:-135}
+  timeout 240 python3 -m pipeline bench $CFG --streams $n --stages decode,inference,e2e-realtime --seconds 8 --warmup 3 \
+    --max-p99 0.25 --json "$R/h264_confirm_$n.json" > "$R/h264_confirm_$n.log" 2>&1
+  echo "confirm $n rc=$?"; grep -A12 "^stage " "$R/h264_confirm_$n.log" ;;
+abk)  # preprocess kernel: ABK='fused dali' (fused on NVDEC's NV12; dali on NVDEC's RGB), same-run ceilings
+  ab_runs k kernel_cfg ${ABK:-fused dali} ;;
+prep)  # frame preparation alone (issue 22): fused NV12 / fused RGB / DALI RGB, 1080p, batch 32, fp16
+  timeout 200 python3 scripts/gpu_lab/prep_bench.py --batch 32 --size 640 --dtype fp16 --json "$R/prep_b32_fp16.json" \
+    > "$R/prep.log" 2>&1
+  echo "prep rc=$?"; tail -6 "$R/prep.log" ;;
 abi)  # model instances: ABI='1 2' (likewise)
   ab_runs i instances_cfg ${ABI:-1 2} ;;
 timeline_sw)

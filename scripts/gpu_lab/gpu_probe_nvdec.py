@@ -1,5 +1,5 @@
 """What PyNvVideoCodec offers on this machine, and what our NVDEC path sees (a debugging aid for
-docs/gpu-validation.md; prints only)."""
+docs/gpu-validation.md; prints only).  python3 scripts/gpu_lab/gpu_probe_nvdec.py CLIP [RGB|NATIVE]"""
 from __future__ import annotations
 
 import sys
@@ -9,7 +9,7 @@ import av
 import numpy as np
 
 
-def main(clip: str) -> None:
+def main(clip: str, color: str = "RGB") -> None:
     import PyNvVideoCodec as nvc
 
     print("PyNvVideoCodec", nvc.__version__, "av", av.__version__)
@@ -20,7 +20,8 @@ def main(clip: str) -> None:
     print("OutputColorType:", list(getattr(nvc.OutputColorType, "__members__", {})))
     print("CreateDecoder doc:", (nvc.CreateDecoder.__doc__ or "").strip().splitlines()[:3])
     dec = nvc.CreateDecoder(gpuid=0, codec=nvc.cudaVideoCodec.H264, cudacontext=0, cudastream=0,
-                            usedevicememory=True, outputColorType=nvc.OutputColorType.RGB)
+                            usedevicememory=True, outputColorType=getattr(nvc.OutputColorType, color))
+    print("outputColorType:", color)
     container = av.open(clip)
     stream = container.streams.video[0]
     bsf = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", stream)
@@ -47,6 +48,6 @@ def main(clip: str) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1])
+        main(sys.argv[1], *sys.argv[2:3])  # CLIP [RGB|NATIVE]
     except Exception:
         traceback.print_exc()

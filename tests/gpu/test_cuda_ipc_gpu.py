@@ -45,3 +45,31 @@ def test_pooled_pictures_read_the_same_in_another_process() -> None:
     driver packs together (cuMemGetAddressRange on the worker side)."""
     written, read = read_in_another_process()
     assert read == written
+
+
+def test_nv12_surfaces_read_the_same_in_another_process() -> None:
+    """NV12 pictures (decode.nvdec_output nv12), odd sizes too: the reference carries pitch,
+    matrix and range; the other process maps the whole surface, luma and chroma."""
+    from pipeline.gpu.nv12 import DeviceNV12Image
+
+    rt = cuda_runtime()
+    pool = DeviceBufferPool(0)
+    exporter = DeviceExporter()
+    images, refs = [], []
+    for value, (w, h) in enumerate([(64, 48), (1279, 719), (1920, 1080)], start=1):
+        image = DeviceNV12Image(pool, w, h, "bt709", value == 2)
+        check(rt.cudaMemset(image.ptr, value, image.nbytes), "cudaMemset")
+        images.append(image)
+        refs.append(exporter.describe(image, 1))
+    check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
+    assert [r.nv12 for r in refs] == [(64, "bt709", False), (1280, "bt709", True), (1920, "bt709", False)]
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=read_pictures, args=(refs, theirs))
+    child.start()
+    try:
+        assert ours.poll(120), "the reading process sent nothing"
+        got = ours.recv()
+    finally:
+        child.join(30)
+    assert got == [(1, 1), (2, 2), (3, 3)], got

@@ -1,4 +1,4 @@
-"""The whole daemon on the GPU path (NVDEC -> DALI gpu -> ONNX Runtime CUDA) against the CPU path.
+"""The whole daemon on the GPU path (NVDEC -> fused or DALI letterbox -> ONNX Runtime CUDA) against the CPU path.
 
 1. In process, with a recording wrapper around the preprocessor: every frame image and every model
    input the daemon handles lives in device memory (no host round trip of pixels).
@@ -30,7 +30,8 @@ DEMO_MODEL = DEMO / "detector.onnx"
 
 
 def gpu_sections() -> dict:
-    return {"decode": {"device": "gpu"}, "preprocess": {"device": "gpu"}}
+    # the recommended GPU setup (configs/gpu.yaml): NVDEC's NV12 straight into the fused kernel
+    return {"decode": {"device": "gpu", "nvdec_output": "nv12"}, "preprocess": {"device": "gpu", "kernel": "fused"}}
 
 
 def three_clips(tmp_path: Path) -> list[dict]:
@@ -40,7 +41,8 @@ def three_clips(tmp_path: Path) -> list[dict]:
              "realtime": False} for i in range(3)]
 
 
-def run_recording(tmp_path: Path, workers: int, cams: list[dict]) -> tuple[set, dict, dict]:
+def run_recording(tmp_path: Path, workers: int, cams: list[dict], nvdec_output: str = "rgb",
+                  kernel: str = "fused") -> tuple[set, dict, dict]:
     """Run the daemon in process on `cams`, with a recording wrapper around its preprocessor:
     (image type, image memory, tensor memory) of every frame, a pixel checksum per (camera, frame),
     and frames published per camera."""
@@ -48,6 +50,8 @@ def run_recording(tmp_path: Path, workers: int, cams: list[dict]) -> tuple[set, 
     model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx", num_classes=3, input_size=64)
     sections = gpu_sections()
     sections["decode"]["workers"] = workers
+    sections["decode"]["nvdec_output"] = nvdec_output
+    sections["preprocess"]["kernel"] = kernel
     cfg_path = write_config(tmp_path / f"cfg{workers}.yaml", cams,
                             {"path": str(model), "labels": ["red", "green", "blue"], "input_size": 64},
                             scheduler={"max_batch": 8, "max_wait_ms": 10}, **sections)
@@ -99,6 +103,25 @@ def test_decode_workers_hand_nvdec_frames_over_in_gpu_memory(tmp_path: Path) -> 
     assert published == {"c0": 20, "c1": 20, "c2": 20}
     assert seen == {("SharedDeviceImage", "device", "device")}, seen
     assert len(checksums) == 60 and checksums == alone
+
+
+def test_nv12_surfaces_from_threads_and_workers_reach_the_fused_kernel(tmp_path: Path) -> None:
+    """decode.nvdec_output nv12: camera threads hand on DeviceNV12Image, decode workers the same
+    surfaces through CUDA IPC (SharedDeviceNV12Image), with the same bytes; every frame published."""
+    cams = three_clips(tmp_path)
+    seen_w, sums_w, published_w = run_recording(tmp_path / "workers", 2, cams, "nv12")
+    seen_t, sums_t, published_t = run_recording(tmp_path / "alone", 0, cams, "nv12")
+    assert published_w == published_t == {"c0": 20, "c1": 20, "c2": 20}
+    assert seen_t == {("DeviceNV12Image", "device", "device")}, seen_t
+    assert seen_w == {("SharedDeviceNV12Image", "device", "device")}, seen_w
+    assert len(sums_w) == 60 and sums_w == sums_t
+
+
+def test_dali_kernel_still_runs_the_daemon(tmp_path: Path) -> None:
+    """preprocess.kernel dali (the reference path) with NVDEC's RGB output."""
+    seen, _, published = run_recording(tmp_path, 0, three_clips(tmp_path), "rgb", "dali")
+    assert published == {"c0": 20, "c1": 20, "c2": 20}
+    assert seen == {("DeviceImage", "device", "device")}, seen
 
 
 def detections_by_frame(messages: list[tuple[str, dict]]) -> dict[tuple[str, int], list[dict]]:

@@ -168,9 +168,9 @@ def test_a_looping_file_reuses_its_decoder_and_decodes_every_pass_in_full(tmp_pa
     created: list[int] = []
     original = nvdec._NvdecSession.__init__
 
-    def counting(self, runtime, video):  # type: ignore[no-untyped-def]
+    def counting(self, runtime, video, *args):  # type: ignore[no-untyped-def]
         parked = runtime._parked is not None
-        original(self, runtime, video)
+        original(self, runtime, video, *args)
         created.append(0 if parked else 1)
 
     nvdec._NvdecSession.__init__ = counting  # type: ignore[method-assign]

@@ -296,7 +296,7 @@ def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
         "pipeline": pipeline_info(cfg, cameras),
         "streams": streams,
         "stages": {name: stages[name].to_json() if name in stages else None for name in STAGES},
-        "summary": summarise(stages, per_stream),
+        "summary": summarise(stages, per_stream, shared_gpu=cfg.preprocess.device == "gpu"),
         "find_max": search,
     }
 

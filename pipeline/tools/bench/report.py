@@ -82,6 +82,9 @@ class StageResult:
     held_reason: str | None
     resources: Resources | None
     error: str | None = None
+    # GPU time per frame as the stage itself measured it (the fused letterbox: CUDA events around
+    # its kernel); None where the stage does not measure it
+    gpu_us_per_frame: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +95,23 @@ def failed(stage: str, error: str, streams: int | None = None, batch_size: int |
                        None, None, None, error)
 
 
-def summarise(stages: dict[str, StageResult], native_fps: float | None) -> dict[str, Any]:
+def stage_us_per_frame(stages: dict[str, StageResult]) -> dict[str, dict[str, Any]]:
+    """Per batch stage: microseconds per frame, as measured by the stage's own CUDA events where it
+    has them, else 1e6 / its frames per second alone (an upper bound on its GPU time: the stage
+    alone keeps the GPU at most fully busy)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("preprocess", "inference"):
+        r = stages.get(name)
+        if r is None or r.error is not None or r.fps <= 0:
+            continue
+        if r.gpu_us_per_frame is not None:
+            out[name] = {"us": round(r.gpu_us_per_frame, 3), "from": "cuda events"}
+        else:
+            out[name] = {"us": round(1e6 / r.fps, 3), "from": "1/fps alone"}
+    return out
+
+
+def summarise(stages: dict[str, StageResult], native_fps: float | None, shared_gpu: bool = False) -> dict[str, Any]:
     """The ceilings and the ratio that names the bottleneck.
 
     ceiling: min(decode, inference) measured alone (the issue's yardstick); e2e_ratio: end to end
@@ -108,7 +127,17 @@ def summarise(stages: dict[str, StageResult], native_fps: float | None) -> dict[
     e2e = fast.fps if fast is not None and fast.error is None else None
     bottleneck = min(alone, key=alone.get) if alone else None
     realtime = stages.get("e2e_realtime")
+    per_frame = stage_us_per_frame(stages)
+    shared = None
+    if shared_gpu and {"preprocess", "inference"} <= set(per_frame):
+        # preprocess and inference run kernels on the same SMs: together they cannot exceed
+        # 1 / (sum of their GPU time per frame); NVDEC is separate hardware
+        sm_fps = 1e6 / (per_frame["preprocess"]["us"] + per_frame["inference"]["us"])
+        shared = min(sm_fps, alone["decode"]) if "decode" in alone else sm_fps
     return {
+        "stage_us_per_frame": per_frame,
+        "shared_gpu_ceiling_fps": _round(shared),
+        "e2e_ratio_shared_gpu": _round(e2e / shared if e2e is not None and shared else None, 4),
         "ceiling_fps": _round(ceiling),
         "ceiling_stage": ceiling_stage,
         "e2e_fps": _round(e2e),
@@ -181,6 +210,12 @@ def summary_line(s: dict[str, Any]) -> str:
     if s["e2e_ratio"] is not None:
         out += (f"\nend to end / ceiling = {s['e2e_fps']:.1f} / {s['ceiling_fps']:.1f} = {s['e2e_ratio']:.2f}"
                 f" (all stages serialised: {s['serial_fps']:.1f} frames/s)")
+    if s.get("shared_gpu_ceiling_fps") is not None:
+        parts = ", ".join(f"{k} {v['us']:.1f} us ({v['from']})" for k, v in s["stage_us_per_frame"].items())
+        out += (f"\nshared-GPU ceiling min(decode, 1 / sum of GPU time per frame) = {s['shared_gpu_ceiling_fps']:.1f}"
+                f" frames/s; per frame: {parts}")
+        if s.get("e2e_ratio_shared_gpu") is not None:
+            out += f"; end to end / shared-GPU ceiling = {s['e2e_ratio_shared_gpu']:.2f}"
     if s["realtime_streams_at_ceiling"] is not None:
         out += (f"\nat {s['native_fps_per_stream']:g} fps per camera: ceiling = "
                 f"{s['realtime_streams_at_ceiling']:.1f} real-time streams, end to end = "

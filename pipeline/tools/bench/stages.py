@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -186,7 +186,10 @@ def measure_preprocess(preprocess: Any, frames: list[Frame], batch_size: int, se
     batches = frame_batches(frames, batch_size)
     turn = iter(range(1 << 62))
     times, resources, tensor = _timed_calls(lambda: preprocess(batches[next(turn) % len(batches)]), seconds, gpu)
-    return _batch_result("preprocess", batch_size, times, resources), tensor
+    result = _batch_result("preprocess", batch_size, times, resources)
+    if getattr(preprocess, "gpu_frames", 0):  # the fused kernel times itself with CUDA events
+        result = replace(result, gpu_us_per_frame=round(1e6 * preprocess.gpu_seconds / preprocess.gpu_frames, 3))
+    return result, tensor
 
 
 def measure_inference(backends: list[Any], tensor: TensorBatch, seconds: float,

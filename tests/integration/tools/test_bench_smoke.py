@@ -24,7 +24,8 @@ FPS = 25
 TOP_KEYS = {"schema", "config", "started_at", "wall_s", "options", "machine", "pipeline", "streams", "stages",
             "summary", "find_max"}
 SUMMARY_KEYS = {"ceiling_fps", "ceiling_stage", "e2e_fps", "e2e_ratio", "bottleneck", "bottleneck_fps", "serial_fps",
-                "native_fps_per_stream", "realtime_streams_at_ceiling", "realtime_streams_e2e", "realtime_held"}
+                "native_fps_per_stream", "realtime_streams_at_ceiling", "realtime_streams_e2e", "realtime_held",
+                "stage_us_per_frame", "shared_gpu_ceiling_fps", "e2e_ratio_shared_gpu"}
 
 
 def names(cls: type) -> set[str]:

@@ -87,6 +87,24 @@ def test_summary_ratio_and_bottleneck() -> None:
     assert "end to end / ceiling = 150.0 / 200.0 = 0.75" in table and "(inference)" in table
 
 
+def test_shared_gpu_ceiling_adds_the_sm_time_of_preprocess_and_inference() -> None:
+    """1 / (GPU time per frame of preprocess + inference), capped by decode: the stage's own CUDA
+    event timing where it has one, else 1/fps alone."""
+    from dataclasses import replace
+
+    stages = {"decode": stage("decode", 5000.0), "preprocess": replace(stage("preprocess", 20000.0), gpu_us_per_frame=3.0),
+              "inference": stage("inference", 4000.0), "e2e_fast": stage("e2e_fast", 3600.0)}
+    s = summarise(stages, native_fps=30.0, shared_gpu=True)
+    assert s["stage_us_per_frame"] == {"preprocess": {"us": 3.0, "from": "cuda events"},
+                                       "inference": {"us": 250.0, "from": "1/fps alone"}}
+    assert s["shared_gpu_ceiling_fps"] == pytest.approx(1e6 / 253.0, abs=1e-3)
+    assert s["e2e_ratio_shared_gpu"] == pytest.approx(3600.0 / (1e6 / 253.0), abs=1e-4)
+    assert "shared-GPU ceiling min(decode, 1 / sum of GPU time per frame) = 3952.6" in format_table(stages, s)
+    stages["decode"] = stage("decode", 3000.0)
+    assert summarise(stages, 30.0, shared_gpu=True)["shared_gpu_ceiling_fps"] == 3000.0
+    assert summarise(stages, 30.0)["shared_gpu_ceiling_fps"] is None  # cpu preprocess: no shared GPU
+
+
 def test_summary_skips_failed_stages() -> None:
     stages = {"decode": failed("decode", "boom", 2), "inference": stage("inference", 200.0)}
     s = summarise(stages, None)
