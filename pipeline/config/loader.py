@@ -152,10 +152,16 @@ def _short_repr(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# pydantic's own parts of an error location: validator names, union members ("list[constrained-int]")
+_PYDANTIC_LOC_PART = re.compile(r"^(function-.*|[A-Za-z_][\w-]*\[[\w\-\[\],'\"]*\])$")
+
+
 def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     # drop pydantic's own parts (validator names, union members such as "list[constrained-int]")
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or "[" in p)))
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _PYDANTIC_LOC_PART.match(p)))
+    if not loc:  # a key of the user's that only looks like one of pydantic's parts
+        loc = tuple(err["loc"])
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
