@@ -27,6 +27,8 @@ import zmq
 
 from pipeline.config import CameraConfig, ConfigError, PipelineConfig
 from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, InferenceResult, StatusEvent, TensorBatch
+from pipeline.analytics.events import FrameEvents
+from pipeline.analytics.stage import Analytics
 from pipeline.app.camera_status import CameraStatusBoard
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
@@ -151,6 +153,9 @@ class Daemon:
         # the frames inside the infer threads and the postprocess stage right now, counted as dropped
         # if shutdown gives up on them
         self._in_flight: dict[str, tuple[Frame, ...]] = {"postprocess": ()}
+        # ANALYTICS (issue 17): tracking, zones, lines; runs on postprocess's thread, after it
+        self._analytics = (Analytics(config.analytics, config.cameras, self.metrics)
+                           if config.analytics.tracking else None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,6 +271,11 @@ class Daemon:
             log.warning("reload: %s: changes here apply only at start; restart the service to use them",
                         section)
         self.remove_cameras(change.removed + tuple(c.id for c in change.changed))
+        if self._analytics is not None:  # ANALYTICS: new zones/lines apply live; restarted cameras lose tracks
+            for cam in change.rules_changed + change.changed + change.added:
+                self._analytics.set_rules(cam)
+            for cam in change.changed:
+                self._analytics.reset_camera(cam.id)
         for cam in change.changed + change.added:
             try:
                 self.add_camera(cam)
@@ -515,8 +525,26 @@ class Daemon:
             return
         self.metrics.stage_seconds.labels("postprocess").observe(time.perf_counter() - started)
         for fd in per_frame:
+            if self._analytics is not None:  # ANALYTICS: track ids into the detections, events after them
+                fd, events = self._run_analytics(fd)
+                self._publish_q.put(fd)
+                if events is not None:
+                    self._publish_q.put(events)
+                continue
             self._publish_q.put(fd)
         self._in_flight["postprocess"] = ()
+
+    def _run_analytics(self, fd: FrameDetections) -> tuple[FrameDetections, FrameEvents | None]:
+        """ANALYTICS: a failure costs this frame its track ids and events, never its detections."""
+        assert self._analytics is not None
+        started = time.perf_counter()
+        try:
+            out = self._analytics(fd)
+        except Exception as exc:  # noqa: BLE001
+            log.error("analytics failed for camera %s frame %d: %s", fd.camera_id, fd.index, exc)
+            return fd, None
+        self.metrics.stage_seconds.labels("analytics").observe(time.perf_counter() - started)
+        return out
 
     def _publish_loop(self) -> None:
         assert self._publisher is not None
@@ -529,6 +557,8 @@ class Daemon:
                     self._publisher.publish_detections(item)
                 elif isinstance(item, StatusEvent):
                     self._publisher.publish_status(item)
+                elif isinstance(item, FrameEvents):  # ANALYTICS
+                    self._publisher.publish_events(item)
             except Exception as exc:  # a bad message is logged; the next one still goes out
                 log.error("publish failed: %s", exc)
                 if isinstance(item, FrameDetections):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from pipeline.config.analytics import CameraAnalyticsConfig
 from pipeline.config.base import StrictModel
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -21,6 +22,8 @@ class CameraConfig(StrictModel):
     realtime: bool = True
     # network sources: seconds without a packet before the connection counts as dead
     timeout_s: float = Field(5.0, gt=0, le=300)
+    # zones and lines (pipeline/config/analytics.py); a reload changes them without a camera restart
+    analytics: CameraAnalyticsConfig = CameraAnalyticsConfig()
 
     @field_validator("id")
     @classmethod

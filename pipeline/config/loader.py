@@ -255,9 +255,28 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise _first_error(exc, source, lines) from None
+    _check_analytics(cfg, source, lines)
     if check_files:
         _check_files(cfg, source, lines)
     return cfg
+
+
+def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
+    """Zones and lines need tracking on, and their class filters must name model labels."""
+    labels = set(cfg.model.labels)
+    for i, cam in enumerate(cfg.cameras):
+        rules = [("zones", j, r) for j, r in enumerate(cam.analytics.zones)]
+        rules += [("lines", j, r) for j, r in enumerate(cam.analytics.lines)]
+        if rules and not cfg.analytics.tracking:
+            loc = ("cameras", i, "analytics")
+            raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: zones and lines need "
+                              f"analytics.tracking: true")
+        for kind, j, rule in rules:
+            for k, label in enumerate(rule.classes or ()):
+                if label not in labels:
+                    loc = ("cameras", i, "analytics", kind, j, "classes", k)
+                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: unknown class "
+                                      f"{label!r} (model.labels: {', '.join(cfg.model.labels)})")
 
 
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:

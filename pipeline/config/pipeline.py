@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
+from pipeline.config.analytics import AnalyticsConfig
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
 from pipeline.config.model import ModelConfig
@@ -18,6 +19,7 @@ class PipelineConfig(StrictModel):
     scheduler: SchedulerConfig = SchedulerConfig()
     publish: PublishConfig = PublishConfig()
     metrics: MetricsConfig = MetricsConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -30,3 +32,4 @@ class PipelineConfig(StrictModel):
         if not v:
             raise ValueError("at least one camera is needed")
         return v
+

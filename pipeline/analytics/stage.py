@@ -1,0 +1,107 @@
+"""The analytics stage: FrameDetections -> (FrameDetections with track ids, FrameEvents | None).
+
+One ByteTracker and one ZoneLineCounter per camera, created on the camera's first frame. A
+camera's frames must come in order from one thread (the daemon calls this from its postprocess
+thread, which receives batches in order). Rules change live (`set_rules`, config reload); a
+restarted camera (`reset_camera`) loses its tracks but keeps its id counter, so ids are never
+reused in a run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.analytics.events import FrameEvents
+from pipeline.analytics.tracker import ByteTracker, TrackerSettings
+from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
+from pipeline.frame import FrameDetections
+
+if TYPE_CHECKING:
+    from pipeline.config import AnalyticsConfig, CameraAnalyticsConfig, CameraConfig
+    from pipeline.observe.metrics import Metrics
+
+
+def tracker_settings(cfg: "AnalyticsConfig") -> TrackerSettings:
+    return TrackerSettings(cfg.high_score, cfg.low_score, cfg.new_track_score, cfg.match_iou,
+                           cfg.low_match_iou, cfg.lost_frames, cfg.max_tracks, cfg.class_agnostic)
+
+
+def camera_rules(cfg: "CameraAnalyticsConfig") -> tuple[tuple[Zone, ...], tuple[Line, ...]]:
+    """Config (pixels of frame_size, or fractions) -> rules in fractions of the frame."""
+    zones = tuple(Zone(z.name, cfg.fractions(z.points), None if z.classes is None else frozenset(z.classes),
+                       z.loiter_s) for z in cfg.zones)
+    lines = []
+    for ln in cfg.lines:
+        start, end = cfg.fractions([ln.start, ln.end])
+        lines.append(Line(ln.name, start, end, None if ln.classes is None else frozenset(ln.classes)))
+    return zones, tuple(lines)
+
+
+@dataclasses.dataclass
+class _CameraState:
+    tracker: ByteTracker
+    counter: ZoneLineCounter
+
+
+class Analytics:
+    def __init__(self, config: "AnalyticsConfig", cameras: "list[CameraConfig]",
+                 metrics: "Metrics | None" = None) -> None:
+        self._settings = tracker_settings(config)
+        self._rules = {c.id: camera_rules(c.analytics) for c in cameras}
+        self._cameras: dict[str, _CameraState] = {}
+        self._metrics = metrics
+
+    def set_rules(self, camera: "CameraConfig") -> None:
+        """Zones/lines of this camera from now on; its tracks and counts of kept names stay."""
+        self._rules[camera.id] = camera_rules(camera.analytics)
+        state = self._cameras.get(camera.id)
+        if state is not None:
+            state.counter.set_rules(*self._rules[camera.id])
+
+    def reset_camera(self, camera_id: str) -> None:
+        """The camera restarted (new source): its tracks end; its next ids continue."""
+        state = self._cameras.get(camera_id)
+        if state is not None:
+            next_id = state.tracker._next_id
+            state.tracker = ByteTracker(self._settings)
+            state.tracker._next_id = next_id
+            state.counter = ZoneLineCounter(*self._rules.get(camera_id, ((), ())))
+
+    def tracks(self, camera_id: str) -> int:
+        state = self._cameras.get(camera_id)
+        return len(state.tracker) if state else 0
+
+    def counts(self, camera_id: str) -> dict[tuple[str, str, str], int]:
+        state = self._cameras.get(camera_id)
+        return dict(state.counter.counts) if state else {}
+
+    def __call__(self, fd: FrameDetections) -> tuple[FrameDetections, FrameEvents | None]:
+        state = self._cameras.get(fd.camera_id)
+        if state is None:
+            state = _CameraState(ByteTracker(self._settings),
+                                 ZoneLineCounter(*self._rules.get(fd.camera_id, ((), ()))))
+            self._cameras[fd.camera_id] = state
+        dets = fd.detections
+        boxes = np.array([d.box for d in dets], np.float64).reshape(-1, 4)
+        update = state.tracker.update(boxes, np.array([d.score for d in dets], np.float64),
+                                      np.array([d.class_id for d in dets], np.int64))
+        ids = update.track_ids.tolist()
+        tracked = FrameDetections(fd.camera_id, fd.index, fd.pts, fd.captured_at, fd.width, fd.height,
+                                  tuple(dataclasses.replace(d, track_id=tid or None) for d, tid in zip(dets, ids)))
+        counter = state.counter
+        if not counter.active:
+            return tracked, None
+        keep = [i for i, tid in enumerate(ids) if tid]
+        events = counter.update(fd.pts if fd.pts is not None else fd.captured_at, fd.width, fd.height,
+                                [ids[i] for i in keep], [dets[i].label for i in keep],
+                                [dets[i].class_id for i in keep], boxes[keep], update.ended)
+        if not events:
+            return tracked, None
+        if self._metrics is not None:
+            for ev in events:
+                self._metrics.analytics_events.labels(fd.camera_id, ev.zone or ev.line or "", ev.label,
+                                                      ev.direction or ev.kind.removeprefix("zone_")).inc()
+        return tracked, FrameEvents(fd.camera_id, fd.index, fd.pts, fd.captured_at, tuple(events),
+                                    tuple(sorted(counter.counts.items())))
