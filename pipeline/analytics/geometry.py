@@ -70,14 +70,14 @@ def polygon_problem(points: np.ndarray) -> str | None:
     n = len(points)
     if n < 3:
         return f"a zone needs at least 3 points, got {n}"
-    x, y = points[:, 0], points[:, 1]
-    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-    if abs(area) < 1e-12:
-        return "the polygon has zero area"
     for i in range(n):
         for j in range(i + 1, n):
             if j == i + 1 or (i == 0 and j == n - 1):
                 continue  # neighbouring edges share a corner
             if _proper_intersection(points[i], points[(i + 1) % n], points[j], points[(j + 1) % n]):
                 return f"the polygon intersects itself (edge {i}-{i + 1} crosses edge {j}-{(j + 1) % n})"
+    x, y = points[:, 0], points[:, 1]
+    area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    if abs(area) < 1e-12:
+        return "the polygon has zero area"
     return None

@@ -57,7 +57,9 @@ class LineConfig(StrictModel):
 
 
 class CameraAnalyticsConfig(StrictModel):
-    """cameras[i].analytics: changes here apply on reload (SIGHUP) without restarting the camera."""
+    """cameras[i].analytics: changes here apply on reload (SIGHUP) without restarting the camera.
+    Points inside the frame, unique names and known classes are checked by the loader
+    (config/loader.py), which knows each point's line."""
 
     frame_size: tuple[int, int] | None = None  # [W, H]: points are pixels of this frame; null: fractions
     zones: list[ZoneConfig] = Field(default_factory=list, max_length=64)
@@ -70,22 +72,13 @@ class CameraAnalyticsConfig(StrictModel):
             raise ValueError(f"frame_size {list(v)} must be [W, H] with each 1..16384")
         return v
 
-    @model_validator(mode="after")
-    def _inside_frame(self) -> "CameraAnalyticsConfig":
+    def outside(self, x: float, y: float) -> str | None:
+        """Why (x, y) is not in the frame, or None."""
         w, h = self.frame_size or (1.0, 1.0)
-        unit = "pixels of the frame_size" if self.frame_size else "fractions 0..1 (or set frame_size for pixels)"
-        names: set[str] = set()
-        for kind, rules in (("zones", self.zones), ("lines", self.lines)):
-            for i, rule in enumerate(rules):
-                if rule.name in names:
-                    raise ValueError(f"{kind}[{i}]: name {rule.name!r} is used twice")
-                names.add(rule.name)
-                pts = rule.points if isinstance(rule, ZoneConfig) else [rule.start, rule.end]
-                for x, y in pts:
-                    if not (0 <= x <= w and 0 <= y <= h):
-                        raise ValueError(f"{kind}[{i}] ({rule.name}): point [{x:g}, {y:g}] is outside the "
-                                         f"frame: coordinates are {unit}")
-        return self
+        if 0 <= x <= w and 0 <= y <= h:
+            return None
+        unit = f"pixels of frame_size {w}x{h}" if self.frame_size else "fractions 0..1 (or set frame_size for pixels)"
+        return f"point [{x:g}, {y:g}] is outside the frame: coordinates are {unit}"
 
     def fractions(self, points: list[Point]) -> np.ndarray:
         w, h = self.frame_size or (1, 1)

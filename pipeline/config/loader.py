@@ -271,7 +271,21 @@ def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) ->
             loc = ("cameras", i, "analytics")
             raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: zones and lines need "
                               f"analytics.tracking: true")
+        names: set[str] = set()
         for kind, j, rule in rules:
+            where = ("cameras", i, "analytics", kind, j)
+            if rule.name in names:
+                loc = where + ("name",)
+                raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: name {rule.name!r} "
+                                  f"is used twice in this camera's zones and lines")
+            names.add(rule.name)
+            points = ([(("points", k), p) for k, p in enumerate(rule.points)] if kind == "zones"
+                      else [(("start",), rule.start), (("end",), rule.end)])
+            for key, (x, y) in points:
+                problem = cam.analytics.outside(x, y)
+                if problem:
+                    loc = where + key
+                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: {problem}")
             for k, label in enumerate(rule.classes or ()):
                 if label not in labels:
                     loc = ("cameras", i, "analytics", kind, j, "classes", k)
