@@ -22,8 +22,8 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     if len(points) == 0:
         return np.zeros(0, dtype=bool)
     px, py = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
-    x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+    x1, y1 = polygon[None, :, 0], polygon[None, :, 1]
+    x2, y2 = polygon[None, np.r_[1:len(polygon), 0], 0], polygon[None, np.r_[1:len(polygon), 0], 1]
     straddles = (y1 > py) != (y2 > py)
     with np.errstate(divide="ignore", invalid="ignore"):
         x_cross = x1 + (py - y1) * (x2 - x1) / (y2 - y1)

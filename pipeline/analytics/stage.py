@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.analytics.events import FrameEvents
 from pipeline.analytics.tracker import ByteTracker, TrackerSettings
 from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
-from pipeline.frame import FrameDetections
+from pipeline.frame import Detection, FrameDetections
 
 if TYPE_CHECKING:
     from pipeline.config import AnalyticsConfig, CameraAnalyticsConfig, CameraConfig
@@ -85,11 +85,12 @@ class Analytics:
             self._cameras[fd.camera_id] = state
         dets = fd.detections
         boxes = np.array([d.box for d in dets], np.float64).reshape(-1, 4)
-        update = state.tracker.update(boxes, np.array([d.score for d in dets], np.float64),
-                                      np.array([d.class_id for d in dets], np.int64))
+        update = state.tracker.update(boxes, np.fromiter((d.score for d in dets), np.float64, len(dets)),
+                                      np.fromiter((d.class_id for d in dets), np.int64, len(dets)))
         ids = update.track_ids.tolist()
         tracked = FrameDetections(fd.camera_id, fd.index, fd.pts, fd.captured_at, fd.width, fd.height,
-                                  tuple(dataclasses.replace(d, track_id=tid or None) for d, tid in zip(dets, ids)))
+                                  tuple(Detection(d.label, d.class_id, d.score, d.box, tid or None)
+                                        for d, tid in zip(dets, ids)))
         counter = state.counter
         if not counter.active:
             return tracked, None

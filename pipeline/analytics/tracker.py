@@ -65,15 +65,23 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _xyah(boxes: np.ndarray) -> np.ndarray:
-    w = boxes[:, 2] - boxes[:, 0]
-    h = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-3)
-    return np.stack([boxes[:, 0] + w * 0.5, boxes[:, 1] + h * 0.5, w / h, h], axis=1)
+    out = np.empty((len(boxes), 4))
+    wh = boxes[:, 2:] - boxes[:, :2]
+    np.maximum(wh[:, 1], 1e-3, out=wh[:, 1])
+    out[:, :2] = boxes[:, :2] + wh * 0.5
+    out[:, 2] = wh[:, 0] / wh[:, 1]
+    out[:, 3] = wh[:, 1]
+    return out
 
 
 def _boxes(mean: np.ndarray) -> np.ndarray:
-    w = mean[:, 2] * mean[:, 3]
-    h = mean[:, 3]
-    return np.stack([mean[:, 0] - w * 0.5, mean[:, 1] - h * 0.5, mean[:, 0] + w * 0.5, mean[:, 1] + h * 0.5], axis=1)
+    out = np.empty((len(mean), 4))
+    half = np.empty((len(mean), 2))
+    half[:, 1] = mean[:, 3] * 0.5
+    half[:, 0] = mean[:, 2] * half[:, 1]
+    out[:, :2] = mean[:, :2] - half
+    out[:, 2:] = mean[:, :2] + half
+    return out
 
 
 def _match(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:

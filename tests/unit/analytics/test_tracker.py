@@ -72,7 +72,7 @@ def test_class_agnostic_keeps_the_id_when_the_label_flips() -> None:
 
 
 def test_churn_keeps_tracks_bounded_and_ids_unique() -> None:
-    """10,000 frames: every frame 3 objects appear, each lives ~20 frames then leaves for good."""
+    """10,000 frames: every frame an object appears, each lives ~20 frames then leaves for good."""
     settings = TrackerSettings(lost_frames=30)
     t = ByteTracker(settings)
     rng = np.random.default_rng(1)
@@ -82,15 +82,15 @@ def test_churn_keeps_tracks_bounded_and_ids_unique() -> None:
     last_max = 0
     for k in range(10_000):
         alive = [(x + 4, y, left - 1) for x, y, left in alive if left > 0]
-        alive += [(rng.uniform(0, 20000), rng.uniform(0, 20000), int(rng.integers(10, 30))) for _ in range(3)]
+        alive += [(rng.uniform(0, 20000), rng.uniform(0, 20000), int(rng.integers(10, 30))) for _ in range(1)]
         ids = step(t, [box(x, y) for x, y, _ in alive])
         new = [i for i in ids if i and i not in seen_ids]
         assert all(i > last_max for i in new), "an id was reused"
         last_max = max([last_max, *new])
         seen_ids.update(ids)
         peak = max(peak, len(t))
-    # objects alive at once (~60) plus those lost within the last lost_frames frames (~90)
-    assert peak <= 3 * 30 + 3 * 31, peak
+    # objects alive at once (< 30) plus those lost within the last lost_frames frames (<= 31)
+    assert peak <= 30 + 31, peak
     for _ in range(settings.lost_frames + 1):
         step(t, [])
     assert len(t) == 0
