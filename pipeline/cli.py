@@ -103,7 +103,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     _install_stop_signals(stop)
-    kinds = tuple(args.kind) if args.kind else ("det", "status")
+    kinds = tuple(args.kind) if args.kind else ("det", "status", "evt")
     received = 0
     if bool(args.curve_server_key) != bool(args.curve_client_key):
         print("pipeline subscribe: --curve-server-key and --curve-client-key go together", file=sys.stderr)
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("url")
     s.add_argument("--camera")
     s.add_argument("--count", type=int)
-    s.add_argument("--kind", action="append", choices=["det", "status"])
+    s.add_argument("--kind", action="append", choices=["det", "status", "evt"])
     s.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (.key)")
     s.add_argument("--curve-client-key", metavar="FILE",
                    help="CURVE: this subscriber's secret key file (.key_secret); its .key must be authorized")

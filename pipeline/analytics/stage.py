@@ -4,11 +4,13 @@ One ByteTracker and one ZoneLineCounter per camera, created on the camera's firs
 camera's frames must come in order from one thread (the daemon calls this from its postprocess
 thread, which receives batches in order). Rules change live (`set_rules`, config reload); a
 restarted camera (`reset_camera`) loses its tracks but keeps its id counter, so ids are never
-reused in a run.
+reused in a run. Those two may be called from another thread (the daemon's reload): they only
+leave a request that the camera's next frame applies, so a frame never sees half a change.
 """
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,21 +54,31 @@ class Analytics:
         self._rules = {c.id: camera_rules(c.analytics) for c in cameras}
         self._cameras: dict[str, _CameraState] = {}
         self._metrics = metrics
+        self._lock = threading.Lock()
+        self._new_rules: dict[str, tuple[tuple[Zone, ...], tuple[Line, ...]]] = {}  # applied at the next frame
+        self._resets: set[str] = set()
 
     def set_rules(self, camera: "CameraConfig") -> None:
-        """Zones/lines of this camera from now on; its tracks and counts of kept names stay."""
-        self._rules[camera.id] = camera_rules(camera.analytics)
-        state = self._cameras.get(camera.id)
-        if state is not None:
-            state.counter.set_rules(*self._rules[camera.id])
+        """Zones/lines of this camera from its next frame on; its tracks and counts of kept names stay."""
+        rules = camera_rules(camera.analytics)
+        with self._lock:
+            self._new_rules[camera.id] = rules
 
     def reset_camera(self, camera_id: str) -> None:
-        """The camera restarted (new source): its tracks end; its next ids continue."""
-        state = self._cameras.get(camera_id)
-        if state is not None:
-            next_id = state.tracker._next_id
-            state.tracker = ByteTracker(self._settings)
-            state.tracker._next_id = next_id
+        """The camera restarted (new source): at its next frame its tracks end; its ids continue."""
+        with self._lock:
+            self._resets.add(camera_id)
+
+    def _apply_requests(self, camera_id: str, state: _CameraState) -> None:
+        with self._lock:
+            rules = self._new_rules.pop(camera_id, None)
+            reset = camera_id in self._resets
+            self._resets.discard(camera_id)
+        if rules is not None:
+            self._rules[camera_id] = rules
+            state.counter.set_rules(*rules)
+        if reset:
+            state.tracker = state.tracker.fresh()
             state.counter = ZoneLineCounter(*self._rules.get(camera_id, ((), ())))
 
     def tracks(self, camera_id: str) -> int:
@@ -83,6 +95,8 @@ class Analytics:
             state = _CameraState(ByteTracker(self._settings),
                                  ZoneLineCounter(*self._rules.get(fd.camera_id, ((), ()))))
             self._cameras[fd.camera_id] = state
+        if self._new_rules or self._resets:  # unlocked peek: a request seen one frame late is fine
+            self._apply_requests(fd.camera_id, state)
         dets = fd.detections
         boxes = np.array([d.box for d in dets], np.float64).reshape(-1, 4)
         update = state.tracker.update(boxes, np.fromiter((d.score for d in dets), np.float64, len(dets)),

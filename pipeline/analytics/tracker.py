@@ -109,6 +109,12 @@ class ByteTracker:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def fresh(self) -> "ByteTracker":
+        """No tracks, the same settings, ids continuing after this one's (never reused)."""
+        out = ByteTracker(self.settings)
+        out._next_id = self._next_id
+        return out
+
     def update(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> TrackUpdate:
         s = self.settings
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
