@@ -144,7 +144,7 @@ def cmd_curve_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.tools.evaluate.command import run_evaluation
+    from pipeline.tools.evaluate.command import run_full_evaluation
 
     cfg = _load(args.config)
     truths: dict[str, str] = {}
@@ -158,11 +158,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if unknown:
         print(f"pipeline eval: --truth names unknown camera(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return EXIT_CONFIG
-    scores = run_evaluation(cfg, truths, iou_threshold=args.iou)
-    for s in scores:
-        print(s.line())
+    try:
+        results = run_full_evaluation(cfg, truths, iou_threshold=args.iou)
+    except ValueError as exc:  # a truth file without identities, or a bad line in it
+        print(f"pipeline eval: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for r in results:
+        for line in r.lines():
+            print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps([s.__dict__ for s in scores], indent=2))
+        Path(args.json).write_text(json.dumps([{**r.detection.__dict__,
+                                                 "tracking": r.tracking.__dict__ if r.tracking else None,
+                                                 "counts": r.counts} for r in results], indent=2))
     return EXIT_OK
 
 
