@@ -19,6 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
+from pipeline.analytics.events import AnalyticsEvent
 from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
 from pipeline.tools.evaluate.detection_metrics import iou_matrix
 
@@ -96,21 +97,50 @@ def score_tracking(camera: str, truth: dict[int, list[TruthObject]], messages: I
                          int(row["num_switches"]), int(row["num_fragmentations"]), len(true_ids), len(predicted))
 
 
-def true_event_counts(truth: dict[int, list[TruthObject]], width: int, height: int, zones: tuple[Zone, ...],
-                      lines: tuple[Line, ...]) -> Counter[tuple[str, str, str]]:
-    """(zone or line, label, enter/exit/loitering/forward/backward) -> count, from the true tracks."""
+def true_events(truth: dict[int, list[TruthObject]], width: int, height: int, zones: tuple[Zone, ...],
+                lines: tuple[Line, ...]) -> tuple[list[tuple[int, AnalyticsEvent]], Counter[tuple[str, str, str]]]:
+    """The events the true tracks cause, as (frame, event) with event.track_id the true id, and the
+    counts. A true track ends (zone_exit if inside) on the first frame it is missing from; tracks
+    still there at the last frame do not end (the daemon does not end them at a file's end either)."""
     counter = ZoneLineCounter(zones, lines)
     alive: set[int] = set()
+    out: list[tuple[int, AnalyticsEvent]] = []
     for frame in sorted(truth):
         objs = truth[frame]
         now = {o.track for o in objs}
-        counter.update(float(frame), width, height, [o.track for o in objs], [o.label for o in objs],
-                       [0] * len(objs), np.array([o.box for o in objs], np.float64).reshape(-1, 4),
-                       ended=tuple(sorted(alive - now)))
+        events = counter.update(float(frame), width, height, [o.track for o in objs], [o.label for o in objs],
+                                [0] * len(objs), np.array([o.box for o in objs], np.float64).reshape(-1, 4),
+                                ended=tuple(sorted(alive - now)))
+        out += [(frame, ev) for ev in events]
         alive = now
-    counter.update(float(max(truth, default=0) + 1), width, height, [], [], [], np.zeros((0, 4)),
-                   ended=tuple(sorted(alive)))
-    return counter.counts
+    return out, counter.counts
+
+
+def true_event_counts(truth: dict[int, list[TruthObject]], width: int, height: int, zones: tuple[Zone, ...],
+                      lines: tuple[Line, ...]) -> Counter[tuple[str, str, str]]:
+    """(zone or line, label, enter/exit/loitering/forward/backward) -> count, from the true tracks."""
+    return true_events(truth, width, height, zones, lines)[1]
+
+
+def track_correspondence(truth: dict[int, list[TruthObject]], messages: Iterable[dict],
+                         iou_threshold: float = 0.5) -> dict[int, int]:
+    """Predicted track id -> the true id it overlaps (IoU >= threshold, same label) in most frames."""
+    votes: Counter[tuple[int, int]] = Counter()
+    for m in messages:
+        gts = truth.get(int(m["frame"]), [])
+        dets = [d for d in m["detections"] if d.get("track_id") is not None]
+        if not gts or not dets:
+            continue
+        ious = iou_matrix(np.array([d["box"] for d in dets], np.float64), np.array([t.box for t in gts], np.float64))
+        for i, d in enumerate(dets):
+            j = int(np.argmax(ious[i]))
+            if ious[i, j] >= iou_threshold and gts[j].label == d["label"]:
+                votes[(d["track_id"], gts[j].track)] += 1
+    best: dict[int, tuple[int, int]] = {}
+    for (pred, true), n in votes.items():
+        if pred not in best or n > best[pred][1]:
+            best[pred] = (true, n)
+    return {pred: true for pred, (true, _) in best.items()}
 
 
 def published_event_counts(events: Iterable[dict]) -> Counter[tuple[str, str, str]]:
