@@ -30,6 +30,14 @@ STD_VELOCITY = 1.0 / 160
 _F = np.eye(8)
 _F[:4, 4:] = np.eye(4)
 _FT = _F.T.copy()
+# diagonal noise = (h * scale)^2 + constant, per state / measurement component
+_Q_SCALE = np.array([STD_POSITION, STD_POSITION, 0, STD_POSITION, STD_VELOCITY, STD_VELOCITY, 0, STD_VELOCITY])
+_Q_CONST = np.array([0, 0, 1e-4, 0, 0, 0, 1e-10, 0])
+_R_SCALE = np.array([STD_POSITION, STD_POSITION, 0, STD_POSITION])
+_R_CONST = np.array([0, 0, 1e-2, 0])
+_P0_SCALE = np.array([2 * STD_POSITION, 2 * STD_POSITION, 0, 2 * STD_POSITION,
+                      10 * STD_VELOCITY, 10 * STD_VELOCITY, 0, 10 * STD_VELOCITY])
+_P0_CONST = np.array([0, 0, 1e-4, 0, 0, 0, 1e-10, 0])
 
 
 @dataclass(frozen=True)
@@ -164,29 +172,17 @@ class ByteTracker:
     # ------------------------------------------------------------------ Kalman filter, all tracks at once
 
     def _predict(self) -> None:
-        h = self.mean[:, 3]
-        self.mean[self.missed > 0, 7] = 0.0  # a lost track's height stops changing (as ByteTrack)
-        q = np.empty((len(h), 8))
-        q[:, 0] = q[:, 1] = q[:, 3] = (STD_POSITION * h) ** 2
-        q[:, 2] = 1e-4
-        q[:, 4] = q[:, 5] = q[:, 7] = (STD_VELOCITY * h) ** 2
-        q[:, 6] = 1e-10
+        self.mean[:, 7] *= self.missed == 0  # a lost track's height stops changing (as ByteTrack)
+        q = np.square(self.mean[:, 3:4] * _Q_SCALE) + _Q_CONST
         self.mean = self.mean @ _FT
         cov = _F @ self.cov @ _FT
-        idx = np.arange(8)
-        cov[:, idx, idx] += q
+        cov.reshape(-1, 64)[:, ::9] += q  # the diagonals
         self.cov = cov
 
     def _correct(self, rows: np.ndarray, boxes: np.ndarray) -> None:
         mean, cov = self.mean[rows], self.cov[rows]
         z = _xyah(boxes)
-        h = mean[:, 3]
-        r = np.empty((len(rows), 4))
-        r[:, 0] = r[:, 1] = r[:, 3] = (STD_POSITION * h) ** 2
-        r[:, 2] = 1e-2
-        innovation_cov = cov[:, :4, :4].copy()
-        idx = np.arange(4)
-        innovation_cov[:, idx, idx] += r
+        innovation_cov = cov[:, :4, :4] + np.eye(4) * (np.square(mean[:, 3:4] * _R_SCALE) + _R_CONST)[:, None, :]
         # gain K = P H^T S^-1, solved rather than inverted (S is symmetric)
         gain = np.linalg.solve(innovation_cov, cov[:, :4, :]).transpose(0, 2, 1)  # [k,8,4]
         self.mean[rows] = mean + np.einsum("kij,kj->ki", gain, z - mean[:, :4])
@@ -198,15 +194,8 @@ class ByteTracker:
         k = len(ids)
         mean = np.zeros((k, 8))
         mean[:, :4] = _xyah(boxes)
-        h = mean[:, 3]
-        std = np.empty((k, 8))
-        std[:, 0] = std[:, 1] = std[:, 3] = 2 * STD_POSITION * h
-        std[:, 2] = 1e-2
-        std[:, 4] = std[:, 5] = std[:, 7] = 10 * STD_VELOCITY * h
-        std[:, 6] = 1e-5
         cov = np.zeros((k, 8, 8))
-        idx = np.arange(8)
-        cov[:, idx, idx] = std ** 2
+        cov.reshape(-1, 64)[:, ::9] = np.square(mean[:, 3:4] * _P0_SCALE) + _P0_CONST
         self.ids = np.concatenate([self.ids, ids])
         self.mean = np.concatenate([self.mean, mean])
         self.cov = np.concatenate([self.cov, cov])

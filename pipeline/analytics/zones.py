@@ -15,12 +15,12 @@ derive the true events (pipeline/tools/evaluate/), so truth and daemon use one r
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.analytics.events import AnalyticsEvent
-from pipeline.analytics.geometry import anchors, crosses_segment, points_in_polygon, side_of_line
+from pipeline.analytics.geometry import crosses_segment
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,22 @@ class Zone:
     polygon: np.ndarray  # [V,2] fractions of the frame
     labels: frozenset[str] | None  # None: every class
     loiter_s: float | None = None
+    _edges: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # per edge: y1, y2, x1 and dx/dy (0 for horizontal edges, which never straddle a point)
+        p = np.asarray(self.polygon, np.float64)
+        q = np.roll(p, -1, axis=0)
+        dy = q[:, 1] - p[:, 1]
+        slope = np.divide(q[:, 0] - p[:, 0], dy, out=np.zeros(len(p)), where=dy != 0)
+        object.__setattr__(self, "_edges", (p[None, :, 1], q[None, :, 1], p[None, :, 0], slope[None, :]))
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Same rule as geometry.points_in_polygon, with the edges prepared once (the hot path)."""
+        y1, y2, x1, slope = self._edges
+        py = points[:, 1:2]
+        crossing = ((y1 > py) != (y2 > py)) & (points[:, 0:1] < x1 + (py - y1) * slope)
+        return (np.count_nonzero(crossing, axis=1) & 1).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,17 @@ class Line:
     start: np.ndarray  # [2] fractions of the frame
     end: np.ndarray
     labels: frozenset[str] | None
+    _normal: np.ndarray = field(init=False, repr=False, compare=False)
+    _offset: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        d = np.asarray(self.end, np.float64) - np.asarray(self.start, np.float64)
+        normal = np.array([-d[1], d[0]])  # side = sign(normal . (p - start)), as geometry.side_of_line
+        object.__setattr__(self, "_normal", normal)
+        object.__setattr__(self, "_offset", float(normal @ np.asarray(self.start, np.float64)))
+
+    def sides(self, points: np.ndarray) -> list[int]:
+        return np.sign(points @ self._normal - self._offset).astype(np.int64).tolist()
 
 
 @dataclass
@@ -55,7 +82,7 @@ class ZoneLineCounter:
         self._visits: dict[str, dict[int, _Visit]] = {}
         self._sides: dict[str, dict[int, tuple[int, np.ndarray]]] = {}  # last non-zero side and where
         # label, class id, last box, when last seen
-        self._last: dict[int, tuple[str, int, tuple[float, float, float, float], float]] = {}
+        self._last: dict[int, tuple[str, int, np.ndarray, float]] = {}
         self.set_rules(zones, lines)
 
     def set_rules(self, zones: tuple[Zone, ...], lines: tuple[Line, ...]) -> None:
@@ -79,40 +106,16 @@ class ZoneLineCounter:
         events: list[AnalyticsEvent] = []
         if track_ids:
             boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-            pts = anchors(boxes) / np.array([max(width, 1), max(height, 1)], np.float64)
-            box_tuples = [tuple(map(float, b)) for b in boxes]
-            for tid, label, cid, box in zip(track_ids, labels, class_ids, box_tuples):
-                self._last[tid] = (label, cid, box, t)
+            pts = np.empty((len(boxes), 2))
+            pts[:, 0] = (boxes[:, 0] + boxes[:, 2]) * (0.5 / max(width, 1))  # bottom-centre (geometry.anchors)
+            pts[:, 1] = boxes[:, 3] * (1.0 / max(height, 1))
+            last = self._last
+            for tid, label, cid, row in zip(track_ids, labels, class_ids, boxes):
+                last[tid] = (label, cid, row, t)
             for zone in self.zones:
-                inside = points_in_polygon(pts, zone.polygon)
-                visits = self._visits[zone.name]
-                for i, tid in enumerate(track_ids):
-                    if zone.labels is not None and labels[i] not in zone.labels:
-                        continue
-                    visit = visits.get(tid)
-                    if inside[i] and visit is None:
-                        visits[tid] = _Visit(t)
-                        events.append(self._event("zone_enter", tid, zone=zone.name))
-                    elif not inside[i] and visit is not None:
-                        del visits[tid]
-                        events.append(self._event("zone_exit", tid, zone=zone.name, dwell=t - visit.entered_at))
-                    elif (visit is not None and zone.loiter_s is not None and not visit.loitered
-                          and t - visit.entered_at >= zone.loiter_s):
-                        visit.loitered = True
-                        events.append(self._event("loitering", tid, zone=zone.name, dwell=t - visit.entered_at))
+                self._zone_events(zone, t, track_ids, labels, zone.contains(pts), events)
             for line in self.lines:
-                sides = side_of_line(pts, line.start, line.end)
-                memory = self._sides[line.name]
-                for i, tid in enumerate(track_ids):
-                    if sides[i] == 0 or (line.labels is not None and labels[i] not in line.labels):
-                        continue
-                    before = memory.get(tid)
-                    memory[tid] = (int(sides[i]), pts[i])
-                    if before is None or before[0] == sides[i]:
-                        continue
-                    if crosses_segment(before[1][None], pts[i][None], line.start, line.end)[0]:
-                        direction = "forward" if sides[i] > 0 else "backward"
-                        events.append(self._event("line_cross", tid, line=line.name, direction=direction))
+                self._line_events(line, track_ids, labels, pts, events)
         for tid in ended:
             for zone in self.zones:
                 visit = self._visits[zone.name].pop(tid, None)
@@ -124,10 +127,45 @@ class ZoneLineCounter:
             self._last.pop(tid, None)
         return events
 
+    def _zone_events(self, zone: Zone, t: float, track_ids: list[int], labels: list[str], inside: np.ndarray,
+                     events: list[AnalyticsEvent]) -> None:
+        visits = self._visits[zone.name]
+        if not visits and not inside.any():
+            return
+        for i, tid in enumerate(track_ids):
+            visit = visits.get(tid)
+            if inside[i]:
+                if visit is None:
+                    if zone.labels is None or labels[i] in zone.labels:
+                        visits[tid] = _Visit(t)
+                        events.append(self._event("zone_enter", tid, zone=zone.name))
+                elif zone.loiter_s is not None and not visit.loitered and t - visit.entered_at >= zone.loiter_s:
+                    visit.loitered = True
+                    events.append(self._event("loitering", tid, zone=zone.name, dwell=t - visit.entered_at))
+            elif visit is not None:
+                del visits[tid]
+                events.append(self._event("zone_exit", tid, zone=zone.name, dwell=t - visit.entered_at))
+
+    def _line_events(self, line: Line, track_ids: list[int], labels: list[str], pts: np.ndarray,
+                     events: list[AnalyticsEvent]) -> None:
+        memory = self._sides[line.name]
+        sides = line.sides(pts)
+        for i, tid in enumerate(track_ids):
+            side = sides[i]
+            if side == 0 or (line.labels is not None and labels[i] not in line.labels):
+                continue
+            before = memory.get(tid)
+            memory[tid] = (side, pts[i])
+            if before is None or before[0] == side:
+                continue
+            if crosses_segment(before[1][None], pts[i][None], line.start, line.end)[0]:
+                events.append(self._event("line_cross", tid, line=line.name,
+                                          direction="forward" if side > 0 else "backward"))
+
     def _event(self, kind: str, tid: int, zone: str | None = None, line: str | None = None,
                direction: str | None = None, dwell: float | None = None) -> AnalyticsEvent:
         label, cid, box, _ = self._last[tid]
         what = direction if kind == "line_cross" else kind.removeprefix("zone_")
         self.counts[(zone or line or "", label, what)] += 1
         return AnalyticsEvent(kind, tid, label, cid, zone, line, direction,  # type: ignore[arg-type]
-                              None if dwell is None else max(0.0, dwell), box)
+                              None if dwell is None else max(0.0, dwell), tuple(float(v) for v in box))

@@ -25,6 +25,14 @@ def test_geometry_basics() -> None:
     assert side_of_line(np.array([[0.5, 0.9], [0.5, 0.1], [0.3, 0.5]]), np.array([0, 0.5]), np.array([1, 0.5])).tolist() == [1, -1, 0]
     assert polygon_problem(np.array([[0, 0], [1, 1], [1, 0], [0, 1]])).startswith("the polygon intersects itself")
     assert polygon_problem(SQUARE) is None
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.1, 1.1, (500, 2))
+    pts[:50] = np.round(pts[:50] * 4) / 4  # on corners and edges too
+    star = np.array([[0.5, 0.0], [0.6, 0.4], [1.0, 0.5], [0.6, 0.6], [0.5, 1.0], [0.4, 0.6], [0.0, 0.5], [0.4, 0.4]])
+    for poly in (SQUARE, star):  # the prepared hot-path forms agree with the plain functions
+        assert (Zone("z", poly, None).contains(pts) == points_in_polygon(pts, poly)).all()
+    line = Line("l", np.array([0.1, 0.2]), np.array([0.9, 0.7]), None)
+    assert line.sides(pts) == side_of_line(pts, line.start, line.end).tolist()
 
 
 def test_zone_enter_and_exit_with_dwell() -> None:
