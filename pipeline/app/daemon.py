@@ -28,7 +28,6 @@ import zmq
 from pipeline.config import CameraConfig, ConfigError, PipelineConfig
 from pipeline.frame import CameraState, Frame, FrameBatch, FrameDetections, InferenceResult, StatusEvent, TensorBatch
 from pipeline.analytics.events import FrameEvents
-from pipeline.analytics.stage import Analytics
 from pipeline.app.camera_status import CameraStatusBoard
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
@@ -154,8 +153,10 @@ class Daemon:
         # if shutdown gives up on them
         self._in_flight: dict[str, tuple[Frame, ...]] = {"postprocess": ()}
         # ANALYTICS (issue 17): tracking, zones, lines; runs on postprocess's thread, after it
-        self._analytics = (Analytics(config.analytics, config.cameras, self.metrics)
-                           if config.analytics.tracking else None)
+        self._analytics = None
+        if config.analytics.tracking:
+            from pipeline.analytics.stage import Analytics  # scipy.optimize: ~0.3 s to import, only when on
+            self._analytics = Analytics(config.analytics, config.cameras, self.metrics)
 
     # ------------------------------------------------------------------ lifecycle
 
