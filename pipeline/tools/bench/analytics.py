@@ -19,7 +19,7 @@ from pipeline.tools.bench.report import Percentiles, Spread, StageResult
 
 LABELS = ("person", "car", "bicycle")
 WIDTH, HEIGHT = 1280, 720
-FRAMES_PER_CAMERA = 300  # generated once, replayed (tracks then end and restart: more churn)
+FRAMES_PER_CAMERA = 120  # generated once, replayed (tracks then end and restart: more churn)
 SAMPLE_EVERY = 16  # per-frame times kept for the percentiles
 
 
