@@ -86,8 +86,26 @@ class Analytics:
         return len(state.tracker) if state else 0
 
     def counts(self, camera_id: str) -> dict[tuple[str, str, str], int]:
+        """Running counts; safe from another thread (a copy taken while the analytics thread adds
+        to it is retried)."""
         state = self._cameras.get(camera_id)
-        return dict(state.counter.counts) if state else {}
+        for _ in range(10):
+            try:
+                return dict(state.counter.counts) if state else {}
+            except RuntimeError:  # changed size during the copy
+                continue
+        return {}
+
+    def status_line(self, camera_id: str) -> str | None:
+        """`tracks 4; door: person enter 3 exit 2; kerb: car forward 1` for the status lines, or None."""
+        state = self._cameras.get(camera_id)
+        if state is None:
+            return None
+        per_rule: dict[str, list[str]] = {}
+        for (rule, label, what), n in sorted(self.counts(camera_id).items()):
+            per_rule.setdefault(rule, []).append(f"{label} {what} {n}")
+        rules = "; ".join(f"{rule}: {', '.join(parts)}" for rule, parts in per_rule.items())
+        return f"tracks {len(state.tracker)}" + (f"; {rules}" if rules else "")
 
     def __call__(self, fd: FrameDetections) -> tuple[FrameDetections, FrameEvents | None]:
         state = self._cameras.get(fd.camera_id)

@@ -346,7 +346,7 @@ class Daemon:
         frames = self.metrics.value("pipeline_batch_size_sum")
         log.info("summary batches %d, frames %d, mean batch %.2f", batches, frames,
                  frames / batches if batches else 0.0)
-        for line in self.board.summary_lines():
+        for line in self.board.summary_lines() + self._analytics_lines():
             log.info("summary %s", line, extra=NOT_RATE_LIMITED)
 
     # ------------------------------------------------------------------ wiring callbacks
@@ -393,7 +393,7 @@ class Daemon:
                 self.metrics.frames_dropped.labels(item.camera_id, "shutdown").inc()
 
     def _emit_status_lines(self) -> None:
-        lines = self.board.status_lines()
+        lines = self.board.status_lines() + self._analytics_lines()
         if self.options.on_status_lines:
             self.options.on_status_lines(lines)
         else:
@@ -534,6 +534,13 @@ class Daemon:
                 continue
             self._publish_q.put(fd)
         self._in_flight["postprocess"] = ()
+
+    def _analytics_lines(self) -> list[str]:
+        """ANALYTICS: per camera, its live tracks and running zone/line counts."""
+        if self._analytics is None:
+            return []
+        lines = [(cam, self._analytics.status_line(cam)) for cam in sorted(self._cameras)]
+        return [f"{cam + ':':<12} analytics {line}" for cam, line in lines if line is not None]
 
     def _run_analytics(self, fd: FrameDetections) -> tuple[FrameDetections, FrameEvents | None]:
         """ANALYTICS: a failure costs this frame its track ids and events, never its detections."""

@@ -71,7 +71,11 @@ def score_tracking(camera: str, truth: dict[int, list[TruthObject]], messages: I
                    iou_threshold: float = 0.5) -> TrackingScore:
     """Frames without a published message are not scored (as in score_camera); detections without
     a track_id count as misses-and-false-positives like any unmatched box (they carry no id)."""
-    import motmetrics as mm  # pandas + scipy: ~1-4 s to import, so only `pipeline eval` pays it
+    try:
+        import motmetrics as mm  # pandas + scipy: ~1-4 s to import, so only `pipeline eval` pays it
+    except ImportError:
+        raise ValueError("tracking metrics need the motmetrics package: pip install motmetrics "
+                         "(or the .[dev] extra)") from None
 
     by_frame = {int(m["frame"]): m["detections"] for m in messages}
     acc = mm.MOTAccumulator(auto_id=False)

@@ -91,3 +91,8 @@ def test_tracking_events_and_live_zone_change(tmp_path: Path) -> None:
     assert set(after[-1]["counts"]) == {"upper"}  # the removed zone and line no longer count
     kinds = {e["type"] for m in events for e in m["events"]}
     assert {"zone_enter", "zone_exit", "line_cross"} <= kinds, kinds
+    # the daemon's summary has the same running counts as the last events message
+    summary = [ln for ln in run.stderr.splitlines() if "summary yard:" in ln and " analytics tracks " in ln]
+    assert len(summary) == 1, run.stderr
+    enters = after[-1]["counts"]["upper"]["person"]["enter"]
+    assert f"upper: person enter {enters}" in summary[0], summary
