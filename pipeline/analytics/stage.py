@@ -65,7 +65,8 @@ class Analytics:
             self._new_rules[camera.id] = rules
 
     def reset_camera(self, camera_id: str) -> None:
-        """The camera restarted (new source): at its next frame its tracks end; its ids continue."""
+        """The camera restarted (new source): at its next frame its tracks end (no events); its ids
+        and running counts continue."""
         with self._lock:
             self._resets.add(camera_id)
 
@@ -77,9 +78,11 @@ class Analytics:
         if rules is not None:
             self._rules[camera_id] = rules
             state.counter.set_rules(*rules)
-        if reset:
+        if reset:  # tracks and zone visits end quietly; the running counts go on
             state.tracker = state.tracker.fresh()
+            counts = state.counter.counts
             state.counter = ZoneLineCounter(*self._rules.get(camera_id, ((), ())))
+            state.counter.counts = counts
 
     def tracks(self, camera_id: str) -> int:
         state = self._cameras.get(camera_id)
