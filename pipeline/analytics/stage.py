@@ -65,8 +65,9 @@ class Analytics:
             self._new_rules[camera.id] = rules
 
     def reset_camera(self, camera_id: str) -> None:
-        """The camera restarted (new source): at its next frame its tracks end (no events); its ids
-        and running counts continue."""
+        """The camera restarted (new source) or was removed: at its next frame its tracks end (no
+        events); its ids and running counts continue. (A removed camera keeps its last tracks, at most
+        max_tracks, until it comes back: freeing them here would race with its last frames.)"""
         with self._lock:
             self._resets.add(camera_id)
 

@@ -275,8 +275,8 @@ class Daemon:
         if self._analytics is not None:  # ANALYTICS: new zones/lines apply live; restarted cameras lose tracks
             for cam in change.rules_changed + change.changed + change.added:
                 self._analytics.set_rules(cam)
-            for cam in change.changed:
-                self._analytics.reset_camera(cam.id)
+            for cam_id in change.removed + tuple(c.id for c in change.changed):
+                self._analytics.reset_camera(cam_id)
         for cam in change.changed + change.added:
             try:
                 self.add_camera(cam)
