@@ -5,7 +5,6 @@ the generator's exact identities. Line and zone counts are compared with the cou
 tracks give under the same rules (tracking_metrics.true_event_counts). Figures: docs/analytics.md."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
