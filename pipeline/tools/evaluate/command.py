@@ -2,14 +2,16 @@
 ZeroMQ subscriber, and score it against ground truth."""
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
 from pipeline.config import MetricsConfig, PipelineConfig
 from pipeline.tools.evaluate.detection_metrics import CameraScore, load_truth, score_camera
-from pipeline.tools.evaluate.tracking_metrics import (TrackingScore, count_lines, load_truth_tracks,
-                                                      published_event_counts, score_tracking, true_event_counts)
+from pipeline.tools.evaluate.tracking_metrics import (MotmetricsMissing, TrackingScore, count_lines,
+                                                      load_truth_tracks, published_event_counts, score_tracking,
+                                                      true_event_counts)
 from pipeline.publish.subscriber import Subscriber, connect_url
 
 
@@ -93,7 +95,10 @@ def run_full_evaluation(cfg: PipelineConfig, truths: dict[str, str],
         tracking, counts, true, published = None, [], {}, {}
         if cfg.analytics.tracking:
             truth = load_truth_tracks(path)
-            tracking = score_tracking(cam, truth, dets, iou_threshold)
+            try:
+                tracking = score_tracking(cam, truth, dets, iou_threshold)
+            except MotmetricsMissing as exc:  # detection scores and counts need no motmetrics
+                print(f"pipeline eval: {exc}; skipped", file=sys.stderr)
             if cams[cam].analytics.active and dets:
                 zones, lines = camera_rules(cams[cam].analytics)
                 true = true_event_counts(truth, dets[0]["width"], dets[0]["height"], zones, lines)

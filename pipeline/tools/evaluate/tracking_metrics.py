@@ -24,6 +24,10 @@ from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
 from pipeline.tools.evaluate.detection_metrics import iou_matrix
 
 
+class MotmetricsMissing(ValueError):
+    """The optional motmetrics package is not installed."""
+
+
 @dataclass(frozen=True)
 class TruthObject:
     track: int
@@ -74,8 +78,8 @@ def score_tracking(camera: str, truth: dict[int, list[TruthObject]], messages: I
     try:
         import motmetrics as mm  # pandas + scipy: ~1-4 s to import, so only `pipeline eval` pays it
     except ImportError:
-        raise ValueError("tracking metrics need the motmetrics package: pip install motmetrics "
-                         "(or the .[dev] extra)") from None
+        raise MotmetricsMissing("tracking metrics (MOTA, IDF1) need the motmetrics package: "
+                                "pip install motmetrics (or the .[dev] extra)") from None
 
     by_frame = {int(m["frame"]): m["detections"] for m in messages}
     acc = mm.MOTAccumulator(auto_id=False)
