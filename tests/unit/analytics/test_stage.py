@@ -7,6 +7,7 @@ import numpy as np
 from pipeline.analytics.stage import Analytics
 from pipeline.config import AnalyticsConfig, CameraConfig
 from pipeline.frame import Detection, FrameDetections
+from pipeline.observe.metrics import Metrics
 
 WHOLE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 
@@ -21,7 +22,9 @@ def frame(k: int, boxes: list[tuple[float, float, float, float]]) -> FrameDetect
 
 
 def test_ids_events_rule_changes_and_restarts() -> None:
-    stage = Analytics(AnalyticsConfig(tracking=True), [camera([{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}])])
+    metrics = Metrics()
+    stage = Analytics(AnalyticsConfig(tracking=True), [camera([{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}])],
+                      metrics)
     out, events = stage(frame(0, [(10, 10, 20, 40)]))
     assert out.detections[0].track_id == 1 and out.detections[0].box == (10, 10, 20, 40)
     assert [e.kind for e in events.events] == ["zone_enter"] and events.counts == ((("left", "person", "enter"), 1),)
@@ -33,6 +36,8 @@ def test_ids_events_rule_changes_and_restarts() -> None:
     out, _ = stage(frame(2, [(14, 10, 24, 40)]))
     assert out.detections[0].track_id == 2  # the old track ended; its id is not reused
     assert "tracks 1; all: person enter 2" == stage.status_line("cam")
+    assert metrics.value("pipeline_analytics_events_total", camera="cam", rule="all", label="person", event="enter") == 2
+    assert metrics.value("pipeline_analytics_events_total", camera="cam", rule="left", label="person", event="enter") == 1
 
 
 def test_churn_keeps_camera_state_bounded() -> None:
