@@ -130,7 +130,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     _install_stop_signals(stop)
-    kinds = tuple(args.kind) if args.kind else ("det", "status")
+    kinds = tuple(args.kind) if args.kind else ("det", "status", "evt")
     received = 0
     if bool(args.curve_server_key) != bool(args.curve_client_key):
         print("pipeline subscribe: --curve-server-key and --curve-client-key go together", file=sys.stderr)
@@ -171,7 +171,7 @@ def cmd_curve_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.tools.evaluate.command import run_evaluation
+    from pipeline.tools.evaluate.command import run_full_evaluation
 
     cfg = _load(args.config)
     truths: dict[str, str] = {}
@@ -185,11 +185,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if unknown:
         print(f"pipeline eval: --truth names unknown camera(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return EXIT_CONFIG
-    scores = run_evaluation(cfg, truths, iou_threshold=args.iou)
-    for s in scores:
-        print(s.line())
+    try:
+        results = run_full_evaluation(cfg, truths, iou_threshold=args.iou)
+    except ValueError as exc:  # a truth file without identities, or a bad line in it
+        print(f"pipeline eval: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for r in results:
+        for line in r.lines():
+            print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps([s.__dict__ for s in scores], indent=2))
+        Path(args.json).write_text(json.dumps([{**r.detection.__dict__,
+                                                 "tracking": r.tracking.__dict__ if r.tracking else None,
+                                                 "counts": r.counts} for r in results], indent=2))
     return EXIT_OK
 
 
@@ -254,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("url")
     s.add_argument("--camera")
     s.add_argument("--count", type=int)
-    s.add_argument("--kind", action="append", choices=["det", "status"])
+    s.add_argument("--kind", action="append", choices=["det", "status", "evt"])
     s.add_argument("--curve-server-key", metavar="FILE", help="CURVE: the publisher's public key file (.key)")
     s.add_argument("--curve-client-key", metavar="FILE",
                    help="CURVE: this subscriber's secret key file (.key_secret); its .key must be authorized")

@@ -1,7 +1,7 @@
 """Data that crosses stage boundaries. Every type is a frozen dataclass.
 
 Flow: Source -> Frame -> BatchScheduler -> FrameBatch -> Preprocessor -> TensorBatch
--> Backend/Postprocessor -> FrameDetections -> Publisher.  Sources also emit StatusEvent.
+-> Backend/Postprocessor -> FrameDetections -> [Analytics: track ids, FrameEvents] -> Publisher.  Sources also emit StatusEvent.
 """
 from __future__ import annotations
 
@@ -130,6 +130,7 @@ class Detection:
     class_id: int
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+    track_id: int | None = None  # per camera, from 1, never reused in a run; None: not tracked
 
 
 @dataclass(frozen=True, eq=False)

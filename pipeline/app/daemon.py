@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -29,6 +30,7 @@ from pipeline.app.stages import END, QueueInbox, SchedulerInbox, StageShared, St
 from pipeline.app.supervisor import Supervisor
 from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
+from pipeline.analytics.events import FrameEvents
 from pipeline.frame import Frame, FrameDetections, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend
@@ -72,19 +74,41 @@ def _preprocess_work(preprocess: Preprocessor) -> Work:
 
 
 def _publish_work(publisher: Publisher, preview: Any = None) -> Work:
-    def publish(item: FrameDetections | StatusEvent) -> tuple[()]:
+    def publish(item: FrameDetections | FrameEvents | StatusEvent) -> tuple[()]:
         if isinstance(item, FrameDetections):
             seq = publisher.publish_detections(item)
             if preview is not None:  # preview (issue 19): detections tap, after the send
                 preview.on_published(item, seq)
+        elif isinstance(item, FrameEvents):
+            publisher.publish_events(with_snapshots(item, preview) if preview is not None else item)
         else:
             publisher.publish_status(item)
         return ()
     return publish
 
 
-def _published_camera(item: FrameDetections | StatusEvent) -> tuple[str, ...]:
-    """The frame a publish item stands for (a status event stands for none)."""
+def _analytics_work(analytics: Any) -> Work:
+    def track(fd: FrameDetections) -> tuple[Any, ...]:
+        """Track ids into the detections, then the frame's events (if any). A failure costs this
+        frame its track ids and events, never its detections."""
+        try:
+            out, events = analytics(fd)
+        except Exception as exc:  # noqa: BLE001
+            log.error("analytics failed for camera %s frame %d: %s", fd.camera_id, fd.index, exc)
+            return (fd,)
+        return (out,) if events is None else (out, events)
+    return track
+
+
+def with_snapshots(fe: FrameEvents, preview: Any) -> FrameEvents:
+    """The events, each with the path of the preview's snapshot of it where it takes one."""
+    events = tuple(dataclasses.replace(ev, snapshot=path) if (path := preview.on_event(fe.camera_id, ev.kind)) else ev
+                   for ev in fe.events)
+    return dataclasses.replace(fe, events=events)
+
+
+def _published_camera(item: FrameDetections | FrameEvents | StatusEvent) -> tuple[str, ...]:
+    """The frame a publish item stands for (status and events messages stand for none)."""
     return (item.camera_id,) if isinstance(item, FrameDetections) else ()
 
 
@@ -111,6 +135,10 @@ class Daemon:
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
         self._preview: Any = None  # preview (issue 19): PreviewService when config.preview is set
+        self.analytics: Any = None  # tracking, zones, lines (pipeline/analytics/), when analytics.tracking
+        if config.analytics.tracking:
+            from pipeline.analytics.stage import Analytics  # scipy.optimize: ~0.3 s to import, only when on
+            self.analytics = Analytics(config.analytics, config.cameras, self.metrics)
 
     def _stage_queue(self, name: str, maxsize: int) -> "queue.Queue[Any]":
         q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
@@ -194,6 +222,13 @@ class Daemon:
                         outbox=self._publish_q, ends_outbox=False,  # status events share the queue
                         timed_as="postprocess"),
         ]
+        if self.analytics is not None:  # tracking, zones, lines: between postprocess and publish
+            analytics_q = self._stage_queue("analytics", 2 * self.config.scheduler.max_batch)
+            self._stages[-1] = StageThread("postprocess", QueueInbox(self._postprocess_q), [postprocess], shared,
+                                           outbox=analytics_q, timed_as="postprocess")
+            self._stages.append(StageThread("analytics", QueueInbox(analytics_q), [_analytics_work(self.analytics)],
+                                            shared, outbox=self._publish_q, ends_outbox=False,
+                                            cameras_of=_published_camera, timed_as="analytics"))
         # ended by shutdown() once the stages above have drained; publishes all it is given
         self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(publisher, self._preview)],
                                           shared, cameras_of=_published_camera, drops_on_abort=False)
@@ -251,8 +286,29 @@ class Daemon:
         batches, frames = self._stages[0].taken() if self._stages else (0, 0)
         log.info("summary batches %d, frames %d, mean batch %.2f", batches, frames,
                  frames / batches if batches else 0.0)
-        for line in self.board.summary_lines():
+        for line in self.board.summary_lines() + self.analytics_lines():
             log.info("summary %s", line, extra=NOT_RATE_LIMITED)
+
+    def status_lines(self) -> list[str]:
+        """Per camera: state, rates, drops; and its analytics (live tracks, zone/line counts)."""
+        return self.board.status_lines() + self.analytics_lines()
+
+    def analytics_lines(self) -> list[str]:
+        if self.analytics is None:
+            return []
+        lines = [(cam, self.analytics.status_line(cam)) for cam in sorted(c.id for c in self.config.cameras)]
+        return [f"{cam + ':':<12} analytics {line}" for cam, line in lines if line is not None]
+
+    def apply_rule_changes(self, rules_changed: Iterable[CameraConfig], restarted: Iterable[CameraConfig],
+                           removed: Iterable[str]) -> None:
+        """After a reload: new zones/lines apply at once (tracks kept); restarted and removed
+        cameras start their tracking afresh."""
+        if self.analytics is None:
+            return
+        for cam in (*rules_changed, *restarted):
+            self.analytics.set_rules(cam)
+        for cam_id in removed:
+            self.analytics.reset_camera(cam_id)
 
     # ------------------------------------------------------------------ cameras
 

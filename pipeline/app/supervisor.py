@@ -80,6 +80,8 @@ class Supervisor:
             log.warning("reload: %s: changes here apply only at start; restart the service to use them",
                         section)
         daemon.remove_cameras(change.removed + tuple(c.id for c in change.changed))
+        daemon.apply_rule_changes(change.rules_changed, change.changed + change.added,
+                                  change.removed + tuple(c.id for c in change.changed))
         for cam in change.changed + change.added:
             try:
                 daemon.add_camera(cam)
@@ -91,7 +93,7 @@ class Supervisor:
         return True
 
     def _emit_status_lines(self) -> None:
-        lines = self._daemon.board.status_lines()
+        lines = self._daemon.status_lines()
         if self._options.on_status_lines:
             self._options.on_status_lines(lines)
         else:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from pipeline.config.analytics import CameraAnalyticsConfig
 from pipeline.config.base import StrictModel
 from pipeline.sources.plugins import NETWORK_SCHEMES, SOURCE_KEYS, kind_for_url, owner_of
 
@@ -31,6 +32,8 @@ class CameraConfig(StrictModel):
     timeout_s: float = Field(5.0, gt=0, le=300)
     # pin this camera to one GPU of `gpus:` (None: placed by expected load, app/gpu_assignment.py)
     gpu: int | None = Field(None, ge=0, le=63)
+    # zones and lines (pipeline/config/analytics.py); a reload changes them without a camera restart
+    analytics: CameraAnalyticsConfig = CameraAnalyticsConfig()
 
     @field_validator("id")
     @classmethod

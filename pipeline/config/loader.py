@@ -274,6 +274,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
     except ValidationError as exc:
         raise _first_error(exc, source, lines) from None
     _check_gpu_pins(cfg, source, lines)
+    _check_analytics(cfg, source, lines)
     if check_files:
         _check_files(cfg, source, lines)
     return cfg
@@ -289,6 +290,38 @@ def _check_gpu_pins(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> 
             named = "gpus" if cfg.gpus is not None else "decode.gpu_id (set gpus: for several)"
             raise ConfigError(f"{source}:{_line_for(('cameras', i, 'gpu'), lines)}: cameras[{i}].gpu: "
                               f"GPU {cam.gpu} is not one of {named} {list(gpus)}")
+
+
+def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
+    """Zones and lines need tracking on, and their class filters must name model labels."""
+    labels = set(cfg.model.labels)
+    for i, cam in enumerate(cfg.cameras):
+        rules = [("zones", j, r) for j, r in enumerate(cam.analytics.zones)]
+        rules += [("lines", j, r) for j, r in enumerate(cam.analytics.lines)]
+        if rules and not cfg.analytics.tracking:
+            loc = ("cameras", i, "analytics")
+            raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: zones and lines need "
+                              f"analytics.tracking: true")
+        names: set[str] = set()
+        for kind, j, rule in rules:
+            where = ("cameras", i, "analytics", kind, j)
+            if rule.name in names:
+                loc = where + ("name",)
+                raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: name {rule.name!r} "
+                                  f"is used twice in this camera's zones and lines")
+            names.add(rule.name)
+            points = ([(("points", k), p) for k, p in enumerate(rule.points)] if kind == "zones"
+                      else [(("start",), rule.start), (("end",), rule.end)])
+            for key, (x, y) in points:
+                problem = cam.analytics.outside(x, y)
+                if problem:
+                    loc = where + key
+                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: {problem}")
+            for k, label in enumerate(rule.classes or ()):
+                if labels and label not in labels:  # no labels: the model names its classes (checked at start)
+                    loc = ("cameras", i, "analytics", kind, j, "classes", k)
+                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: unknown class "
+                                      f"{label!r} (model.labels: {', '.join(cfg.model.labels)})")
 
 
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:

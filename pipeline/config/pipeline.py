@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from pipeline.config.analytics import AnalyticsConfig
 from pipeline.config.base import StrictModel
 from pipeline.config.camera import CameraConfig
 from pipeline.config.model import ModelConfig
@@ -29,6 +30,8 @@ class PipelineConfig(StrictModel):
     gpus: list[GpuId] | Literal["all"] | None = None
     # A failed GPU's cameras move to the remaining GPUs (true) or report down until it is back (false).
     failover: bool = False
+    preview: PreviewConfig | None = None  # the live preview page; absent: off (pipeline/preview/)
+    analytics: AnalyticsConfig = AnalyticsConfig()
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -66,7 +69,6 @@ class PipelineConfig(StrictModel):
         if self.gpus == "all":
             return tuple(range(visible))
         return (self.decode.gpu_id,)
-    preview: PreviewConfig | None = None  # the live preview page; absent: off (pipeline/preview/)
 
     @field_validator("cameras")
     @classmethod

@@ -133,6 +133,10 @@ class Metrics:
                                   ["camera", "state"], registry=r)
         self.stage_queue_depth = Gauge("pipeline_stage_queue_depth", "Items waiting between stage threads",
                                        ["queue"], registry=r)
+        self.analytics_events = Counter(
+            "pipeline_analytics_events", "Zone and line events (pipeline/analytics): rule is the zone or line "
+            "name, event one of enter, exit, loitering (zones), forward, backward (lines)",
+            ["camera", "rule", "label", "event"], registry=r)
         self.config_reloads = Counter("pipeline_config_reloads", "Config reloads (SIGHUP)", ["result"],
                                       registry=r)
         Gauge("pipeline_seconds_since_last_publish", "Seconds since a detections message was last sent "

@@ -12,14 +12,18 @@ from importlib import resources
 from typing import Any
 
 from pipeline.config import CAMERA_ID
+from pipeline.analytics.events import FrameEvents
 from pipeline.frame import CameraState, FrameDetections, StatusEvent
 
-DETECTIONS_SCHEMA = "pipeline.detections/1"
+DETECTIONS_SCHEMA = "pipeline.detections/2"  # /2: every detection has track_id (null when not tracked)
 STATUS_SCHEMA = "pipeline.status/1"
+EVENTS_SCHEMA = "pipeline.events/1"
 DETECTION_PREFIX = "det/"
 STATUS_PREFIX = "status/"
-KIND_PREFIXES = {"det": DETECTION_PREFIX, "status": STATUS_PREFIX}
-SCHEMA_FILES = {"detections": "detections.schema.json", "status": "status.schema.json"}
+EVENT_PREFIX = "evt/"
+KIND_PREFIXES = {"det": DETECTION_PREFIX, "status": STATUS_PREFIX, "evt": EVENT_PREFIX}
+SCHEMA_FILES = {"detections": "detections.schema.json", "status": "status.schema.json",
+                "events": "events.schema.json"}
 
 
 class MessageError(ValueError):
@@ -40,12 +44,16 @@ def status_topic(camera: str) -> str:
     return f"{STATUS_PREFIX}{_checked_camera(camera)}/"
 
 
+def event_topic(camera: str) -> str:
+    return f"{EVENT_PREFIX}{_checked_camera(camera)}/"
+
+
 def topic_prefixes(kinds: tuple[str, ...] | list[str], camera: str | None = None) -> list[str]:
     """The SUB subscriptions for these kinds ("det", "status"), for one camera or all."""
     prefixes = []
     for kind in kinds:
         if kind not in KIND_PREFIXES:
-            raise MessageError(f"subscribe: unknown message kind {kind!r} (expected 'det' or 'status')")
+            raise MessageError(f"subscribe: unknown message kind {kind!r} (expected 'det', 'status' or 'evt')")
         prefix = KIND_PREFIXES[kind]
         prefixes.append(prefix if camera is None else f"{prefix}{_checked_camera(camera)}/")
     return prefixes
@@ -73,7 +81,7 @@ def _count(value: Any, where: str) -> int:
 
 
 def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> dict[str, Any]:
-    """The pipeline.detections/1 dict for one frame. Raises MessageError on values JSON or the
+    """The pipeline.detections/2 dict for one frame. Raises MessageError on values JSON or the
     schema cannot carry (NaN, negative counts, score outside 0..1)."""
     where = f"{detection_topic(fd.camera_id)} frame {fd.index}"
     pts = None if fd.pts is None else float(fd.pts)
@@ -92,6 +100,7 @@ def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> di
             "class_id": _count(det.class_id, f"{at}.class_id"),
             "score": score,
             "box": [_finite(v, f"{at}.box") for v in det.box],
+            "track_id": None if det.track_id is None else _count(det.track_id, f"{at}.track_id"),
         })
     return {
         "schema": DETECTIONS_SCHEMA,
@@ -104,6 +113,41 @@ def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> di
         "width": _count(fd.width, f"{where}: width"),
         "height": _count(fd.height, f"{where}: height"),
         "detections": detections,
+    }
+
+
+def events_payload(fe: FrameEvents, seq: int, published_at: float) -> dict[str, Any]:
+    """The pipeline.events/1 dict: one frame's zone/line events and the camera's running counts."""
+    where = f"{event_topic(fe.camera_id)} frame {fe.index}"
+    pts = None if fe.pts is None or not math.isfinite(fe.pts) else float(fe.pts)
+    events = []
+    for i, ev in enumerate(fe.events):
+        at = f"{where}: events[{i}]"
+        events.append({
+            "type": ev.kind,
+            "track_id": _count(ev.track_id, f"{at}.track_id"),
+            "label": str(ev.label),
+            "class_id": _count(ev.class_id, f"{at}.class_id"),
+            "zone": ev.zone,
+            "line": ev.line,
+            "direction": ev.direction,
+            "dwell_s": None if ev.dwell_s is None else _finite(ev.dwell_s, f"{at}.dwell_s"),
+            "box": [_finite(v, f"{at}.box") for v in ev.box],
+            **({"snapshot": ev.snapshot} if ev.snapshot is not None else {}),
+        })
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for (rule, label, what), n in fe.counts:
+        counts.setdefault(rule, {}).setdefault(label, {})[what] = _count(n, f"{where}: counts")
+    return {
+        "schema": EVENTS_SCHEMA,
+        "camera": fe.camera_id,
+        "seq": _count(seq, f"{where}: seq"),
+        "frame": _count(fe.index, f"{where}: frame"),
+        "pts": pts,
+        "captured_at": _finite(fe.captured_at, f"{where}: captured_at"),
+        "published_at": _finite(published_at, f"{where}: published_at"),
+        "events": events,
+        "counts": counts,
     }
 
 
@@ -148,8 +192,8 @@ def decode_message(frames: list[bytes], source: str) -> tuple[str, dict[str, Any
 
 
 def load_schema(kind: str) -> dict[str, Any]:
-    """The packaged JSON Schema (draft 2020-12) for "detections" or "status"; a fresh dict each call."""
+    """The packaged JSON Schema (draft 2020-12) for "detections", "status" or "events"; a fresh dict each call."""
     if kind not in SCHEMA_FILES:
-        raise MessageError(f"schema: unknown kind {kind!r} (expected 'detections' or 'status')")
+        raise MessageError(f"schema: unknown kind {kind!r} (expected 'detections', 'status' or 'events')")
     text = resources.files("pipeline.publish").joinpath("schemas").joinpath(SCHEMA_FILES[kind]).read_text("utf-8")
     return json.loads(text)

@@ -30,8 +30,9 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.config import CurveConfig
 from pipeline.frame import FrameDetections, StatusEvent
 from pipeline.observe.metrics import Metrics
-from pipeline.publish.messages import (detection_topic, detections_payload, encode_payload, status_payload,
-                                       status_topic)
+from pipeline.analytics.events import FrameEvents
+from pipeline.publish.messages import (detection_topic, detections_payload, encode_payload, event_topic,
+                                       events_payload, status_payload, status_topic)
 
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Publisher:
         self._metrics = metrics
         self._clock = clock  # Unix seconds for published_at
         self._next_seq: dict[str, int] = {}  # per camera, for the publisher's lifetime
+        self._next_event_seq: dict[str, int] = {}  # per camera: events messages have their own seq
         self._sends = 0
         self._curve = curve
         self._auth: ThreadAuthenticator | None = None
@@ -139,6 +141,14 @@ class Publisher:
         self._next_seq[fd.camera_id] = seq + 1
         if self._send(detection_topic(fd.camera_id), encode_payload(payload), "det") and self._metrics:
             self._metrics.mark_published(fd.camera_id, fd.captured_at)
+        return seq
+
+    def publish_events(self, fe: FrameEvents) -> int:
+        """Send one events message (evt/<camera>/, pipeline.events/1); returns its seq."""
+        seq = self._next_event_seq.get(fe.camera_id, 0)
+        payload = events_payload(fe, seq, self._clock())
+        self._next_event_seq[fe.camera_id] = seq + 1
+        self._send(event_topic(fe.camera_id), encode_payload(payload), "evt")
         return seq
 
     def publish_status(self, ev: StatusEvent) -> None:

@@ -49,11 +49,11 @@ def _load_key(path: str | Path, secret: bool) -> bytes:
 class Subscriber:
     """Receives (topic, message) pairs from a Publisher.
 
-    camera=None receives every camera; kinds picks "det" and/or "status" messages.
+    camera=None receives every camera; kinds picks "det", "status" and/or "evt" (analytics events).
     Without a context the subscriber makes its own and terminates it on close().
     """
 
-    def __init__(self, url: str, camera: str | None = None, kinds: tuple[str, ...] = ("det", "status"),
+    def __init__(self, url: str, camera: str | None = None, kinds: tuple[str, ...] = ("det", "status", "evt"),
                  context: zmq.Context | None = None, rcvhwm: int = 10000,
                  curve: CurveClientKeys | None = None) -> None:
         self.url = url

@@ -659,7 +659,8 @@ def _composite(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, px: int, p
 
 
 def render_frame(plan: ClipPlan, k: int) -> tuple[np.ndarray, list[dict]]:
-    """-> (HxWx3 uint8 RGB frame k, [{"label", "box": [x1, y1, x2, y2]}] by the rule in the module doc)."""
+    """-> (HxWx3 uint8 RGB frame k, [{"label", "box": [x1, y1, x2, y2], "id"}] by the rule in the module
+    doc; "id" is the object's track (its index in plan.tracks): the same object has the same id in every frame)."""
     W, H = plan.width, plan.height
     frame = plan.background.astype(np.float32)
     visible = [t for t in plan.tracks if _track_box_inside(t, k, W, H)]
@@ -687,7 +688,7 @@ def render_frame(plan: ClipPlan, k: int) -> tuple[np.ndarray, list[dict]]:
         if inside >= MIN_INSIDE_FRACTION * total:
             box = [max(0, bx1), max(0, by1), min(W, bx2), min(H, by2)]
             if box[2] > box[0] and box[3] > box[1]:
-                objects.append({"label": t.label, "box": box})
+                objects.append({"label": t.label, "box": box, "id": plan.tracks.index(t)})
     for rgb, alpha, px, py in plan.occluders:
         _composite(frame, rgb, alpha, px, py)
     if plan.camera.defocus_sigma > 0:

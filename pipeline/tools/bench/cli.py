@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-CLI_STAGES = ("decode", "preprocess", "inference", "e2e-fast", "e2e-realtime")  # inference includes postprocess
+# inference includes postprocess; analytics runs at 10 and 50 detections per frame
+CLI_STAGES = ("decode", "preprocess", "inference", "e2e-fast", "e2e-realtime", "analytics")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,4 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real time holds while p99 capture->publish latency stays at or below this")
     parser.add_argument("--min-rate", type=float, default=0.95, metavar="FRACTION",
                         help="real time holds while published frames/s >= this fraction of the cameras' rate")
+    parser.add_argument("--analytics-cameras", type=int, default=100, metavar="N",
+                        help="analytics stage: cameras tracked at once (default 100)")
+    parser.add_argument("--analytics-shards", type=int, default=1, metavar="N",
+                        help="analytics stage: processes the cameras are split over (default 1)")
     parser.add_argument("--verbose", action="store_true", help="keep the daemon's per-camera INFO log lines")

@@ -50,8 +50,12 @@ class BenchOptions:
     criteria: HoldCriteria = field(default_factory=HoldCriteria)
     find_max: bool = False
     max_streams: int = 1024
+    analytics_cameras: int = 100
+    analytics_shards: int = 1
 
     def __post_init__(self) -> None:
+        if not (1 <= self.analytics_cameras <= 100_000 and 1 <= self.analytics_shards <= 256):
+            raise ValueError("--analytics-cameras must be 1..100000 and --analytics-shards 1..256")
         if self.streams < 1:
             raise ValueError(f"--streams {self.streams}: need at least 1 stream")
         if self.seconds <= 0 or self.warmup_s < 0:
@@ -116,6 +120,8 @@ class BenchRun:
                 self.progress(f"decode for the batch stages: FAILED: {_one_line(exc)}")
         if {"preprocess", "inference"} & set(opts.stages):
             out.update(self._batch_stages(frames, batch))
+        if "analytics" in opts.stages:
+            out.update(self._analytics())
         if "e2e-fast" in opts.stages:
             out["e2e_fast"] = self._e2e(fast, realtime=False)
         if "e2e-realtime" in opts.stages:
@@ -165,6 +171,22 @@ class BenchRun:
                     closable.close()
         if "preprocess" not in opts.stages:
             out.pop("preprocess", None)
+        return out
+
+    def _analytics(self) -> dict[str, StageResult]:
+        from pipeline.tools.bench.analytics import measure_analytics
+
+        out = {}
+        cams, shards = self.options.analytics_cameras, self.options.analytics_shards
+        for dets in (10, 50):
+            name = f"analytics_{dets}"
+            self.progress(f"{name}: tracking + 1 zone + 1 line, {cams} camera(s) x {dets} detections/frame, "
+                          f"{shards} process(es), {self.window.seconds:g} s ...")
+            try:
+                out[name] = measure_analytics(cams, dets, self.window.seconds, shards, self.gpu)
+            except Exception as exc:  # noqa: BLE001 - a failed stage is reported, the others still run
+                out[name] = failed(name, _one_line(exc), cams)
+            self._said(out[name])
         return out
 
     def _e2e(self, cameras: list[CameraConfig], realtime: bool) -> StageResult:
@@ -331,7 +353,8 @@ def bench_command(args: Any, cfg: PipelineConfig) -> int:
             media=Path(args.media) if args.media else None,
             stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
             criteria=HoldCriteria(args.max_drop, args.max_p99, args.min_rate),
-            find_max=args.find_max, max_streams=args.max_streams)
+            find_max=args.find_max, max_streams=args.max_streams,
+            analytics_cameras=args.analytics_cameras, analytics_shards=args.analytics_shards)
         if options.media is not None and not options.media.is_file():
             raise ValueError(f"--media {options.media}: no such file")
     except ValueError as exc:

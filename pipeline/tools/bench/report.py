@@ -11,7 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 
 REPORT_SCHEMA = "pipeline.bench/1"
-STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e_fast", "e2e_realtime")
+# analytics_N: tracking + zones + lines alone at N detections per frame (pipeline/tools/bench/analytics.py)
+STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e_fast", "e2e_realtime", "analytics_10",
+          "analytics_50")
 # The stages that can each be the pipeline's ceiling when measured alone.
 ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess")
 

@@ -2,7 +2,7 @@
 
 Ground truth is JSON Lines, one line per source frame:
     {"frame": 0, "objects": [{"label": "person", "box": [x1, y1, x2, y2]}]}
-Predictions are published detections messages (dicts following pipeline.detections/1).
+Predictions are published detections messages (dicts following pipeline.detections/2).
 """
 from __future__ import annotations
 

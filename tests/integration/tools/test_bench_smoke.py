@@ -55,7 +55,8 @@ def bench(config: Path, *args: str, timeout: float = 60) -> subprocess.Completed
 
 def test_every_stage_runs_and_the_json_has_every_field(bench_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    run = bench(bench_config, "--streams", "2", "--seconds", "1", "--warmup", "0.3", "--json", str(out))
+    run = bench(bench_config, "--streams", "2", "--seconds", "1", "--warmup", "0.3", "--analytics-cameras", "4",
+                "--json", str(out))
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
 

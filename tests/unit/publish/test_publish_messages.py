@@ -62,12 +62,12 @@ def test_load_schema_returns_a_fresh_dict_and_rejects_unknown_kinds() -> None:
 def test_detections_payload_fields_validate_and_survive_json() -> None:
     payload = valid_detections()
     DET_VALIDATOR.validate(payload)
-    assert payload["schema"] == DETECTIONS_SCHEMA == "pipeline.detections/1"
+    assert payload["schema"] == DETECTIONS_SCHEMA == "pipeline.detections/2"
     assert (payload["camera"], payload["seq"], payload["frame"], payload["pts"]) == ("cam1", 7, 42, 1.5)
     assert (payload["width"], payload["height"]) == (1920, 1080)
     assert payload["captured_at"] == 1_700_000_000.25 and payload["published_at"] == 1_700_000_000.5
     assert payload["detections"][1] == {"label": "class1", "class_id": 1, "score": pytest.approx(2 / 3),
-                                        "box": [10.0, 20.0, 15.5, 27.25]}
+                                        "box": [10.0, 20.0, 15.5, 27.25], "track_id": None}
     decoded = json.loads(encode_payload(payload))  # numpy scalars became plain JSON numbers
     DET_VALIDATOR.validate(decoded)
     assert decoded == payload
@@ -126,7 +126,7 @@ DETECTIONS_BREAKAGES = {
     **{f"missing {k}": _without(k) for k in ("schema", "camera", "seq", "frame", "pts", "captured_at",
                                              "published_at", "width", "height", "detections")},
     "extra top-level field": _set(("fps",), 25),
-    "extra detection field": _set(("detections", 0, "track_id"), 3),
+    "extra detection field": _set(("detections", 0, "velocity"), 3),
     "missing detection score": lambda p: p["detections"][0].pop("score"),
     "negative seq": _set(("seq",), -1),
     "fractional seq": _set(("seq",), 1.5),
@@ -144,7 +144,7 @@ DETECTIONS_BREAKAGES = {
     "box of 5": _set(("detections", 0, "box"), [1, 2, 3, 4, 5]),
     "box with a string": _set(("detections", 0, "box"), [1, 2, "3", 4]),
     "box as object": _set(("detections", 0, "box"), {"x1": 1}),
-    "future major version": _set(("schema",), "pipeline.detections/2"),
+    "future major version": _set(("schema",), "pipeline.detections/3"),
     "camera with a slash": _set(("camera",), "cam/1"),
     "empty camera": _set(("camera",), ""),
     "detections not a list": _set(("detections",), {}),

@@ -17,7 +17,7 @@ from pipeline.publish import (MessageError, PublishBindError, Publisher, Subscri
 pytestmark = pytest.mark.timeout(60)
 
 ANY_PORT = "tcp://127.0.0.1:*"
-VALIDATORS = {"pipeline.detections/1": jsonschema.Draft202012Validator(load_schema("detections")),
+VALIDATORS = {"pipeline.detections/2": jsonschema.Draft202012Validator(load_schema("detections")),
               "pipeline.status/1": jsonschema.Draft202012Validator(load_schema("status"))}
 PROBE = "probe"  # reason of the status messages that only wait out the slow joiner
 PROBE_FRAME = 10**9  # frame index of detections probes
