@@ -7,12 +7,14 @@ checked against the frame here, so a bad zone is a config error and not a silent
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.analytics.geometry import polygon_problem
 from pipeline.config.base import StrictModel
+
+if TYPE_CHECKING:  # numpy is imported where zones are checked or used: the config itself stays light
+    import numpy as np
 
 RULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 Point = tuple[float, float]
@@ -35,6 +37,10 @@ class ZoneConfig(StrictModel):
     @field_validator("points")
     @classmethod
     def _polygon(cls, v: list[Point]) -> list[Point]:
+        import numpy as np
+
+        from pipeline.analytics.geometry import polygon_problem
+
         problem = polygon_problem(np.asarray(v, np.float64).reshape(-1, 2))
         if problem:
             raise ValueError(problem)
@@ -80,7 +86,9 @@ class CameraAnalyticsConfig(StrictModel):
         unit = f"pixels of frame_size {w}x{h}" if self.frame_size else "fractions 0..1 (or set frame_size for pixels)"
         return f"point [{x:g}, {y:g}] is outside the frame: coordinates are {unit}"
 
-    def fractions(self, points: list[Point]) -> np.ndarray:
+    def fractions(self, points: list[Point]) -> "np.ndarray":
+        import numpy as np
+
         w, h = self.frame_size or (1, 1)
         return np.asarray(points, np.float64).reshape(-1, 2) / np.array([w, h], np.float64)
 

@@ -134,3 +134,20 @@ def test_snapshots_for_a_class_that_appears_and_for_analytics_events(tmp_path) -
         assert get(service, "/snapshots/..%2Fetc%2Fpasswd").status == 404
     finally:
         service.close()
+
+
+def test_the_preview_metrics_docs_metrics_md_lists_are_registered() -> None:
+    # tests/integration/operations/test_operations_metrics.py leaves these out (its daemon has no
+    # preview); here they must all exist once the service does
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    metrics = Metrics()
+    PreviewService(PreviewConfig(bind="127.0.0.1:0"), metrics, CameraStatusBoard(metrics), lambda: CAMERAS)
+    text = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(pipeline_preview_[a-z_]+)`", text, flags=re.M))
+    exposed = generate_latest(metrics.registry).decode()
+    assert documented and all(f"# TYPE {name} counter" in exposed for name in documented), \
+        (documented, exposed)
