@@ -48,6 +48,7 @@ _END = object()  # end-of-stream marker passed down the stage queues
 # Shutdown budget (SIGTERM must exit within 5 s): sources, then the drain, then the stage threads.
 SOURCE_JOIN_S = 1.0
 LATE_NAMED = 5  # cameras named in the "did not stop" warning
+PUBLISH_IDLE_S = 0.2  # the publish thread serves subscriptions at least this often
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
 BIND_BACKEND_S = 120.0  # start() waits this long for the infer thread's backend.bind_to_thread()
@@ -521,7 +522,11 @@ class Daemon:
     def _publish_loop(self) -> None:
         assert self._publisher is not None
         while True:
-            item = self._publish_q.get()
+            try:
+                item = self._publish_q.get(timeout=PUBLISH_IDLE_S)
+            except queue.Empty:  # nothing to send: still apply subscriptions (they must not pile up)
+                self._publisher.serve_subscriptions()
+                continue
             if item is _END:
                 return
             try:

@@ -8,7 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.config.base import StrictModel
 
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # 64: topics stay short (publish MAXMSGSIZE)
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
@@ -26,7 +26,7 @@ class CameraConfig(StrictModel):
     @classmethod
     def _id_charset(cls, v: str) -> str:
         if not CAMERA_ID.fullmatch(v):
-            raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]+")
+            raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]{{1,64}}")
         return v
 
     @field_validator("type")

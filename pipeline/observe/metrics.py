@@ -47,6 +47,9 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.messages_dropped = Counter("pipeline_messages_dropped", "Messages ZeroMQ refused (HWM)",
                                         ["kind"], registry=r)
+        self.subscriptions_refused = Counter(
+            "pipeline_subscriptions_refused", "Subscriptions refused on the publish socket (a topic no "
+            "camera has, past the limit of such topics)", registry=r)
         self.camera_state = Gauge("pipeline_camera_state", "1 for the camera's current state, 0 for the others",
                                   ["camera", "state"], registry=r)
         self.stage_queue_depth = Gauge("pipeline_stage_queue_depth", "Items waiting between stage threads",

@@ -14,6 +14,15 @@ Slow joiners: a subscriber only gets messages published after its subscription r
 CURVE (optional): the socket is a CURVE server with the configured secret key; a
 ThreadAuthenticator (one per process: it owns the context's ZAP endpoint) admits only clients
 whose public certificate is in `authorized_clients_dir`. Others never complete the handshake.
+
+Hostile peers (docs/RELIABILITY.md, "Hostile network"): the only thing a peer sends us is
+subscriptions, so MAXMSGSIZE caps an incoming message at one subscription of the longest topic
+(a 4 GB frame header is refused before anything is allocated, CURVE handshake included), and
+the socket is XPUB_MANUAL: libzmq hands every (un)subscription to us and subscribes the peer
+only when we say so. We say so for prefixes of the topics of cameras we publish (always) and
+for at most MAX_OTHER_TOPICS other topics in the publisher's lifetime (a subscriber that is
+early for a camera); the rest are refused and counted, so what a peer can make us hold is
+bounded by connections x known topics, not by what it sends.
 """
 from __future__ import annotations
 
@@ -65,7 +74,10 @@ def count_client_keys(directory: Path) -> int:
 # Connections, not subscriptions, are what a PUB socket can observe (through its monitor).
 MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 SUBSCRIPTION_SETTLE_S = 0.2  # after a connect, the SUB's subscriptions follow within milliseconds
-SUBSCRIPTION_DRAIN_EVERY = 64  # sends between reads of the XPUB's subscription messages
+MAX_TOPIC_BYTES = len("status/") + 64 + 1  # camera ids are at most 64 characters (config/camera.py)
+MAX_INCOMING_MESSAGE_BYTES = 1 + MAX_TOPIC_BYTES  # a subscription: 1 flag byte, the topic
+MAX_OTHER_TOPICS = 1024  # distinct topics subscribed that no camera of ours has (yet)
+MAX_SUBSCRIPTIONS_PER_SERVE = 10000  # per call: one flood must not starve the sends
 
 
 class Publisher:
@@ -75,12 +87,18 @@ class Publisher:
         self._metrics = metrics
         self._clock = clock  # Unix seconds for published_at
         self._next_seq: dict[str, int] = {}  # per camera, for the publisher's lifetime
-        self._sends = 0
         self._curve = curve
+        # every prefix of our cameras' topics, and of the kinds (a subscriber of all cameras)
+        self._known_topics: set[bytes] = {kind[:n] for kind in (b"det/", b"status/") for n in range(len(kind) + 1)}
+        self._known_cameras: set[str] = set()
+        self._other_topics: set[bytes] = set()
+        self._refused_subscriptions = 0
         self._auth: ThreadAuthenticator | None = None
         keys = load_server_secret_key(curve.server_secret_key_file) if curve else None
         socket = context.socket(zmq.XPUB)
         socket.setsockopt(zmq.XPUB_NODROP, 1)  # see the module docstring: how drops are counted
+        socket.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions a peer gets
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_INCOMING_MESSAGE_BYTES)
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, linger_ms)
         if curve is not None and keys is not None:
@@ -134,6 +152,7 @@ class Publisher:
         seq advances even when the send is refused, so a gap at the subscriber always means
         a lost message. Raises MessageError (one line) for values the schema cannot carry.
         """
+        self._know_camera(fd.camera_id)
         seq = self._next_seq.get(fd.camera_id, 0)
         payload = detections_payload(fd, seq, self._clock())
         self._next_seq[fd.camera_id] = seq + 1
@@ -142,6 +161,7 @@ class Publisher:
         return seq
 
     def publish_status(self, ev: StatusEvent) -> None:
+        self._know_camera(ev.camera_id)
         self._send(status_topic(ev.camera_id), encode_payload(status_payload(ev)), "status")
 
     def _send(self, topic: str, body: bytes, kind: str) -> bool:
@@ -151,9 +171,7 @@ class Publisher:
             raise RuntimeError("publish: the publisher is closed")
         if self._monitor is not None:
             self._stop_monitor()
-        self._sends += 1
-        if self._sends % SUBSCRIPTION_DRAIN_EVERY == 0:
-            self._drain_subscriptions()
+        self.serve_subscriptions()
         parts = [topic.encode("ascii"), body]
         try:
             self._socket.send_multipart(parts, flags=zmq.NOBLOCK)
@@ -167,11 +185,47 @@ class Publisher:
                 self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         return True
 
-    def _drain_subscriptions(self) -> None:
-        """An XPUB hands (un)subscriptions to its owner; nobody reads them, so they must not pile up."""
+    def serve_subscriptions(self) -> int:
+        """Apply the (un)subscriptions peers sent since the last call (XPUB_MANUAL: until we do,
+        a peer gets nothing). Called before every send and by the publish thread when idle, so
+        they never pile up. Returns how many were read."""
         assert self._socket is not None
-        while self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._socket.recv(zmq.NOBLOCK)
+        socket = self._socket
+        read = 0
+        while read < MAX_SUBSCRIPTIONS_PER_SERVE and socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            message = socket.recv(zmq.NOBLOCK)
+            read += 1
+            if not message or message[0] not in (0, 1):
+                continue  # not a subscription: XPUB only forwards these, so ignore anything else
+            topic = message[1:]
+            if message[0] == 0:  # applies to the peer that sent it (the "last pipe")
+                socket.setsockopt(zmq.UNSUBSCRIBE, topic)
+            elif self._admit(topic):
+                socket.setsockopt(zmq.SUBSCRIBE, topic)
+        return read
+
+    def _admit(self, topic: bytes) -> bool:
+        if topic in self._known_topics or topic in self._other_topics:
+            return True
+        if len(topic) <= MAX_TOPIC_BYTES and len(self._other_topics) < MAX_OTHER_TOPICS:
+            self._other_topics.add(topic)
+            return True
+        self._refused_subscriptions += 1
+        if self._refused_subscriptions in (1, 10, 100) or self._refused_subscriptions % 10000 == 0:
+            log.warning("publish: refused %d subscription(s) to topics no camera has (limit %d other "
+                        "topics; the latest is %d bytes)", self._refused_subscriptions, MAX_OTHER_TOPICS,
+                        len(topic))
+        if self._metrics:
+            self._metrics.subscriptions_refused.inc()
+        return False
+
+    def _know_camera(self, camera_id: str) -> None:
+        if camera_id in self._known_cameras:
+            return
+        self._known_cameras.add(camera_id)
+        for topic in (detection_topic(camera_id), status_topic(camera_id)):
+            raw = topic.encode("ascii")
+            self._known_topics.update(raw[:n] for n in range(len(raw) + 1))
 
     def _stop_monitor(self) -> None:
         if self._monitor is not None and self._socket is not None:
