@@ -16,9 +16,9 @@ ThreadAuthenticator (one per process: it owns the context's ZAP endpoint) admits
 whose public certificate is in `authorized_clients_dir`. Others never complete the handshake.
 
 Hostile peers (docs/RELIABILITY.md, "Hostile network"): the only thing a peer sends us is
-subscriptions, so MAXMSGSIZE caps an incoming message at one subscription of the longest topic
-(a 4 GB frame header is refused before anything is allocated, CURVE handshake included), and
-the socket is XPUB_MANUAL: libzmq hands every (un)subscription to us and subscribes the peer
+subscriptions, so MAXMSGSIZE caps an incoming message at 1 KB (a subscription is at most ~75
+bytes; CURVE's handshake frames must fit too): a 4 GB frame header is refused before anything
+is allocated, before the CURVE handshake too. And the socket is XPUB_MANUAL: libzmq hands every (un)subscription to us and subscribes the peer
 only when we say so. We say so for prefixes of the topics of cameras we publish (always) and
 for at most MAX_OTHER_TOPICS other topics in the publisher's lifetime (a subscriber that is
 early for a camera); the rest are refused and counted, so what a peer can make us hold is
@@ -75,7 +75,9 @@ def count_client_keys(directory: Path) -> int:
 MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 SUBSCRIPTION_SETTLE_S = 0.2  # after a connect, the SUB's subscriptions follow within milliseconds
 MAX_TOPIC_BYTES = len("status/") + 64 + 1  # camera ids are at most 64 characters (config/camera.py)
-MAX_INCOMING_MESSAGE_BYTES = 1 + MAX_TOPIC_BYTES  # a subscription: 1 flag byte, the topic
+# MAXMSGSIZE also bounds the handshake's frames (CURVE's INITIATE is ~300 bytes with metadata),
+# so it is a round kilobyte, not one topic; _admit refuses longer topics anyway.
+MAX_INCOMING_MESSAGE_BYTES = 1024
 MAX_OTHER_TOPICS = 1024  # distinct topics subscribed that no camera of ours has (yet)
 MAX_SUBSCRIPTIONS_PER_SERVE = 10000  # per call: one flood must not starve the sends
 
