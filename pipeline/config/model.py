@@ -21,7 +21,7 @@ class CalibrationConfig(StrictModel):
 class TensorRtConfig(StrictModel):
     """Engine build and execution settings of backend tensorrt (see docs/tensorrt.md)."""
 
-    opt_batch: int | None = Field(None, ge=1)  # None: scheduler.max_batch // 2 (at least 1)
+    opt_batch: int | None = Field(None, ge=1, le=1024)  # None: scheduler.max_batch // 2 (at least 1)
     contexts: int = Field(2, ge=1, le=8)  # execution contexts in flight, one profile each
     workspace_mib: int = Field(1024, ge=16, le=1 << 20)
     builder_optimization_level: int = Field(3, ge=0, le=5)
