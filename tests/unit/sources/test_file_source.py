@@ -214,3 +214,18 @@ def test_many_sources_in_parallel_threads_do_not_interfere(make_clip):
         r.join(10)
         assert [f.index for f in r.frames] == list(range(8 + i))
         assert {f.camera_id for f in r.frames} == {f"c{i}"}
+
+
+def test_a_looping_one_frame_file_is_paced_at_its_frame_rate(make_clip):
+    """Issue 23 item 8: a still (one-frame) file with loop: true was decoded ~830 times a second."""
+    clip = make_clip("still.mp4", width=64, height=48, frames=1, fps=10)
+    runner = SourceRunner(camera(clip, loop=True), keep_images=False).start()
+    try:
+        runner.wait_for_frames(1, timeout_s=10)
+        first = len(runner.frames)
+        time.sleep(1.5)
+        delivered = len(runner.frames) - first
+    finally:
+        runner.stop.set()
+        runner.join(5)
+    assert 8 <= delivered <= 20, delivered  # ~15 at 10 fps; unpaced it would be hundreds
