@@ -31,12 +31,32 @@ def _load(path: str | None) -> PipelineConfig:
     return load_config(cfg_path)
 
 
+def unused_terminating_signals() -> list[int]:
+    """Signals whose default action ends the process silently and that we have no use for (a stray
+    `kill -USR1`, an alarm): they stop the daemon like SIGTERM, with a log line. Core-dumping ones
+    (SIGQUIT, SIGABRT, SIGSEGV...) keep their default: they are for debugging and crashes."""
+    names = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    found = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    if hasattr(signal, "SIGRTMIN"):  # real-time signals end the process by default too
+        found += [n for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1) if n in signal.valid_signals()]
+    return found
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # SIGRTMIN+n has no enum member
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
 def _install_stop_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
+        if signum not in (signal.SIGINT, signal.SIGTERM):
+            log.warning("received %s: stopping as for SIGTERM", signal_name(signum))
         stop.set()  # only set the Event: the supervisor loop does the shutdown
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGINT, signal.SIGTERM, *unused_terminating_signals()):
+        signal.signal(signum, handler)
 
 
 def _install_reload_signal(reload_requested: threading.Event) -> None:

@@ -129,3 +129,81 @@ def test_oversized_frame_header_is_refused(tmp_path: Path, tiny_model: dict) -> 
         assert missing_seqs(dets) == 0
         assert dets[-1]["published_at"] > time.time() - 2
         stop_within_limit(d)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def get_healthz(port: int, timeout_s: float = 3.0) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        head = s.recv(64)
+    return int(head.split()[1])
+
+
+def test_fd_exhaustion_through_the_metrics_port(tmp_path: Path, tiny_model: dict) -> None:
+    """Idle connections to /metrics with the daemon's fd limit low (accept fails with EMFILE): accept
+    backs off instead of spinning, the cameras keep publishing (the file camera's own EMFILE retry is
+    tested in tests/unit/sources/test_file_source.py), /healthz answers again once the idle
+    connections time out, no traceback, and the healthy subscriber misses nothing."""
+    import resource
+
+    from tests.support.media import make_clip
+    from tests.support.reliability import free_port, statuses
+
+    metrics_port = free_port()
+    bind = free_tcp_endpoint()
+    clip = make_clip(tmp_path / "short.mp4", 64, 48, 3, fps=25)  # reopened 8 times a second
+    cfg = write_config(tmp_path / "cfg.yaml", [{"id": "cam", "url": "synthetic:64x48@25"},
+                                               {"id": "loopy", "url": str(clip), "loop": True}],
+                       tiny_model, publish={"bind": bind}, metrics={"bind": f"127.0.0.1:{metrics_port}"})
+    attackers: list[socket.socket] = []
+    with DaemonProcess(cfg) as d:
+        assert d.pump_until(lambda msgs: len(detections(msgs, "loopy")) >= 5, timeout=60), d.stderr_path.read_text()
+        in_use = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (in_use + 8, in_use + 8))
+        try:
+            for _ in range(300):
+                try:
+                    attackers.append(socket.create_connection(("127.0.0.1", metrics_port), timeout=1))
+                except OSError:  # the listen backlog is full: that is the kernel's bound, and fine
+                    break
+            cpu_before, wall_before = cpu_seconds(d.proc.pid), time.monotonic()
+            d.pump(3.0)
+            cpu_share = (cpu_seconds(d.proc.pid) - cpu_before) / (time.monotonic() - wall_before)
+            assert d.proc.poll() is None, d.stderr_path.read_text()[-3000:]
+        finally:
+            for peer in attackers:
+                peer.close()
+        # after the idle connections time out (metrics CLIENT_TIMEOUT_S), everything is back
+        assert d.pump_until(lambda msgs: statuses(msgs, "loopy")[-1]["state"] == "up", timeout=20)
+        count_before = len(detections(d.messages, "loopy"))
+        d.pump(2.0)
+        assert len(detections(d.messages, "loopy")) > count_before, "the looping file camera did not come back"
+        deadline = time.monotonic() + 10
+        while get_healthz(metrics_port) != 200:
+            assert time.monotonic() < deadline, "/healthz does not answer 200"
+            time.sleep(0.5)
+        stop_within_limit(d)
+        log = d.stderr_path.read_text()
+    assert missing_seqs(detections(d.messages, "cam")) == 0
+    assert missing_seqs(detections(d.messages, "loopy")) == 0
+    assert "Traceback" not in log, log[-3000:]
+    assert "metrics:" in log  # the refusals were logged, one line each (rate-limited)
+    assert cpu_share < 0.9, f"daemon used {cpu_share:.0%} of a core while flooded (accept loop spinning?)"
+    print(f"cpu share while flooded: {cpu_share:.2f}; {len(attackers)} connections held")
+
+
+@pytest.mark.parametrize("signame", ["SIGUSR1"])
+def test_an_unused_signal_stops_the_daemon_like_sigterm(tmp_path: Path, tiny_model: dict, signame: str) -> None:
+    d, _bind = start_daemon(tmp_path, tiny_model)
+    with d:
+        started = time.monotonic()
+        d.proc.send_signal(getattr(signal, signame))
+        run = d.finish(timeout=15)
+    assert run.returncode == 0 and time.monotonic() - started < SIGTERM_LIMIT_S, run.stderr[-2000:]
+    assert f"received {signame}: stopping as for SIGTERM" in run.stderr
+    assert "summary cam: final state stopped" in run.stderr
+    assert missing_seqs(detections_of(run.messages)) == 0

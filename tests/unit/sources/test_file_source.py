@@ -229,3 +229,45 @@ def test_a_looping_one_frame_file_is_paced_at_its_frame_rate(make_clip):
         runner.stop.set()
         runner.join(5)
     assert 8 <= delivered <= 20, delivered  # ~15 at 10 fps; unpaced it would be hundreds
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys, time
+from pipeline.config import CameraConfig
+from pipeline.frame import CameraState
+from tests.support.source_runner import SourceRunner
+
+runner = SourceRunner(CameraConfig(id="cam-1", url=sys.argv[1], loop=True), keep_images=False)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+hogs = []
+try:
+    while True:
+        hogs.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+runner.start()
+runner.wait_for_state(CameraState.RECONNECTING, timeout_s=10)
+for fd in hogs:
+    os.close(fd)
+up = runner.wait_for_state(CameraState.UP, timeout_s=10)
+runner.wait_for_frames(5, timeout_s=10)
+runner.stop.set()
+runner.join(5)
+print([e.state.value for e in runner.events][:4])
+print(runner.events[1].reason)
+"""
+
+
+def test_a_file_camera_out_of_fds_waits_and_comes_back(make_clip):
+    """Issue 23 item 3: EMFILE (fds used up by something else) used to put a file camera down for good."""
+    import subprocess
+    import sys
+
+    clip = make_clip("clip.mp4", width=64, height=48, frames=5, fps=25)
+    repo = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT, str(clip)], cwd=repo, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    states, reason = out.stdout.splitlines()[-2:]
+    assert states.startswith("['starting', 'reconnecting'") and "'up'" in states, states
+    assert reason.startswith("cannot open: Too many open files; retrying in 0.5s"), reason
