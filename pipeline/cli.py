@@ -64,6 +64,17 @@ def _install_reload_signal(reload_requested: threading.Event) -> None:
     signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_requested.set())
 
 
+def _raise_fd_limit(cfg: PipelineConfig) -> None:
+    from pipeline.app.resource_limits import fd_limit_warning, raise_fd_limit
+
+    old, new = raise_fd_limit(cfg)
+    if new != old:
+        log.info("open-files limit raised from %d to %d for %d camera(s)", old, new, len(cfg.cameras))
+    warning = fd_limit_warning(cfg)
+    if warning:
+        log.warning("%s", warning)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.app.daemon import Daemon, DaemonOptions
     from pipeline.observe.http import MetricsServer
@@ -82,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             wait_for_subscribers=args.wait_for_subscribers,
                             wait_for_subscribers_timeout_s=args.wait_timeout,
                             load_config=lambda: _load(args.config), notifier=notifier)
+    _raise_fd_limit(cfg)
     daemon = Daemon(cfg, options)
     metrics_server = None
     try:
@@ -105,15 +117,59 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.sources.base import redact_url
-
     cfg = _load(args.config)
-    data = cfg.model_dump(mode="json")
-    for cam in data["cameras"]:
-        cam["url"] = redact_url(cam["url"])
-    sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    text = yaml.safe_dump(_redacted(cfg.model_dump(mode="json")), sort_keys=False)
+    sys.stdout.write(_hide_secret_values(text, Path(args.config).read_text()))
+    _warn_if_fd_limit_low(cfg)
     print(f"# ok: {len(cfg.cameras)} camera(s)", file=sys.stderr)
     return EXIT_OK
+
+
+def _warn_if_fd_limit_low(cfg: PipelineConfig) -> None:
+    from pipeline.app.resource_limits import fd_limit_warning
+
+    warning = fd_limit_warning(cfg)
+    if warning:
+        print(f"# warning: {warning}", file=sys.stderr)
+
+
+def _redacted(value: object) -> object:
+    """Every URL anywhere in the resolved config (camera urls, calibration sources that name a
+    camera, ...) with its password and credential parameters replaced by ***."""
+    from pipeline.sources.base import redact_url
+
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+MIN_HIDDEN_SECRET_CHARS = 3  # shorter values would be replaced all over the output
+
+
+def _hide_secret_values(text: str, config_text: str) -> str:
+    """`${secret:NAME}` values never appear in clear: each is shown as the reference again."""
+    import os
+
+    from pipeline.config import ENV_REF
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return text
+    for m in ENV_REF.finditer(config_text):
+        name = m.group("secret")
+        if not name or "/" in name:
+            continue
+        try:
+            value = (Path(directory) / name).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(value) >= MIN_HIDDEN_SECRET_CHARS:
+            text = text.replace(value, f"${{secret:{name}}}")
+    return text
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from pipeline.config.base import StrictModel
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # 64: topics stay short (publish MAXMSGSIZE)
+_USERINFO_BEFORE_LAST_AT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/]*:(?P<password>.*)@(?=[^@]*$)", re.DOTALL)
+_PERCENT = {"/": "%2F", "?": "%3F", "#": "%23"}
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
@@ -27,6 +29,19 @@ class CameraConfig(StrictModel):
     def _id_charset(cls, v: str) -> str:
         if not CAMERA_ID.fullmatch(v):
             raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]{{1,64}}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _password_encoded(cls, v: str) -> str:
+        """FFmpeg ends a URL's user:password at the first '/', '?' or '#': such a password must be
+        percent-encoded, or the camera fails later with a misleading 'Invalid argument'."""
+        m = _USERINFO_BEFORE_LAST_AT.match(v)
+        if m and not re.match(r"^\d+[/?#]", m.group("password")):  # host:PORT/path@...: no password
+            for char in "/?#":
+                if char in m.group("password"):
+                    raise ValueError(f"the password in the url has an unencoded {char!r}: write it as "
+                                     f"{_PERCENT[char]} (the password itself is not shown)")
         return v
 
     @field_validator("type")
