@@ -20,6 +20,7 @@ import av.error
 
 from pipeline.frame import CameraState
 from pipeline.sources.base import Ending, Source, redact_url, register_source
+from pipeline.sources.hls_loops import is_hls_url, playlist_loop
 from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
 from pipeline.sources.reachability import PortState, endpoint_of, foreign_answer, port_state, resolve_failure
@@ -132,6 +133,8 @@ class NetworkSource(Source):
         timeout_s = self.camera.timeout_s
         log.debug("camera %s: connecting to %s", self.camera.id, redact_url(url))
         started = time.monotonic()
+        if is_hls_url(url) and (loop := playlist_loop(url, min(timeout_s, PROBE_TIMEOUT_S * 4))):
+            return f"cannot connect: {loop}; not opened (FFmpeg would request it without end)"
         try:
             video = open_video(url, options=open_options(url), timeout=(timeout_s, timeout_s))
         except OpenFailed as exc:
