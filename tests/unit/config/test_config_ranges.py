@@ -86,3 +86,21 @@ def test_check_refuses_a_bad_port_with_exit_2_and_one_line(tmp_path: Path) -> No
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"{cfg}:3: metrics.bind: bind '0.0.0.0:99999': port '99999' must be 0-65535"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: (d / "loop1").symlink_to(d / "loop2") or (d / "loop2").symlink_to(d / "loop1") or "loop1",
+     "cameras[0].url: {d}/loop1: symbolic link loop"),
+    (lambda d: (d / "clips").mkdir() or "clips", "cameras[0].url: {d}/clips is a directory, not a file"),
+    (lambda d: "absent.mp4", "cameras[0].url: no such file {d}/absent.mp4"),
+])
+def test_file_camera_problems_are_named_by_check(tmp_path: Path, make, message: str) -> None:
+    """Issue 23 item 11: a symlink loop read "no such file"; a directory passed check."""
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    url = make(tmp_path)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"cameras: [{{id: a, url: '{url}'}}]\nmodel: {{path: m.onnx, labels: [x]}}\n")
+    with pytest.raises(ConfigError) as err:
+        from pipeline.config import load_config
+        load_config(cfg)
+    assert str(err.value) == f"{cfg}:1: " + message.format(d=tmp_path)
