@@ -23,7 +23,8 @@ from pipeline.sources.base import Ending, Source, redact_url, register_source
 from pipeline.sources.hls_loops import is_hls_url, playlist_loop
 from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
-from pipeline.sources.reachability import PortState, endpoint_of, foreign_answer, port_state, resolve_failure
+from pipeline.sources.reachability import (PortState, endpoint_of, foreign_answer, port_state, redirect_loop,
+                                           resolve_failure)
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +184,15 @@ class NetworkSource(Source):
         # An interrupted open surfaces as ExitError or (RTSP) as InvalidDataError; the clock
         # tells the truth. Data FFmpeg could not parse may also come fast (garbage that happens to
         # end a response early): ask the server ourselves in both cases.
+        # A server that closes at once reads "Invalid data" (RTSP) or "End of file" (HTTP): any
+        # failure but a refused port gets the probe.
         timed_out = waited_s >= timeout_s
-        if timed_out or exc.invalid_data:
-            foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None else None
-            if foreign:
-                return f"cannot connect: {foreign}"
-            if timed_out:
-                return f"cannot connect: no answer within {timeout_s:g} s"
+        refused = endpoint is not None and "refused" in str(exc).lower()
+        foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None and not refused else None
+        if foreign:
+            return f"cannot connect: {foreign}"
+        if timed_out:
+            return f"cannot connect: no answer within {timeout_s:g} s"
+        if endpoint is not None and endpoint.scheme == "http" and (loop := redirect_loop(self.camera.url, PROBE_TIMEOUT_S)):
+            return f"cannot connect: {loop}"
         return f"cannot connect: {exc}"
