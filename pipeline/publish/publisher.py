@@ -78,6 +78,7 @@ MAX_TOPIC_BYTES = len("status/") + 64 + 1  # camera ids are at most 64 character
 # MAXMSGSIZE also bounds the handshake's frames (CURVE's INITIATE is ~300 bytes with metadata),
 # so it is a round kilobyte, not one topic; _admit refuses longer topics anyway.
 MAX_INCOMING_MESSAGE_BYTES = 1024
+HANDSHAKE_TIMEOUT_MS = 5000
 MAX_OTHER_TOPICS = 1024  # distinct topics subscribed that no camera of ours has (yet)
 MAX_SUBSCRIPTIONS_PER_SERVE = 10000  # per call: one flood must not starve the sends
 
@@ -101,6 +102,10 @@ class Publisher:
         socket.setsockopt(zmq.XPUB_NODROP, 1)  # see the module docstring: how drops are counted
         socket.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions a peer gets
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_INCOMING_MESSAGE_BYTES)
+        # a peer that connects and never completes the ZMTP greeting holds an fd: 5 s, not libzmq's 30
+        socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
+        socket.setsockopt(zmq.TCP_KEEPALIVE, 1)  # peers that vanished (power, NAT) are noticed and freed
+        socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, linger_ms)
         if curve is not None and keys is not None:
