@@ -88,6 +88,7 @@ def main() -> int:
     ap.add_argument("--strict", action="store_true", help="ping gaps must stay under WatchdogSec/2")
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "watchdog-bench")
     args = ap.parse_args()
+    args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
 
     cams = [{"id": f"cam{i:04d}", "url": f"synthetic:32x24@{args.fps:g}"} for i in range(args.cameras)]
@@ -110,7 +111,8 @@ def main() -> int:
                 time.sleep(0.2)
             ready = listener.times("READY")
             if not ready:
-                print(f"no READY within {args.ready_timeout}s (exit {proc.poll()}); see {log_path}", file=sys.stderr)
+                print(f"no READY (exit code {proc.poll()}, waited {time.monotonic() - started:.0f} s); see {log_path}",
+                      file=sys.stderr)
                 return 1
             ready_at = ready[0]
             rss = []
