@@ -18,11 +18,12 @@ whose public certificate is in `authorized_clients_dir`. Others never complete t
 Hostile peers (docs/RELIABILITY.md, "Hostile network"): the only thing a peer sends us is
 subscriptions, so MAXMSGSIZE caps an incoming message at 1 KB (a subscription is at most ~75
 bytes; CURVE's handshake frames must fit too): a 4 GB frame header is refused before anything
-is allocated, before the CURVE handshake too. And the socket is XPUB_MANUAL: libzmq hands every (un)subscription to us and subscribes the peer
-only when we say so. We say so for prefixes of the topics of cameras we publish (always) and
-for at most MAX_OTHER_TOPICS other topics in the publisher's lifetime (a subscriber that is
-early for a camera); the rest are refused and counted, so what a peer can make us hold is
-bounded by connections x known topics, not by what it sends.
+is allocated, before the CURVE handshake too. And the socket is XPUB_MANUAL: libzmq hands every
+(un)subscription to us and subscribes the peer only when we say so. We say so for prefixes of
+the topics of cameras we publish (always) and for at most MAX_OTHER_TOPICS other topics in the
+publisher's lifetime (a subscriber that is early for a camera); the rest are refused and
+counted, so what a peer can make us hold is bounded by connections x known topics, not by what
+it sends. A peer that never completes its handshake is dropped after HANDSHAKE_TIMEOUT_MS.
 """
 from __future__ import annotations
 
