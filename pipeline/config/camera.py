@@ -21,7 +21,8 @@ class CameraConfig(StrictModel):
     type: Literal["auto", "file", "network", "synthetic"] = Field("auto", validate_default=True)
     loop: bool = False
     realtime: bool = True
-    # network sources: seconds without a packet before the connection counts as dead
+    # network sources: seconds without a packet before the connection counts as dead;
+    # files: seconds an open may block before the camera says so
     timeout_s: float = Field(5.0, gt=0, le=300)
 
     @field_validator("id")

@@ -267,8 +267,9 @@ def _unreadable_file(path: Path) -> str | None:
     try:
         if path.is_dir():
             return f"{path} is a directory, not a file"
-        with open(path, "rb"):
-            return None
+        # O_NONBLOCK: a FIFO without a writer (or a device) must not hang `check`
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return f"{path}: symbolic link loop"

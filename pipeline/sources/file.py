@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import threading
 
 import av.error
 
@@ -36,6 +37,14 @@ class FileSource(Source):
     def _stream_with(self, decoder: PictureDecoder, pacer: FramePacer | None) -> Ending:
         retry_s = RETRY_FIRST_S
         while not self._stop.is_set():
+            # An open can block in the kernel (a FIFO with no writer, a hung network mount), where
+            # no FFmpeg timeout reaches: say so within timeout_s instead of "starting" for ever.
+            # (Not armed for a loop's reopen of a file that is already up.)
+            slow_open = threading.Timer(self.camera.timeout_s, self._warn, (
+                f"still opening after {self.camera.timeout_s:g} s (a FIFO with no writer? a hung mount?)",))
+            slow_open.daemon = True
+            if self.state is not CameraState.UP:
+                slow_open.start()
             try:
                 # Frame threading: files want throughput, and their latency does not matter.
                 video = open_video(self.camera.url, thread_type="AUTO")
@@ -46,6 +55,8 @@ class FileSource(Source):
                 self._stop.wait(retry_s)
                 retry_s = min(RETRY_MAX_S, retry_s * 2)
                 continue
+            finally:
+                slow_open.cancel()
             retry_s = RETRY_FIRST_S
             try:
                 if self.camera.realtime and pacer is None:

@@ -271,3 +271,21 @@ def test_a_file_camera_out_of_fds_waits_and_comes_back(make_clip):
     states, reason = out.stdout.splitlines()[-2:]
     assert states.startswith("['starting', 'reconnecting'") and "'up'" in states, states
     assert reason.startswith("cannot open: Too many open files; retrying in 0.5s"), reason
+
+
+def test_an_open_that_blocks_is_reported_within_timeout_s(tmp_path: Path) -> None:
+    """Every camera state has a deadline: a FIFO with no writer blocks open() in the kernel, where no
+    FFmpeg timeout reaches; the camera says so after timeout_s instead of 'starting' for ever."""
+    import os
+
+    fifo = tmp_path / "cam.fifo"
+    os.mkfifo(fifo)
+    runner = SourceRunner(camera(fifo, timeout_s=1.0)).start()
+    try:
+        event = runner.wait_for_state(CameraState.STARTING, timeout_s=5, after=1)
+        assert event.reason.startswith("still opening after 1 s"), event.reason
+    finally:
+        runner.stop.set()
+        os.close(os.open(fifo, os.O_WRONLY))  # a writer that leaves at once: the open returns, EOF
+        assert runner.join(10) < 10
+    assert runner.states()[-1] in (CameraState.DOWN, CameraState.STOPPED)
