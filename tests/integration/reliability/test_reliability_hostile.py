@@ -200,6 +200,10 @@ def test_fd_exhaustion_through_the_metrics_port(tmp_path: Path, tiny_model: dict
         count_before = len(detections(d.messages, "loopy"))
         d.pump(2.0)
         assert len(detections(d.messages, "loopy")) > count_before, "the looping file camera did not come back"
+        for _ in range(20):  # clients that reset mid-request: a traceback each, before
+            with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as peer:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                peer.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
         deadline = time.monotonic() + 10
         while get_healthz(metrics_port) != 200:
             assert time.monotonic() < deadline, "/healthz does not answer 200"
