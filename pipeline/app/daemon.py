@@ -175,7 +175,8 @@ class Daemon:
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
-                                        cfg.publish.linger_ms, self.metrics, curve=cfg.publish.curve)
+                                        cfg.publish.linger_ms, self.metrics, curve=cfg.publish.curve,
+                                        max_connections=cfg.publish.max_subscribers)
         except Exception:
             self._zmq.term()
             raise

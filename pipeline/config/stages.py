@@ -41,6 +41,9 @@ class PublishConfig(StrictModel):
     # messages queued per subscriber; a million ~1 KB messages is already a GB per slow subscriber
     high_water_mark: int = Field(10000, ge=1, le=1_000_000)
     linger_ms: int = Field(1000, ge=0, le=60_000)  # at exit; systemd's TimeoutStopSec is 20 s
+    # subscriber connections at once (without CURVE; more are refused at the handshake): each
+    # holds an fd and up to high_water_mark queued messages
+    max_subscribers: int = Field(256, ge=1, le=10_000)
     curve: CurveConfig | None = None
 
     @field_validator("bind")

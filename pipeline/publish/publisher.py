@@ -28,6 +28,7 @@ it sends. A peer that never completes its handshake is dropped after HANDSHAKE_T
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -82,12 +83,99 @@ MAX_INCOMING_MESSAGE_BYTES = 1024
 HANDSHAKE_TIMEOUT_MS = 5000
 MAX_OTHER_TOPICS = 1024  # distinct topics subscribed that no camera of ours has (yet)
 MAX_SUBSCRIPTIONS_PER_SERVE = 10000  # per call: one flood must not starve the sends
+DEFAULT_MAX_CONNECTIONS = 256
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27)
+
+
+class ConnectionGate:
+    """Counts the publish socket's peer connections (its monitor) and, without CURVE, answers the
+    ZAP requests libzmq makes at each handshake: a connection past `limit` gets ZAP status 300
+    (temporary), so it never receives; it is dropped at the handshake timeout and the peer retries,
+    getting in once a slot is free. Subscribers cannot pile up (each holds an fd and up to
+    high_water_mark queued messages).
+    With CURVE the ThreadAuthenticator answers ZAP (only listed clients get in) and this only counts.
+    Runs its own thread: the monitor and the ZAP socket are used by it alone."""
+
+    def __init__(self, context: zmq.Context, monitor: zmq.Socket, limit: int, serve_zap: bool) -> None:
+        self.limit = limit
+        self.refused = 0
+        self._monitor = monitor
+        self._connections: set[int] = set()  # fds of accepted peer connections
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._zap: zmq.Socket | None = None
+        if serve_zap:
+            zap = context.socket(zmq.REP)
+            zap.setsockopt(zmq.LINGER, 0)
+            try:
+                zap.bind(ZAP_ENDPOINT)
+                self._zap = zap
+            except zmq.ZMQError:  # another handler on this context: it decides, we only count
+                zap.close()
+                log.warning("publish: another ZAP handler owns this ZeroMQ context; subscriber count not capped")
+        self._thread = threading.Thread(target=self._run, name="publish-gate", daemon=True)
+        self._thread.start()
+
+    @property
+    def serves_zap(self) -> bool:
+        return self._zap is not None
+
+    @property
+    def connected(self) -> int:
+        with self._changed:
+            return len(self._connections)
+
+    def wait_for(self, count: int, timeout_s: float) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._connections) >= count, timeout_s)
+            return len(self._connections)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._monitor, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap, zmq.POLLIN)
+        while not self._stop.is_set():
+            ready = dict(poller.poll(100))
+            while self._monitor.poll(0):  # every connection event before any ZAP answer
+                self._on_event(recv_monitor_message(self._monitor))
+            if self._zap is not None and self._zap in ready:
+                self._answer(self._zap.recv_multipart())
+
+    def _on_event(self, event: dict) -> None:
+        with self._changed:
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._connections.add(event["value"])
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._connections.discard(event["value"])
+            self._changed.notify_all()
+
+    def _answer(self, request: list[bytes]) -> None:
+        """ZAP 1.0 (RFC 27): [version, request id, domain, address, identity, mechanism, ...]."""
+        if len(request) < 6 or request[0] != b"1.0":
+            return  # not ZAP: nothing sane to answer (REP still needs one)
+        admitted = self.connected <= self.limit  # the asking connection is counted already
+        if not admitted:
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warning("publish: refused %d subscriber connection(s) past publish.max_subscribers=%d "
+                            "(the latest from %s)", self.refused, self.limit, request[3].decode(errors="replace"))
+        self._zap.send_multipart([b"1.0", request[1], b"200" if admitted else b"300",  # type: ignore[union-attr]
+                                  b"OK" if admitted else b"too many subscribers", b"", b""])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._monitor.close(linger=0)
+        if self._zap is not None:
+            self._zap.close(linger=0)
+            self._zap = None
 
 
 class Publisher:
     def __init__(self, context: zmq.Context, bind: str, high_water_mark: int, linger_ms: int,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
-                 curve: CurveConfig | None = None) -> None:
+                 curve: CurveConfig | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self._metrics = metrics
         self._clock = clock  # Unix seconds for published_at
         self._next_seq: dict[str, int] = {}  # per camera, for the publisher's lifetime
@@ -115,15 +203,16 @@ class Publisher:
             self.reload_curve_clients()
             socket.curve_publickey, socket.curve_secretkey = keys
             socket.curve_server = True
-        # Watched from before bind so a subscriber that was already retrying is counted too;
-        # the monitor is stopped at the first publish (an unread monitor must not pile up events).
-        self._monitor: zmq.Socket | None = socket.get_monitor_socket(MONITOR_EVENTS)
-        self._connections: set[int] = set()  # fds of accepted peer connections
+        # Watched from before bind so a subscriber that was already retrying is counted too.
+        self._gate = ConnectionGate(context, socket.get_monitor_socket(MONITOR_EVENTS), max_connections,
+                                    serve_zap=curve is None)
+        if self._gate.serves_zap:
+            socket.zap_domain = b"pipeline"  # NULL mechanism: libzmq asks ZAP (the gate) at each handshake
         try:
             socket.bind(bind)
         except zmq.ZMQError as exc:
             socket.disable_monitor()
-            self._monitor.close(linger=0)
+            self._gate.close()
             socket.close(linger=0)  # a leaked socket would make context.term() hang
             self._stop_auth()
             reason = zmq.strerror(exc.errno) if exc.errno else str(exc)  # without pyzmq's "(addr=...)" tail
@@ -138,18 +227,7 @@ class Publisher:
         `timeout_s`; returns how many are. Call before the first publish. Best effort: a PUB
         socket sees connections, so after they are there it waits `settle_s` more for their
         subscriptions to arrive."""
-        deadline = time.monotonic() + timeout_s
-        while self._monitor is not None and len(self._connections) < count:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            if self._monitor.poll(remaining_ms):
-                event = recv_monitor_message(self._monitor)
-                if event["event"] == zmq.EVENT_ACCEPTED:
-                    self._connections.add(event["value"])
-                elif event["event"] == zmq.EVENT_DISCONNECTED:
-                    self._connections.discard(event["value"])
-        connected = len(self._connections)
+        connected = self._gate.wait_for(count, timeout_s)
         if count and connected >= count:
             time.sleep(settle_s)
         return connected
@@ -177,8 +255,6 @@ class Publisher:
         (kept for callers): a PUB-like socket never refuses a send outright."""
         if self._socket is None:
             raise RuntimeError("publish: the publisher is closed")
-        if self._monitor is not None:
-            self._stop_monitor()
         self.serve_subscriptions()
         parts = [topic.encode("ascii"), body]
         try:
@@ -235,11 +311,10 @@ class Publisher:
             raw = topic.encode("ascii")
             self._known_topics.update(raw[:n] for n in range(len(raw) + 1))
 
-    def _stop_monitor(self) -> None:
-        if self._monitor is not None and self._socket is not None:
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
+    @property
+    def connections(self) -> int:
+        """Peer connections open now (tcp/ipc; inproc reports none)."""
+        return self._gate.connected
 
     def reload_curve_clients(self) -> int:
         """Re-read authorized_clients_dir (new clients get in, removed ones cannot reconnect);
@@ -263,7 +338,8 @@ class Publisher:
         """Close the socket (waits up to linger_ms for queued messages at context term).
         The zmq.Context belongs to the daemon and stays open."""
         if self._socket is not None:
-            self._stop_monitor()
+            self._socket.disable_monitor()
+            self._gate.close()
             self._socket.close()
             self._socket = None
         self._stop_auth()
