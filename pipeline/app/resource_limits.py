@@ -1,7 +1,7 @@
 """File descriptors a config needs, against the process's RLIMIT_NOFILE.
 
 Each camera holds a few fds (its input, FFmpeg's sockets, decode worker pipes); the metrics server
-holds up to its connection limit; every subscriber is one more. systemd's default soft limit is
+holds up to its connection limit; every subscriber is one more (up to publish.max_subscribers). systemd's default soft limit is
 1024, which ~1000 idle connections can use up (issue 23): `run` raises the soft limit to what the
 config needs (never above the hard limit) and `check` warns when even the hard limit is short.
 """
@@ -14,11 +14,10 @@ from pipeline.observe.http import MAX_CONNECTIONS
 
 BASE_FDS = 256  # the interpreter, libraries, the model, logging, ZeroMQ's own sockets
 FDS_PER_CAMERA = 16  # an input, a reconnect in flight, worker pipes, with room to spare
-SUBSCRIBER_FDS = 512  # connections to the publish socket we plan for
 
 
 def fds_needed(cfg: PipelineConfig) -> int:
-    return BASE_FDS + FDS_PER_CAMERA * len(cfg.cameras) + MAX_CONNECTIONS + SUBSCRIBER_FDS
+    return BASE_FDS + FDS_PER_CAMERA * len(cfg.cameras) + MAX_CONNECTIONS + cfg.publish.max_subscribers
 
 
 def fd_limit_warning(cfg: PipelineConfig, limits: tuple[int, int] | None = None) -> str | None:

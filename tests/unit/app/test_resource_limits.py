@@ -40,4 +40,4 @@ def test_check_warns_when_the_hard_limit_is_low(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "pipeline", "check", str(cfg)], cwd=REPO, capture_output=True,
                          text=True, timeout=60, preexec_fn=low_limit)
     assert out.returncode == 0, out.stderr
-    assert "# warning: open-files limit 512 (hard; soft 512) is below the ~2400 that 100 camera(s) need" in out.stderr
+    assert "# warning: open-files limit 512 (hard; soft 512) is below the ~2144 that 100 camera(s) need" in out.stderr
