@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,8 +74,6 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
         exc = sys.exc_info()[1]
         peer = client_address[0] if client_address else "?"
         if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
