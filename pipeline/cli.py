@@ -32,17 +32,48 @@ def _load(path: str | None) -> PipelineConfig:
     return load_config(cfg_path)
 
 
+def unused_terminating_signals() -> list[int]:
+    """Signals whose default action ends the process silently and that we have no use for (a stray
+    `kill -USR1`, an alarm): they stop the daemon like SIGTERM, with a log line. Core-dumping ones
+    (SIGQUIT, SIGABRT, SIGSEGV...) keep their default: they are for debugging and crashes."""
+    names = ("SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    found = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    if hasattr(signal, "SIGRTMIN"):  # real-time signals end the process by default too
+        found += [n for n in range(signal.SIGRTMIN, signal.SIGRTMAX + 1) if n in signal.valid_signals()]
+    return found
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # SIGRTMIN+n has no enum member
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+
+
 def _install_stop_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
+        if signum not in (signal.SIGINT, signal.SIGTERM):
+            log.warning("received %s: stopping as for SIGTERM", signal_name(signum))
         stop.set()  # only set the Event: the supervisor loop does the shutdown
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGINT, signal.SIGTERM, *unused_terminating_signals()):
+        signal.signal(signum, handler)
 
 
 def _install_reload_signal(reload_requested: threading.Event) -> None:
     """SIGHUP (systemctl reload): only set the Event; the supervisor loop re-reads the config."""
     signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_requested.set())
+
+
+def _raise_fd_limit(cfg: PipelineConfig) -> None:
+    from pipeline.app.resource_limits import fd_limit_warning, raise_fd_limit
+
+    old, new = raise_fd_limit(cfg)
+    if new != old:
+        log.info("open-files limit raised from %d to %d for %d camera(s)", old, new, len(cfg.cameras))
+    warning = fd_limit_warning(cfg)
+    if warning:
+        log.warning("%s", warning)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -60,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         notifier.status(f"bad config: {exc}")
         raise
+    _raise_fd_limit(cfg)
     metrics_server = None
     try:
         options = DaemonOptions(status_interval_s=args.status_interval,
@@ -89,13 +121,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from pipeline.infer.model_spec import ModelError, describe_model
-    from pipeline.observe.redaction import redact_url
 
     cfg = _load(args.config)
-    data = cfg.model_dump(mode="json")
-    for cam in data["cameras"]:
-        cam["url"] = redact_url(cam["url"])
-    sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    text = yaml.safe_dump(_redacted(cfg.model_dump(mode="json")), sort_keys=False)
+    sys.stdout.write(_hide_secret_values(text, Path(args.config).read_text()))
+    _warn_if_fd_limit_low(cfg)
     if _uses_gpus(cfg):
         from pipeline.app.gpu_assignment import AssignmentError, assignment_for
         from pipeline.gpu.runtime import visible_gpu_count
@@ -121,6 +151,53 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _uses_gpus(cfg: PipelineConfig) -> bool:
     return (cfg.decode.device == "gpu" or cfg.preprocess.device == "gpu" or cfg.gpus is not None
             or any(c.gpu is not None for c in cfg.cameras))
+
+
+def _warn_if_fd_limit_low(cfg: PipelineConfig) -> None:
+    from pipeline.app.resource_limits import fd_limit_warning
+
+    warning = fd_limit_warning(cfg)
+    if warning:
+        print(f"# warning: {warning}", file=sys.stderr)
+
+
+def _redacted(value: object) -> object:
+    """Every URL anywhere in the resolved config (camera urls, calibration sources that name a
+    camera, ...) with its password and credential parameters replaced by ***."""
+    from pipeline.observe.redaction import redact_url
+
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+MIN_HIDDEN_SECRET_CHARS = 3  # shorter values would be replaced all over the output
+
+
+def _hide_secret_values(text: str, config_text: str) -> str:
+    """`${secret:NAME}` values never appear in clear: each is shown as the reference again."""
+    import os
+
+    from pipeline.config import ENV_REF
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return text
+    for m in ENV_REF.finditer(config_text):
+        name = m.group("secret")
+        if not name or "/" in name:
+            continue
+        try:
+            value = (Path(directory) / name).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(value) >= MIN_HIDDEN_SECRET_CHARS:
+            text = text.replace(value, f"${{secret:{name}}}")
+    return text
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:

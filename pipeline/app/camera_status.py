@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from pipeline.frame import CameraState, StatusEvent
-from pipeline.observe.metrics import Metrics
+from pipeline.observe.metrics import CameraCounts, Metrics
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,16 @@ class CameraStatusBoard:
         return ev.state if ev else None
 
     def snapshot(self) -> list[CameraSnapshot]:
+        """Every camera's state and counters. One pass over the metrics for all cameras: the
+        supervisor calls this every second, and a lookup per camera (each one a pass over every
+        camera's samples) made it O(cameras^2), ~8 s at 300 cameras (issue 23)."""
         with self._lock:
             events = dict(self._states)
+        counts = self._metrics.camera_counts()
         out = []
         for cam, ev in sorted(events.items()):
-            counts = self._metrics.camera_counts(cam)
-            out.append(CameraSnapshot(cam, ev.state, ev.reason, counts.decoded, counts.published,
-                                      counts.dropped, counts.decode_errors))
+            c = counts.get(cam, CameraCounts())
+            out.append(CameraSnapshot(cam, ev.state, ev.reason, c.decoded, c.published, c.dropped, c.decode_errors))
         return out
 
     def status_lines(self) -> list[str]:

@@ -45,6 +45,7 @@ from pipeline.workers import DecodeWorkerPool
 log = logging.getLogger("pipeline.app.daemon")
 
 # Shutdown budget (SIGTERM must exit within 5 s): sources (cameras.JOIN_S), then the drain, then the stage threads.
+PUBLISH_IDLE_S = 0.2  # the publish thread serves subscriptions at least this often
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
 
@@ -85,6 +86,22 @@ def _publish_work(publisher: Publisher, preview: Any = None) -> Work:
             publisher.publish_status(item)
         return ()
     return publish
+
+
+class PublishInbox(QueueInbox):
+    """The publish stage's queue; while it is empty the publisher still applies subscriptions (they
+    are no longer applied by ZeroMQ on its own, so they must not pile up: publish/publisher.py)."""
+
+    def __init__(self, q: "queue.Queue[Any]", publisher: Publisher) -> None:
+        super().__init__(q)
+        self._publisher = publisher
+
+    def take(self) -> Any:
+        try:
+            return self.queue.get(timeout=PUBLISH_IDLE_S)
+        except queue.Empty:
+            self._publisher.serve_subscriptions()
+            return None
 
 
 def _analytics_work(analytics: Any) -> Work:
@@ -194,7 +211,8 @@ class Daemon:
         self._zmq = zmq.Context()
         try:
             self._publisher = Publisher(self._zmq, cfg.publish.bind, cfg.publish.high_water_mark,
-                                        cfg.publish.linger_ms, self.metrics, curve=cfg.publish.curve)
+                                        cfg.publish.linger_ms, self.metrics, curve=cfg.publish.curve,
+                                        max_connections=cfg.publish.max_subscribers)
         except Exception:
             self._zmq.term()
             raise
@@ -230,7 +248,8 @@ class Daemon:
                                             shared, outbox=self._publish_q, ends_outbox=False,
                                             cameras_of=_published_camera, timed_as="analytics"))
         # ended by shutdown() once the stages above have drained; publishes all it is given
-        self._publish_stage = StageThread("publish", QueueInbox(self._publish_q), [_publish_work(publisher, self._preview)],
+        self._publish_stage = StageThread("publish", PublishInbox(self._publish_q, publisher),
+                                          [_publish_work(publisher, self._preview)],
                                           shared, cameras_of=_published_camera, drops_on_abort=False)
         for stage in (self._publish_stage, *reversed(self._stages)):
             stage.start()

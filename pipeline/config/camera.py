@@ -14,7 +14,9 @@ from pipeline.config.analytics import CameraAnalyticsConfig
 from pipeline.config.base import StrictModel
 from pipeline.sources.plugins import NETWORK_SCHEMES, SOURCE_KEYS, kind_for_url, owner_of
 
-CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # 64: topics stay short (publish MAXMSGSIZE)
+_USERINFO_BEFORE_LAST_AT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/]*:(?P<password>.*)@(?=[^@]*$)", re.DOTALL)
+_PERCENT = {"/": "%2F", "?": "%3F", "#": "%23"}
 __all__ = ["CAMERA_ID", "NETWORK_SCHEMES", "CameraConfig"]
 
 # `auto` plus every declared source kind: a misspelt type is a config error with file:line
@@ -28,7 +30,8 @@ class CameraConfig(StrictModel):
     type: CameraType = Field("auto", validate_default=True)
     loop: bool = False
     realtime: bool = True
-    # network sources: seconds without a packet before the connection counts as dead
+    # network sources: seconds without a packet before the connection counts as dead;
+    # files: seconds an open may block before the camera says so
     timeout_s: float = Field(5.0, gt=0, le=300)
     # pin this camera to one GPU of `gpus:` (None: placed by expected load, app/gpu_assignment.py)
     gpu: int | None = Field(None, ge=0, le=63)
@@ -39,7 +42,20 @@ class CameraConfig(StrictModel):
     @classmethod
     def _id_charset(cls, v: str) -> str:
         if not CAMERA_ID.fullmatch(v):
-            raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]+")
+            raise ValueError(f"camera id {v!r} must match [A-Za-z0-9_-]{{1,64}}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _password_encoded(cls, v: str) -> str:
+        """FFmpeg ends a URL's user:password at the first '/', '?' or '#': such a password must be
+        percent-encoded, or the camera fails later with a misleading 'Invalid argument'."""
+        m = _USERINFO_BEFORE_LAST_AT.match(v)
+        if m and not re.match(r"^\d+[/?#]", m.group("password")):  # host:PORT/path@...: no password
+            for char in "/?#":
+                if char in m.group("password"):
+                    raise ValueError(f"the password in the url has an unencoded {char!r}: write it as "
+                                     f"{_PERCENT[char]} (the password itself is not shown)")
         return v
 
     @field_validator("type")

@@ -3,6 +3,7 @@ paths, and every error as one line `file.yaml:LINE: dotted.path: message` (Confi
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -324,10 +325,26 @@ def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) ->
                                       f"{label!r} (model.labels: {', '.join(cfg.model.labels)})")
 
 
+def _unreadable_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a regular file, in words (None when it can): a symlink loop, a
+    directory and a permission problem each say so instead of "no such file"."""
+    try:
+        if path.is_dir():
+            return f"{path} is a directory, not a file"
+        # O_NONBLOCK: a FIFO without a writer (or a device) must not hang `check`
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path}: symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return f"no such file {path}"
+        return f"cannot read {path}: {exc.strerror}"
+
+
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
-    if not cfg.model.path.is_file():
-        raise ConfigError(f"{source}:{_line_for(('model', 'path'), lines)}: model.path: "
-                          f"no such file {cfg.model.path}")
+    if (problem := _unreadable_file(cfg.model.path)) is not None:
+        raise ConfigError(f"{source}:{_line_for(('model', 'path'), lines)}: model.path: {problem}")
     curve = cfg.publish.curve
     if curve is not None:
         where = ("publish", "curve")
@@ -339,9 +356,8 @@ def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> Non
                               f"publish.curve.authorized_clients_dir: no such directory "
                               f"{curve.authorized_clients_dir}")
     for i, cam in enumerate(cfg.cameras):
-        if cam.type == "file" and not Path(cam.url).exists():
-            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'url'), lines)}: "
-                              f"cameras[{i}].url: no such file {cam.url}")
+        if cam.type == "file" and (problem := _unreadable_file(Path(cam.url))) is not None:
+            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'url'), lines)}: cameras[{i}].url: {problem}")
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,

@@ -1,13 +1,13 @@
 """decode, preprocess, scheduler, publish, metrics: how the stages between camera and subscriber run."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from pipeline.config.base import StrictModel
+from pipeline.config.endpoints import check_host_port, check_zmq_endpoint
 
 
 class DecodeConfig(StrictModel):
@@ -44,17 +44,27 @@ class CurveConfig(StrictModel):
 
 class PublishConfig(StrictModel):
     bind: str = "tcp://127.0.0.1:5555"
-    high_water_mark: int = Field(10000, ge=1)
-    linger_ms: int = Field(1000, ge=0)
+    # messages queued per subscriber; a million ~1 KB messages is already a GB per slow subscriber
+    high_water_mark: int = Field(10000, ge=1, le=1_000_000)
+    linger_ms: int = Field(1000, ge=0, le=60_000)  # at exit; systemd's TimeoutStopSec is 20 s
+    # subscriber connections at once (without CURVE; more are refused at the handshake): each
+    # holds an fd and up to high_water_mark queued messages
+    max_subscribers: int = Field(256, ge=1, le=10_000)
     curve: CurveConfig | None = None
 
     @field_validator("bind")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        if not re.match(r"^(tcp|ipc|inproc)://\S+$", v):
-            raise ValueError(f"bind {v!r} must look like tcp://HOST:PORT or ipc://PATH")
+        check_zmq_endpoint(v)
         return v
 
 
 class MetricsConfig(StrictModel):
     bind: str | None = "127.0.0.1:9108"  # null turns the HTTP endpoint off
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_host_port(v, f"bind {v!r}")
+        return v

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config.camera import CAMERA_ID
-from pipeline.sources.base import redact_url
+from pipeline.observe.redaction import redact_url
 
 if TYPE_CHECKING:
     from pipeline.preview.service import PreviewService

@@ -32,7 +32,7 @@ class MessageError(ValueError):
 
 def _checked_camera(camera: str) -> str:
     if not isinstance(camera, str) or not CAMERA_ID.fullmatch(camera):  # fullmatch: "$" would let "cam1\n" in
-        raise MessageError(f"topic: camera id {camera!r} must match [A-Za-z0-9_-]+")
+        raise MessageError(f"topic: camera id {camera!r} must match [A-Za-z0-9_-]{{1,64}}")
     return camera
 
 

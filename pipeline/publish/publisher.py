@@ -14,10 +14,21 @@ Slow joiners: a subscriber only gets messages published after its subscription r
 CURVE (optional): the socket is a CURVE server with the configured secret key; a
 ThreadAuthenticator (one per process: it owns the context's ZAP endpoint) admits only clients
 whose public certificate is in `authorized_clients_dir`. Others never complete the handshake.
+
+Hostile peers (docs/RELIABILITY.md, "Hostile network"): the only thing a peer sends us is
+subscriptions, so MAXMSGSIZE caps an incoming message at 1 KB (a subscription is at most ~75
+bytes; CURVE's handshake frames must fit too): a 4 GB frame header is refused before anything
+is allocated, before the CURVE handshake too. And the socket is XPUB_MANUAL: libzmq hands every
+(un)subscription to us and subscribes the peer only when we say so. We say so for prefixes of
+the topics of cameras we publish (always) and for at most MAX_OTHER_TOPICS other topics in the
+publisher's lifetime (a subscriber that is early for a camera); the rest are refused and
+counted, so what a peer can make us hold is bounded by connections x known topics, not by what
+it sends. A peer that never completes its handshake is dropped after HANDSHAKE_TIMEOUT_MS.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -66,23 +77,126 @@ def count_client_keys(directory: Path) -> int:
 # Connections, not subscriptions, are what a PUB socket can observe (through its monitor).
 MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 SUBSCRIPTION_SETTLE_S = 0.2  # after a connect, the SUB's subscriptions follow within milliseconds
-SUBSCRIPTION_DRAIN_EVERY = 64  # sends between reads of the XPUB's subscription messages
+MAX_TOPIC_BYTES = len("status/") + 64 + 1  # camera ids are at most 64 characters (config/camera.py)
+# MAXMSGSIZE also bounds the handshake's frames (CURVE's INITIATE is ~300 bytes with metadata),
+# so it is a round kilobyte, not one topic; _admit refuses longer topics anyway.
+MAX_INCOMING_MESSAGE_BYTES = 1024
+HANDSHAKE_TIMEOUT_MS = 5000
+MAX_OTHER_TOPICS = 1024  # distinct topics subscribed that no camera of ours has (yet)
+MAX_SUBSCRIPTIONS_PER_SERVE = 10000  # per call: one flood must not starve the sends
+DEFAULT_MAX_CONNECTIONS = 256
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27)
+
+
+class ConnectionGate:
+    """Counts the publish socket's peer connections (its monitor) and, without CURVE, answers the
+    ZAP requests libzmq makes at each handshake: a connection past `limit` gets ZAP status 300
+    (temporary), so it never receives; it is dropped at the handshake timeout and the peer retries,
+    getting in once a slot is free. Subscribers cannot pile up (each holds an fd and up to
+    high_water_mark queued messages).
+    With CURVE the ThreadAuthenticator answers ZAP (only listed clients get in) and this only counts.
+    Runs its own thread: the monitor and the ZAP socket are used by it alone."""
+
+    def __init__(self, context: zmq.Context, monitor: zmq.Socket, limit: int, serve_zap: bool) -> None:
+        self.limit = limit
+        self.refused = 0
+        self._monitor = monitor
+        self._connections: set[int] = set()  # fds of accepted peer connections
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._zap: zmq.Socket | None = None
+        if serve_zap:
+            zap = context.socket(zmq.REP)
+            zap.setsockopt(zmq.LINGER, 0)
+            try:
+                zap.bind(ZAP_ENDPOINT)
+                self._zap = zap
+            except zmq.ZMQError:  # another handler on this context: it decides, we only count
+                zap.close()
+                log.warning("publish: another ZAP handler owns this ZeroMQ context; subscriber count not capped")
+        self._thread = threading.Thread(target=self._run, name="publish-gate", daemon=True)
+        self._thread.start()
+
+    @property
+    def serves_zap(self) -> bool:
+        return self._zap is not None
+
+    @property
+    def connected(self) -> int:
+        with self._changed:
+            return len(self._connections)
+
+    def wait_for(self, count: int, timeout_s: float) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._connections) >= count, timeout_s)
+            return len(self._connections)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._monitor, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap, zmq.POLLIN)
+        while not self._stop.is_set():
+            ready = dict(poller.poll(100))
+            while self._monitor.poll(0):  # every connection event before any ZAP answer
+                self._on_event(recv_monitor_message(self._monitor))
+            if self._zap is not None and self._zap in ready:
+                self._answer(self._zap.recv_multipart())
+
+    def _on_event(self, event: dict) -> None:
+        with self._changed:
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._connections.add(event["value"])
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._connections.discard(event["value"])
+            self._changed.notify_all()
+
+    def _answer(self, request: list[bytes]) -> None:
+        """ZAP 1.0 (RFC 27): [version, request id, domain, address, identity, mechanism, ...]."""
+        if len(request) < 6 or request[0] != b"1.0":
+            return  # not ZAP: nothing sane to answer (REP still needs one)
+        admitted = self.connected <= self.limit  # the asking connection is counted already
+        if not admitted:
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                log.warning("publish: refused %d subscriber connection(s) past publish.max_subscribers=%d "
+                            "(the latest from %s)", self.refused, self.limit, request[3].decode(errors="replace"))
+        self._zap.send_multipart([b"1.0", request[1], b"200" if admitted else b"300",  # type: ignore[union-attr]
+                                  b"OK" if admitted else b"too many subscribers", b"", b""])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._monitor.close(linger=0)
+        if self._zap is not None:
+            self._zap.close(linger=0)
+            self._zap = None
 
 
 class Publisher:
     def __init__(self, context: zmq.Context, bind: str, high_water_mark: int, linger_ms: int,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
-                 curve: CurveConfig | None = None) -> None:
+                 curve: CurveConfig | None = None, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self._metrics = metrics
         self._clock = clock  # Unix seconds for published_at
         self._next_seq: dict[str, int] = {}  # per camera, for the publisher's lifetime
         self._next_event_seq: dict[str, int] = {}  # per camera: events messages have their own seq
-        self._sends = 0
         self._curve = curve
+        # every prefix of our cameras' topics, and of the kinds (a subscriber of all cameras)
+        self._known_topics: set[bytes] = {kind[:n] for kind in (b"det/", b"status/") for n in range(len(kind) + 1)}
+        self._known_cameras: set[str] = set()
+        self._other_topics: set[bytes] = set()
+        self._refused_subscriptions = 0
         self._auth: ThreadAuthenticator | None = None
         keys = load_server_secret_key(curve.server_secret_key_file) if curve else None
         socket = context.socket(zmq.XPUB)
         socket.setsockopt(zmq.XPUB_NODROP, 1)  # see the module docstring: how drops are counted
+        socket.setsockopt(zmq.XPUB_MANUAL, 1)  # we decide which subscriptions a peer gets
+        socket.setsockopt(zmq.MAXMSGSIZE, MAX_INCOMING_MESSAGE_BYTES)
+        # a peer that connects and never completes the ZMTP greeting holds an fd: 5 s, not libzmq's 30
+        socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
+        socket.setsockopt(zmq.TCP_KEEPALIVE, 1)  # peers that vanished (power, NAT) are noticed and freed
+        socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
         socket.setsockopt(zmq.SNDHWM, high_water_mark)
         socket.setsockopt(zmq.LINGER, linger_ms)
         if curve is not None and keys is not None:
@@ -91,15 +205,16 @@ class Publisher:
             self.reload_curve_clients()
             socket.curve_publickey, socket.curve_secretkey = keys
             socket.curve_server = True
-        # Watched from before bind so a subscriber that was already retrying is counted too;
-        # the monitor is stopped at the first publish (an unread monitor must not pile up events).
-        self._monitor: zmq.Socket | None = socket.get_monitor_socket(MONITOR_EVENTS)
-        self._connections: set[int] = set()  # fds of accepted peer connections
+        # Watched from before bind so a subscriber that was already retrying is counted too.
+        self._gate = ConnectionGate(context, socket.get_monitor_socket(MONITOR_EVENTS), max_connections,
+                                    serve_zap=curve is None)
+        if self._gate.serves_zap:
+            socket.zap_domain = b"pipeline"  # NULL mechanism: libzmq asks ZAP (the gate) at each handshake
         try:
             socket.bind(bind)
         except zmq.ZMQError as exc:
             socket.disable_monitor()
-            self._monitor.close(linger=0)
+            self._gate.close()
             socket.close(linger=0)  # a leaked socket would make context.term() hang
             self._stop_auth()
             reason = zmq.strerror(exc.errno) if exc.errno else str(exc)  # without pyzmq's "(addr=...)" tail
@@ -114,18 +229,7 @@ class Publisher:
         `timeout_s`; returns how many are. Call before the first publish. Best effort: a PUB
         socket sees connections, so after they are there it waits `settle_s` more for their
         subscriptions to arrive."""
-        deadline = time.monotonic() + timeout_s
-        while self._monitor is not None and len(self._connections) < count:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            if self._monitor.poll(remaining_ms):
-                event = recv_monitor_message(self._monitor)
-                if event["event"] == zmq.EVENT_ACCEPTED:
-                    self._connections.add(event["value"])
-                elif event["event"] == zmq.EVENT_DISCONNECTED:
-                    self._connections.discard(event["value"])
-        connected = len(self._connections)
+        connected = self._gate.wait_for(count, timeout_s)
         if count and connected >= count:
             time.sleep(settle_s)
         return connected
@@ -136,6 +240,7 @@ class Publisher:
         seq advances even when the send is refused, so a gap at the subscriber always means
         a lost message. Raises MessageError (one line) for values the schema cannot carry.
         """
+        self._know_camera(fd.camera_id)
         seq = self._next_seq.get(fd.camera_id, 0)
         payload = detections_payload(fd, seq, self._clock())
         self._next_seq[fd.camera_id] = seq + 1
@@ -145,6 +250,7 @@ class Publisher:
 
     def publish_events(self, fe: FrameEvents) -> int:
         """Send one events message (evt/<camera>/, pipeline.events/1); returns its seq."""
+        self._know_camera(fe.camera_id)
         seq = self._next_event_seq.get(fe.camera_id, 0)
         payload = events_payload(fe, seq, self._clock())
         self._next_event_seq[fe.camera_id] = seq + 1
@@ -152,6 +258,7 @@ class Publisher:
         return seq
 
     def publish_status(self, ev: StatusEvent) -> None:
+        self._know_camera(ev.camera_id)
         self._send(status_topic(ev.camera_id), encode_payload(status_payload(ev)), "status")
 
     def _send(self, topic: str, body: bytes, kind: str) -> bool:
@@ -159,11 +266,7 @@ class Publisher:
         (kept for callers): a PUB-like socket never refuses a send outright."""
         if self._socket is None:
             raise RuntimeError("publish: the publisher is closed")
-        if self._monitor is not None:
-            self._stop_monitor()
-        self._sends += 1
-        if self._sends % SUBSCRIPTION_DRAIN_EVERY == 0:
-            self._drain_subscriptions()
+        self.serve_subscriptions()
         parts = [topic.encode("ascii"), body]
         try:
             self._socket.send_multipart(parts, flags=zmq.NOBLOCK)
@@ -177,17 +280,52 @@ class Publisher:
                 self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         return True
 
-    def _drain_subscriptions(self) -> None:
-        """An XPUB hands (un)subscriptions to its owner; nobody reads them, so they must not pile up."""
+    def serve_subscriptions(self) -> int:
+        """Apply the (un)subscriptions peers sent since the last call (XPUB_MANUAL: until we do,
+        a peer gets nothing). Called before every send and by the publish thread when idle, so
+        they never pile up. Returns how many were read."""
         assert self._socket is not None
-        while self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            self._socket.recv(zmq.NOBLOCK)
+        socket = self._socket
+        read = 0
+        while read < MAX_SUBSCRIPTIONS_PER_SERVE and socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            message = socket.recv(zmq.NOBLOCK)
+            read += 1
+            if not message or message[0] not in (0, 1):
+                continue  # not a subscription: XPUB only forwards these, so ignore anything else
+            topic = message[1:]
+            if message[0] == 0:  # applies to the peer that sent it (the "last pipe")
+                socket.setsockopt(zmq.UNSUBSCRIBE, topic)
+            elif self._admit(topic):
+                socket.setsockopt(zmq.SUBSCRIBE, topic)
+        return read
 
-    def _stop_monitor(self) -> None:
-        if self._monitor is not None and self._socket is not None:
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
+    def _admit(self, topic: bytes) -> bool:
+        if topic in self._known_topics or topic in self._other_topics:
+            return True
+        if len(topic) <= MAX_TOPIC_BYTES and len(self._other_topics) < MAX_OTHER_TOPICS:
+            self._other_topics.add(topic)
+            return True
+        self._refused_subscriptions += 1
+        if self._refused_subscriptions in (1, 10, 100) or self._refused_subscriptions % 10000 == 0:
+            log.warning("publish: refused %d subscription(s) to topics no camera has (limit %d other "
+                        "topics; the latest is %d bytes)", self._refused_subscriptions, MAX_OTHER_TOPICS,
+                        len(topic))
+        if self._metrics:
+            self._metrics.subscriptions_refused.inc()
+        return False
+
+    def _know_camera(self, camera_id: str) -> None:
+        if camera_id in self._known_cameras:
+            return
+        self._known_cameras.add(camera_id)
+        for topic in (detection_topic(camera_id), status_topic(camera_id), event_topic(camera_id)):
+            raw = topic.encode("ascii")
+            self._known_topics.update(raw[:n] for n in range(len(raw) + 1))
+
+    @property
+    def connections(self) -> int:
+        """Peer connections open now (tcp/ipc; inproc reports none)."""
+        return self._gate.connected
 
     def reload_curve_clients(self) -> int:
         """Re-read authorized_clients_dir (new clients get in, removed ones cannot reconnect);
@@ -211,7 +349,8 @@ class Publisher:
         """Close the socket (waits up to linger_ms for queued messages at context term).
         The zmq.Context belongs to the daemon and stays open."""
         if self._socket is not None:
-            self._stop_monitor()
+            self._socket.disable_monitor()
+            self._gate.close()
             self._socket.close()
             self._socket = None
         self._stop_auth()

@@ -24,9 +24,10 @@ class OpenFailed(Exception):
     """The input could not be opened as video; str() is a one-line reason without the URL.
     `invalid_data`: FFmpeg could not parse what it read (e.g. a server answering in another protocol)."""
 
-    def __init__(self, reason: str, invalid_data: bool = False) -> None:
+    def __init__(self, reason: str, invalid_data: bool = False, errno: int | None = None) -> None:
         super().__init__(reason)
         self.invalid_data = invalid_data
+        self.errno = errno  # the OS error behind it, when there is one (e.g. EMFILE: try again later)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def open_video(url: str, hwaccel: HWAccel | None = None, options: dict[str, str]
     try:
         container = av.open(url, mode="r", options=options or {}, timeout=timeout, hwaccel=hwaccel)
     except (av.error.FFmpegError, OSError) as exc:  # OSError: e.g. a directory
-        raise OpenFailed(ffmpeg_message(exc), invalid_data=isinstance(exc, av.error.InvalidDataError)) from None
+        raise OpenFailed(ffmpeg_message(exc), invalid_data=isinstance(exc, av.error.InvalidDataError),
+                         errno=getattr(exc, "errno", None)) from None
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()

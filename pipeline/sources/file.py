@@ -1,6 +1,9 @@
 """Video files: decode with PyAV, optionally paced at the native frame rate and looped."""
 from __future__ import annotations
 
+import errno
+import threading
+
 import av.error
 
 from pipeline.frame import CameraState
@@ -8,6 +11,11 @@ from pipeline.sources.base import Ending, Source, register_source
 from pipeline.sources.decoding import OpenFailed, VideoInput, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
 from pipeline.sources.pacing import FramePacer
+
+# The process is out of file descriptors or memory (e.g. a flood of connections elsewhere): not the
+# file's fault, so the camera waits and opens it again instead of going down for good.
+RESOURCE_SHORTAGE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0
 
 
 @register_source
@@ -27,12 +35,29 @@ class FileSource(Source):
             decoder.close()
 
     def _stream_with(self, decoder: PictureDecoder, pacer: FramePacer | None) -> Ending:
+        retry_s = RETRY_FIRST_S
         while not self._stop.is_set():
+            # An open can block in the kernel (a FIFO with no writer, a hung network mount), where
+            # no FFmpeg timeout reaches: say so within timeout_s instead of "starting" for ever.
+            # (Not armed for a loop's reopen of a file that is already up.)
+            slow_open = threading.Timer(self.camera.timeout_s, self._warn, (
+                f"still opening after {self.camera.timeout_s:g} s (a FIFO with no writer? a hung mount?)",))
+            slow_open.daemon = True
+            if self.state is not CameraState.UP:
+                slow_open.start()
             try:
                 # Frame threading: files want throughput, and their latency does not matter.
                 video = open_video(self.camera.url, thread_type="AUTO")
             except OpenFailed as exc:
-                return Ending(CameraState.DOWN, f"cannot open: {exc}")
+                if exc.errno not in RESOURCE_SHORTAGE:
+                    return Ending(CameraState.DOWN, f"cannot open: {exc}")
+                self._transition(CameraState.RECONNECTING, f"cannot open: {exc}; retrying in {retry_s:g}s")
+                self._stop.wait(retry_s)
+                retry_s = min(RETRY_MAX_S, retry_s * 2)
+                continue
+            finally:
+                slow_open.cancel()
+            retry_s = RETRY_FIRST_S
             try:
                 if self.camera.realtime and pacer is None:
                     pacer = FramePacer(self._stop, video.fps)

@@ -21,9 +21,11 @@ import av.error
 from pipeline.frame import CameraState
 from pipeline.observe.redaction import redact_url
 from pipeline.sources.base import Ending, Source, register_source
+from pipeline.sources.hls_loops import is_hls_url, playlist_loop
 from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
-from pipeline.sources.reachability import PortState, endpoint_of, foreign_answer, port_state, resolve_failure
+from pipeline.sources.reachability import (PortState, endpoint_of, foreign_answer, port_state, redirect_loop,
+                                           resolve_failure)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,8 @@ class NetworkSource(Source):
         timeout_s = self.camera.timeout_s
         log.debug("camera %s: connecting to %s", self.camera.id, redact_url(url))
         started = time.monotonic()
+        if is_hls_url(url) and (loop := playlist_loop(url, min(timeout_s, PROBE_TIMEOUT_S * 4))):
+            return f"cannot connect: {loop}; not opened (FFmpeg would request it without end)"
         try:
             video = open_video(url, options=open_options(url), timeout=(timeout_s, timeout_s))
         except OpenFailed as exc:
@@ -181,11 +185,15 @@ class NetworkSource(Source):
         # An interrupted open surfaces as ExitError or (RTSP) as InvalidDataError; the clock
         # tells the truth. Data FFmpeg could not parse may also come fast (garbage that happens to
         # end a response early): ask the server ourselves in both cases.
+        # A server that closes at once reads "Invalid data" (RTSP) or "End of file" (HTTP): any
+        # failure but a refused port gets the probe.
         timed_out = waited_s >= timeout_s
-        if timed_out or exc.invalid_data:
-            foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None else None
-            if foreign:
-                return f"cannot connect: {foreign}"
-            if timed_out:
-                return f"cannot connect: no answer within {timeout_s:g} s"
+        refused = endpoint is not None and "refused" in str(exc).lower()
+        foreign = foreign_answer(endpoint, PROBE_TIMEOUT_S) if endpoint is not None and not refused else None
+        if foreign:
+            return f"cannot connect: {foreign}"
+        if timed_out:
+            return f"cannot connect: no answer within {timeout_s:g} s"
+        if endpoint is not None and endpoint.scheme == "http" and (loop := redirect_loop(self.camera.url, PROBE_TIMEOUT_S)):
+            return f"cannot connect: {loop}"
         return f"cannot connect: {exc}"

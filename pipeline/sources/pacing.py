@@ -5,7 +5,7 @@ import threading
 import time
 from typing import Callable
 
-# A pts step backwards, or forwards by more than this, is a discontinuity (loop restart,
+# A pts step backwards (or none), or forwards by more than this, is a discontinuity (loop restart,
 # concatenated segments), not a reason to wait: the timeline continues one period later.
 MAX_PTS_GAP_S = 10.0
 # Further behind schedule than this (a stalled box, a slow decoder) and we stop trying to catch
@@ -56,4 +56,6 @@ class FramePacer:
         if self._anchor_time is None or self._last_pts is None:
             return True
         step = pts - self._last_pts
-        return step < 0 or step > MAX_PTS_GAP_S
+        # step 0: the same pts again, e.g. a one-frame file looping; without a new anchor every
+        # repeat would be due at once (a still image decoded ~800 times a second)
+        return step <= 0 or step > MAX_PTS_GAP_S

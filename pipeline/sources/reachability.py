@@ -83,8 +83,49 @@ def foreign_answer(endpoint: Endpoint, timeout_s: float) -> str | None:
         with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s) as conn:
             conn.sendall(request)
             answer = conn.recv(64)
-    except OSError:  # refused, reset, or silent until the timeout
+    except ConnectionResetError:
+        return "the server closed the connection without answering (reset)"
+    except OSError:  # refused, or silent until the timeout
         return None
-    if not answer or answer.startswith(expected) or expected.startswith(answer):
+    if not answer:  # FFmpeg calls this "Invalid data found when processing input"
+        return "the server closed the connection without answering"
+    if answer.startswith(expected) or expected.startswith(answer):
         return None
     return f"the server's answer is not {endpoint.scheme.upper()} (starts with {answer[:8]!r})"
+
+
+MAX_REDIRECTS = 10
+
+
+def redirect_loop(url: str, timeout_s: float) -> str | None:
+    """For an http:// URL whose open failed: follow its redirects ourselves (FFmpeg reports a loop as
+    "Input/output error"); a one-line description of a loop or a too-long chain, else None."""
+    import http.client
+    from urllib.parse import urljoin
+
+    seen: list[str] = []
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(current)
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            return None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout_s)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            location = response.getheader("Location")
+            status = response.status
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
+        if status not in (301, 302, 303, 307, 308) or not location:
+            return None
+        seen.append(path)
+        current = urljoin(current, location)
+        nxt = urlsplit(current)
+        next_path = (nxt.path or "/") + (f"?{nxt.query}" if nxt.query else "")
+        if nxt.netloc == parts.netloc and next_path in seen:
+            return f"redirect loop: {' -> '.join(seen)} -> {next_path}"
+    return f"more than {MAX_REDIRECTS} redirects"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,8 @@ class OnnxRuntimeBackend(Backend):
                                         providers=providers)
         except Exception as exc:  # ORT raises several types, with multi-line messages
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # ORT says "system error number 13" for an unreadable file: say it in words
+            first = re.sub(r"system error number (\d+)", lambda m: os.strerror(int(m.group(1))), first)
             raise ValueError(f"{self._path}: cannot load ONNX model: {first}") from None
 
     def _batch_session(self, batch: int) -> BatchSizeSession:

@@ -38,8 +38,11 @@ def fp16_model_path(source: Path, cache_dir: Path | None = None) -> Path:
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache_dir / f"{source.stem}.{file_sha256(source)[:16]}.{CONVERTER_TAG}.onnx"
     if target.is_file():
-        log.info("fp16 model for %s: using cached %s", source, target)
-        return target
+        problem = _cache_problem(target)
+        if problem is None:
+            log.info("fp16 model for %s: using cached %s", source, target)
+            return target
+        log.warning("fp16 model cache %s %s: converting again", target, problem)
     model = onnx.load(str(source))
     float_inputs = [i for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
                     and i.name not in {t.name for t in model.graph.initializer}]
@@ -50,9 +53,29 @@ def fp16_model_path(source: Path, cache_dir: Path | None = None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     onnx.save(converted, str(partial))
+    _checksum_path(target).write_text(file_sha256(partial) + "\n")  # before the model: see _cache_problem
     os.replace(partial, target)  # atomic: a concurrent reader never sees half a file
     log.info("converted %s to fp16: %s", source, target)
     return target
+
+
+def _checksum_path(target: Path) -> Path:
+    return target.with_name(target.name + ".sha256")
+
+
+def _cache_problem(target: Path) -> str | None:
+    """Why a cached fp16 model must not be used (None: it is the file we wrote). The checksum is
+    written before the model is moved into place, so a model without one was never finished by us
+    (or predates the checksum) and a mismatch is a corrupt or truncated file."""
+    try:
+        expected = _checksum_path(target).read_text().strip()
+    except OSError:
+        return "has no checksum"
+    try:
+        actual = file_sha256(target)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    return None if actual == expected else "does not match its checksum (corrupt or truncated)"
 
 
 def _convert(model: Any, keep_io_types: list[str]) -> Any:

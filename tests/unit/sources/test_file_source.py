@@ -214,3 +214,78 @@ def test_many_sources_in_parallel_threads_do_not_interfere(make_clip):
         r.join(10)
         assert [f.index for f in r.frames] == list(range(8 + i))
         assert {f.camera_id for f in r.frames} == {f"c{i}"}
+
+
+def test_a_looping_one_frame_file_is_paced_at_its_frame_rate(make_clip):
+    """Issue 23 item 8: a still (one-frame) file with loop: true was decoded ~830 times a second."""
+    clip = make_clip("still.mp4", width=64, height=48, frames=1, fps=10)
+    runner = SourceRunner(camera(clip, loop=True), keep_images=False).start()
+    try:
+        runner.wait_for_frames(1, timeout_s=10)
+        first = len(runner.frames)
+        time.sleep(1.5)
+        delivered = len(runner.frames) - first
+    finally:
+        runner.stop.set()
+        runner.join(5)
+    assert 8 <= delivered <= 20, delivered  # ~15 at 10 fps; unpaced it would be hundreds
+
+
+EMFILE_SCRIPT = r"""
+import os, resource, sys, time
+from pipeline.config import CameraConfig
+from pipeline.frame import CameraState
+from tests.support.source_runner import SourceRunner
+
+runner = SourceRunner(CameraConfig(id="cam-1", url=sys.argv[1], loop=True), keep_images=False)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+hogs = []
+try:
+    while True:
+        hogs.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+runner.start()
+runner.wait_for_state(CameraState.RECONNECTING, timeout_s=10)
+for fd in hogs:
+    os.close(fd)
+up = runner.wait_for_state(CameraState.UP, timeout_s=10)
+runner.wait_for_frames(5, timeout_s=10)
+runner.stop.set()
+runner.join(5)
+print([e.state.value for e in runner.events][:4])
+print(runner.events[1].reason)
+"""
+
+
+def test_a_file_camera_out_of_fds_waits_and_comes_back(make_clip):
+    """Issue 23 item 3: EMFILE (fds used up by something else) used to put a file camera down for good."""
+    import subprocess
+    import sys
+
+    clip = make_clip("clip.mp4", width=64, height=48, frames=5, fps=25)
+    repo = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", EMFILE_SCRIPT, str(clip)], cwd=repo, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    states, reason = out.stdout.splitlines()[-2:]
+    assert states.startswith("['starting', 'reconnecting'") and "'up'" in states, states
+    assert reason.startswith("cannot open: Too many open files; retrying in 0.5s"), reason
+
+
+def test_an_open_that_blocks_is_reported_within_timeout_s(tmp_path: Path) -> None:
+    """Every camera state has a deadline: a FIFO with no writer blocks open() in the kernel, where no
+    FFmpeg timeout reaches; the camera says so after timeout_s instead of 'starting' for ever."""
+    import os
+
+    fifo = tmp_path / "cam.fifo"
+    os.mkfifo(fifo)
+    runner = SourceRunner(camera(fifo, timeout_s=1.0)).start()
+    try:
+        event = runner.wait_for_state(CameraState.STARTING, timeout_s=5, after=1)
+        assert event.reason.startswith("still opening after 1 s"), event.reason
+    finally:
+        runner.stop.set()
+        os.close(os.open(fifo, os.O_WRONLY))  # a writer that leaves at once: the open returns, EOF
+        assert runner.join(10) < 10
+    assert runner.states()[-1] in (CameraState.DOWN, CameraState.STOPPED)

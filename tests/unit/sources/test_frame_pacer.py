@@ -44,6 +44,14 @@ def test_pts_restart_continues_one_period_after_the_last_frame():
     assert p.delay_for(0.0) == pytest.approx(0.04)  # loop restart: due at 100.08
 
 
+def test_a_repeated_pts_is_one_period_later():
+    """A one-frame file with loop: true yields pts 0 on every pass (issue 23 item 8)."""
+    p, clock = pacer(fps=25)
+    assert p.delay_for(0.0) == 0
+    for i in range(1, 5):
+        assert p.delay_for(0.0) == pytest.approx(0.04 * i)  # nothing consumed the delay: each one later
+
+
 def test_unknown_pts_steps_by_one_period():
     p, clock = pacer(fps=10)
     p.delay_for(None)

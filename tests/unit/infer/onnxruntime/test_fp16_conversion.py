@@ -48,3 +48,36 @@ def test_model_with_fp16_input_is_used_as_is(tmp_path: Path) -> None:
     src = build_tiny_yolo_onnx(tmp_path / "half.onnx", input_dtype="float16")
     assert fp16_model_path(src, tmp_path / "cache") == src
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_corrupt_cached_model_is_converted_again_not_reused(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 23 item 11: a truncated cache entry was loaded on every start."""
+    src = build_tiny_yolo_onnx(tmp_path / "tiny.onnx")
+    cache = tmp_path / "cache"
+    out = fp16_model_path(src, cache)
+    good = out.read_bytes()
+    out.write_bytes(good[: len(good) // 2])  # a crash or a full disk mid-copy
+    with caplog.at_level("WARNING", logger="pipeline.infer.onnxruntime.fp16"):
+        again = fp16_model_path(src, cache)
+    assert again == out and out.read_bytes() == good
+    assert "does not match its checksum (corrupt or truncated): converting again" in caplog.text
+    ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])  # loads
+
+
+def test_an_unreadable_model_is_named_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORT says "system error number 13" for a model it may not read; the backend says what that is.
+    Stand-in (labelled): the tests run as root, who reads every file, so ORT's own error text is
+    raised by a replaced InferenceSession instead of a real EACCES."""
+    from pipeline.config import ModelConfig
+    from pipeline.infer.onnxruntime import backend
+
+    model = build_tiny_yolo_onnx(tmp_path / "tiny.onnx")
+
+    def refuse(path: object, **_kw: object) -> None:
+        raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : Load model from {path} failed:system error number 13\nmore")
+
+    monkeypatch.setattr(backend.ort, "InferenceSession", refuse)
+    with pytest.raises(ValueError) as err:
+        backend.OnnxRuntimeBackend(ModelConfig(path=model, labels=["a", "b"], input_size=64), device="cpu", max_batch=1)
+    assert str(err.value).endswith("failed:Permission denied") and "\n" not in str(err.value)

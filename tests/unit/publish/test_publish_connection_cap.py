@@ -1,0 +1,56 @@
+"""publish.max_subscribers (issue 23: every listening socket bounds its connections): past the
+limit a new subscriber is refused at the ZMTP handshake (our ZAP handler says 400), the admitted ones
+keep receiving, and a freed slot is taken by the next one. Real TCP sockets, real SUB peers."""
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from pipeline.frame import CameraState, StatusEvent
+from pipeline.publish.publisher import Publisher
+
+
+def sub(context: zmq.Context, url: str) -> zmq.Socket:
+    s = context.socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SUBSCRIBE, b"status/")
+    s.connect(url)
+    return s
+
+
+def received(pub: Publisher, subs: list[zmq.Socket], rounds: int = 20) -> list[int]:
+    counts = [0] * len(subs)
+    for _ in range(rounds):
+        pub.publish_status(StatusEvent("cam", CameraState.UP, time.time(), "x"))
+        time.sleep(0.02)
+        for i, s in enumerate(subs):
+            while s.poll(0):
+                s.recv_multipart()
+                counts[i] += 1
+    return counts
+
+
+def test_subscribers_past_the_limit_are_refused_and_a_freed_slot_is_reused() -> None:
+    context = zmq.Context()
+    pub = Publisher(context, "tcp://127.0.0.1:*", 1000, 0, max_connections=3)
+    subs: list[zmq.Socket] = []
+    try:
+        for _ in range(3):
+            subs.append(sub(context, pub.endpoint))
+            assert pub.wait_for_subscribers(len(subs), 5, settle_s=0.1) == len(subs)
+        extra = [sub(context, pub.endpoint) for _ in range(3)]
+        time.sleep(0.5)
+        counts = received(pub, subs + extra)
+        assert all(c > 0 for c in counts[:3]) and counts[3:] == [0, 0, 0], counts
+
+        subs[0].close()  # a slot frees up: one of the waiting subscribers gets in on its next retry
+        deadline = time.monotonic() + 15  # a refused peer is dropped at the 5 s handshake timeout, then retries
+        while time.monotonic() < deadline and not any(received(pub, extra, rounds=5)):
+            pass
+        assert time.monotonic() < deadline, "no waiting subscriber got the freed slot"
+    finally:
+        for s in subs + extra:
+            s.close()
+        pub.close()
+        context.term()
