@@ -45,3 +45,16 @@ def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_handlers() -> Iterator[None]:
+    """Commands run in-process (pipeline.cli.main) configure logging onto the sys.stderr of their
+    test, which pytest closes afterwards; a later test's log records must not go to that stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

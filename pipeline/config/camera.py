@@ -12,7 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pipeline.config.analytics import CameraAnalyticsConfig
 from pipeline.config.base import StrictModel
-from pipeline.sources.plugins import NETWORK_SCHEMES, SOURCE_KEYS, kind_for_url, owner_of
+from pipeline.sources.plugins import NETWORK_SCHEMES, SOURCE_KEYS, kind_for_url, readers_of
 
 CAMERA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # 64: topics stay short (publish MAXMSGSIZE)
 _USERINFO_BEFORE_LAST_AT = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/]*:(?P<password>.*)@(?=[^@]*$)", re.DOTALL)
@@ -66,11 +66,11 @@ class CameraConfig(StrictModel):
     @field_validator("loop", "timeout_s")
     @classmethod
     def _option_of_its_kind(cls, v: object, info: ValidationInfo) -> object:
-        """An option only one kind reads, set to a non-default value on another kind, is a mistake."""
-        owner = owner_of(info.field_name or "")
+        """An option only some kinds read, set to a non-default value on another kind, is a mistake."""
+        readers = readers_of(info.field_name or "")
         kind = info.data.get("type")
-        if owner is not None and kind not in (None, owner.key) and v != cls.model_fields[info.field_name].default:
-            raise ValueError(f"{info.field_name}: applies to {owner.key} cameras only (this one is {kind})")
+        if readers and kind not in (None, *readers) and v != cls.model_fields[info.field_name].default:
+            raise ValueError(f"{info.field_name}: applies to {' and '.join(readers)} cameras only (this one is {kind})")
         return v
 
     @property

@@ -17,7 +17,7 @@ class SourcePlugin:
     key: str  # the camera's resolved `type:`
     implementation: str  # the module whose import registers the Source class (lazily imported)
     url_prefixes: tuple[str, ...]  # `type: auto` picks this kind for URLs starting so (case-insensitive)
-    options: frozenset[str] = frozenset()  # camera keys that only this kind reads (e.g. loop)
+    options: frozenset[str] = frozenset()  # camera keys that only some kinds read (e.g. loop)
 
     def claims(self, url: str) -> bool:
         return url.lower().startswith(self.url_prefixes)
@@ -26,7 +26,8 @@ class SourcePlugin:
 SOURCE_PLUGINS: tuple[SourcePlugin, ...] = (
     SourcePlugin("synthetic", "pipeline.sources.synthetic", ("synthetic:",)),
     SourcePlugin("network", "pipeline.sources.network", NETWORK_SCHEMES, frozenset({"timeout_s"})),
-    SourcePlugin("file", "pipeline.sources.file", (), frozenset({"loop"})),  # anything else is a path
+    # anything else is a path; timeout_s: how long an open may block (a FIFO, a hung mount)
+    SourcePlugin("file", "pipeline.sources.file", (), frozenset({"loop", "timeout_s"})),
 )
 SOURCE_KEYS: tuple[str, ...] = tuple(p.key for p in SOURCE_PLUGINS)
 FALLBACK_KEY = "file"
@@ -44,6 +45,6 @@ def kind_for_url(url: str) -> str:
     return next((p.key for p in SOURCE_PLUGINS if p.claims(url)), FALLBACK_KEY)
 
 
-def owner_of(option: str) -> SourcePlugin | None:
-    """The kind that alone reads this camera option, or None when every kind does."""
-    return next((p for p in SOURCE_PLUGINS if option in p.options), None)
+def readers_of(option: str) -> tuple[str, ...]:
+    """The kinds that read this camera option; () when every kind does."""
+    return tuple(p.key for p in SOURCE_PLUGINS if option in p.options)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.app.resource_limits import fd_limit_warning, fds_needed
 from pipeline.config import parse_config
+from tests.support.tiny_model import build_tiny_yolo_onnx
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,7 +30,7 @@ def test_need_grows_with_cameras_and_the_warning_names_the_fix() -> None:
 
 
 def test_check_warns_when_the_hard_limit_is_low(tmp_path: Path) -> None:
-    (tmp_path / "m.onnx").write_bytes(b"x")
+    build_tiny_yolo_onnx(tmp_path / "m.onnx", num_classes=1)  # check also resolves the model
     cams = "".join(f"  - {{id: c{i}, url: 'synthetic:32x24@1'}}\n" for i in range(100))
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"cameras:\n{cams}model: {{path: m.onnx, labels: [x]}}\n")

@@ -86,8 +86,8 @@ def test_labels_from_file(tmp_path: Path) -> None:
      "model.backend: 'tensorrtt' is not valid; expected 'onnxruntime' or 'tensorrt'"),
     ("    realtime: false\n", "    realtime: false\n    type: rtspp\n", 8,
      "cameras[1].type: 'rtspp' is not valid; expected 'auto', 'synthetic', 'network' or 'file'"),
-    ("    url: clips/parking.mp4\n", "    url: clips/parking.mp4\n    timeout_s: 9\n", 6,
-     "cameras[1].timeout_s: timeout_s: applies to network cameras only (this one is file)"),
+    ("stream1\n", "stream1\n    loop: true\n", 4,
+     "cameras[0].loop: loop: applies to file cameras only (this one is network)"),
     ("clips/parking.mp4", "clips/missing.mp4", 5, "cameras[1].url: no such file"),
     ("models/detector.onnx", "models/nope.onnx", 9, "model.path: no such file"),
 ])

@@ -11,6 +11,7 @@ import pytest
 from pipeline.config import CameraConfig
 from pipeline.observe.logs import redact_credentials
 from pipeline.observe.redaction import redact_text, redact_url
+from tests.support.tiny_model import build_tiny_yolo_onnx
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -57,7 +58,7 @@ def test_check_prints_no_secret_in_clear(tmp_path: Path) -> None:
     creds.mkdir()
     (creds / "campw").write_text("hunter2%23x\n")
     (creds / "apitoken").write_text("tok-SECRET-1\n")
-    (tmp_path / "m.onnx").write_bytes(b"x")
+    build_tiny_yolo_onnx(tmp_path / "m.onnx", num_classes=1)  # check also resolves the model
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
         "cameras:\n"
