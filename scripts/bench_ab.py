@@ -30,8 +30,9 @@ def run_bench(tree: Path, bench_args: list[str], out: Path) -> dict:
 
 
 def figures(report: dict) -> dict[str, float]:
-    out = {name: stage["fps"] for name, stage in report["stages"].items() if stage.get("fps")}
-    e2e = report["stages"].get("e2e_fast", {})
+    stages = {name: stage for name, stage in report["stages"].items() if stage}  # stages not run are null
+    out = {name: stage["fps"] for name, stage in stages.items() if stage.get("fps")}
+    e2e = stages.get("e2e_fast", {})
     if e2e.get("fps") and e2e.get("resources", {}).get("cpu_percent"):
         out["e2e_cpu_ms_per_frame"] = 10 * e2e["resources"]["cpu_percent"] / e2e["fps"]
     return out
