@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.analytics.events import FrameEvents
+from pipeline.frame import FrameEvents
 from pipeline.analytics.tracker import ByteTracker, TrackerSettings
 from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
 from pipeline.frame import Detection, FrameDetections

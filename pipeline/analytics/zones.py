@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.analytics.events import AnalyticsEvent
+from pipeline.frame import AnalyticsEvent
 from pipeline.analytics.geometry import crosses_segment
 
 

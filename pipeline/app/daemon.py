@@ -30,7 +30,7 @@ from pipeline.app.stages import END, QueueInbox, SchedulerInbox, StageShared, St
 from pipeline.app.supervisor import Supervisor
 from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
-from pipeline.analytics.events import FrameEvents
+from pipeline.frame import FrameEvents
 from pipeline.frame import Frame, FrameDetections, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend

@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from pipeline.config import CAMERA_ID
-from pipeline.analytics.events import FrameEvents
+from pipeline.frame import FrameEvents
 from pipeline.frame import CameraState, FrameDetections, StatusEvent
 
 DETECTIONS_SCHEMA = "pipeline.detections/2"  # /2: every detection has track_id (null when not tracked)

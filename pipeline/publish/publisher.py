@@ -41,7 +41,7 @@ from zmq.utils.monitor import recv_monitor_message
 from pipeline.config import CurveConfig
 from pipeline.frame import FrameDetections, StatusEvent
 from pipeline.observe.metrics import Metrics
-from pipeline.analytics.events import FrameEvents
+from pipeline.frame import FrameEvents
 from pipeline.publish.messages import (detection_topic, detections_payload, encode_payload, event_topic,
                                        events_payload, status_payload, status_topic)
 

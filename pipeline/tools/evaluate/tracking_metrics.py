@@ -19,7 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline.analytics.events import AnalyticsEvent
+from pipeline.frame import AnalyticsEvent
 from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
 from pipeline.tools.evaluate.detection_metrics import iou_matrix
 
