@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
 
 from pipeline.analytics.geometry import iou
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,19 +44,29 @@ class CameraScore:
                 f"FN {self.false_negatives}; {self.frames_scored}/{self.frames_truth} frames scored; AP {aps})")
 
 
-def load_truth(path: str | Path) -> dict[int, list[TruthBox]]:
-    truth: dict[int, list[TruthBox]] = {}
+def read_truth_lines(path: str | Path, make: Callable[[dict], T],
+                     missing_key_hint: str | None = None) -> dict[int, list[T]]:
+    """Ground truth JSON Lines -> {frame: [make(object) per object]} (blank lines skipped). A bad
+    line is a ValueError naming path:line; with missing_key_hint, a missing key says so instead."""
+    truth: dict[int, list[T]] = {}
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                truth[int(rec["frame"])] = [TruthBox(o["label"], tuple(map(float, o["box"])))
-                                            for o in rec["objects"]]
-            except (ValueError, KeyError, TypeError) as exc:
+                truth[int(rec["frame"])] = [make(o) for o in rec["objects"]]
+            except KeyError as exc:
+                if missing_key_hint is None:
+                    raise ValueError(f"{path}:{lineno}: bad ground-truth line: {exc}") from None
+                raise ValueError(f"{path}:{lineno}: ground truth has no {exc} {missing_key_hint}") from None
+            except (ValueError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: bad ground-truth line: {exc}") from None
     return truth
+
+
+def load_truth(path: str | Path) -> dict[int, list[TruthBox]]:
+    return read_truth_lines(path, lambda o: TruthBox(o["label"], tuple(map(float, o["box"]))))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
