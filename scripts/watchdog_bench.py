@@ -20,11 +20,9 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,41 +31,10 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
+from tests.support.notify import NotifyListener  # noqa: E402
 from tests.support.reliability import rss_bytes, tiny_model_section  # noqa: E402
 
 SIGTERM_BUDGET_S = 5.0
-
-
-class NotifyListener:
-    """Binds NOTIFY_SOCKET like systemd and records (arrival time, {key: value}) per datagram."""
-
-    def __init__(self) -> None:
-        self.address = f"@pipeline-watchdog-bench-{os.getpid()}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + self.address[1:])
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data = self.sock.recv(65536).decode()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), dict(ln.split("=", 1) for ln in data.split("\n") if "=" in ln)))
-
-    def times(self, key: str) -> list[float]:
-        return [t for t, m in list(self.messages) if key in m]
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 def git_commit() -> str:
@@ -98,7 +65,7 @@ def main() -> int:
     config = args.out / "config.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    listener = NotifyListener()
+    listener = NotifyListener("pipeline-watchdog-bench")
     env = {**os.environ, "NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": str(int(args.watchdog_s * 1e6))}
     env.pop("WATCHDOG_PID", None)
     log_path = args.out / "daemon.log"

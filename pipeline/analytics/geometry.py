@@ -1,7 +1,8 @@
 """Plane geometry for zones and lines. Points are (x, y) with y down (image coordinates).
 
 The anchor of a box is its bottom-centre (where an object touches the ground: the CCTV
-convention); the daemon and the ground-truth derivation both use `anchors()`.
+convention); the daemon and the ground-truth derivation both use `anchors()`. Box overlap (`iou`)
+serves the tracker and the accuracy tools.
 """
 from __future__ import annotations
 
@@ -81,3 +82,15 @@ def polygon_problem(points: np.ndarray) -> str | None:
     if abs(area) < 1e-12:
         return "the polygon has zero area"
     return None
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N,4] x [M,4] x1y1x2y2 -> [N,M] IoU."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.analytics.geometry import iou
+
 # ByteTrack's Kalman noise: standard deviations relative to the box height
 STD_POSITION = 1.0 / 20
 STD_VELOCITY = 1.0 / 160
@@ -58,18 +60,6 @@ class TrackUpdate:
 
     track_ids: np.ndarray  # [M] int64
     ended: tuple[int, ...]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[N,4] x [M,4] x1y1x2y2 -> [N,M] IoU."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def _xyah(boxes: np.ndarray) -> np.ndarray:

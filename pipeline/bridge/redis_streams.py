@@ -25,22 +25,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _is_unknown_host(exc: BaseException) -> bool:
+def _in_chain(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """Whether `exc` or an exception it was raised from (its cause, else its context) passes `test`."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror) or "Name or service not known" in str(seen):
+        if test(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _is_unknown_host(exc: BaseException) -> bool:
+    return _in_chain(exc, lambda e: isinstance(e, socket.gaierror) or "Name or service not known" in str(e))
 
 
 def _is_tls_error(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "SSL" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return _in_chain(exc, lambda e: isinstance(e, ssl.SSLError) or "SSL" in str(e))
 
 
 @register_sink

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.config.base import ConfigError, StrictModel
-from pipeline.config.loader import _compose, _expand_env, _first_error, _line_for
+from pipeline.config.loader import compose, expand_env, first_error, line_for, read_config_text
 
 SINK_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 MAX_BUFFER = 10_000_000
@@ -191,19 +191,19 @@ def _without_sink_tags(exc: ValidationError) -> ValidationError:
 
 def parse_bridge_config(text: str, source: str = "<bridge config>", base: Path | None = None,
                         env: dict[str, str] | None = None) -> BridgeConfig:
-    data, lines = _compose(text, source)
+    data, lines = compose(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: (top level): expected a mapping with source: and sinks:")
-    data = _expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
+    data = expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
     for i, sink in enumerate(data.get("sinks") or [] if isinstance(data.get("sinks"), list) else []):
         if isinstance(sink, dict) and sink.get("type") == "kafka":  # designed, not built: docs/scale-out.md
-            raise ConfigError(f"{source}:{_line_for(('sinks', i, 'type'), lines)}: sinks[{i}].type: kafka is not "
+            raise ConfigError(f"{source}:{line_for(('sinks', i, 'type'), lines)}: sinks[{i}].type: kafka is not "
                               f"offered yet (see docs/scale-out.md); use mqtt or redis")
     _resolve_paths(data, base or Path.cwd())
     try:
         cfg = BridgeConfig.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(_without_sink_tags(exc), source, lines) from None
+        raise first_error(_without_sink_tags(exc), source, lines) from None
     _check_files(cfg, source, lines)
     return cfg
 
@@ -219,15 +219,10 @@ def _check_files(cfg: BridgeConfig, source: str, lines: dict) -> None:
     for loc, path in where_files:
         if path is not None and not path.is_file():
             dotted = ".".join(f"[{p}]" if isinstance(p, int) else p for p in loc).replace(".[", "[")
-            raise ConfigError(f"{source}:{_line_for(loc, lines)}: {dotted}: no such file {path}")
+            raise ConfigError(f"{source}:{line_for(loc, lines)}: {dotted}: no such file {path}")
 
 
 def load_bridge_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> BridgeConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}:1: config is not UTF-8 text") from None
+    text = read_config_text(path)
     return parse_bridge_config(text, source=str(path), base=path.resolve().parent, env=env)

@@ -28,7 +28,7 @@ Loc = tuple[Any, ...]
 MAX_YAML_VALUES = 100_000
 
 
-def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+def compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML into plain data plus a map from each path to its 1-based line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -92,14 +92,14 @@ def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
         raise ConfigError(f"{source}:1: YAML: nested too deeply") from None
 
 
-def _expand_env(data: Any, loc: Loc, lines: dict[Loc, int], source: str, env: dict[str, str]) -> Any:
+def expand_env(data: Any, loc: Loc, lines: dict[Loc, int], source: str, env: dict[str, str]) -> Any:
     if isinstance(data, dict):
-        return {k: _expand_env(v, loc + (k,), lines, source, env) for k, v in data.items()}
+        return {k: expand_env(v, loc + (k,), lines, source, env) for k, v in data.items()}
     if isinstance(data, list):
-        return [_expand_env(v, loc + (i,), lines, source, env) for i, v in enumerate(data)]
+        return [expand_env(v, loc + (i,), lines, source, env) for i, v in enumerate(data)]
     if isinstance(data, str):
         def sub(m: re.Match[str]) -> str:
-            where = f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}"
+            where = f"{source}:{line_for(loc, lines)}: {_dotted(loc)}"
             if m.group("secret") is not None:
                 return _read_secret(m.group("secret"), env, where)
             name = m.group("env")
@@ -130,7 +130,7 @@ def _read_secret(name: str, env: dict[str, str], where: str) -> str:
         raise ConfigError(f"{where}: ${{secret:{name}}}: cannot read {path}: {exc.strerror}") from None
 
 
-def _line_for(loc: Loc, lines: dict[Loc, int]) -> int:
+def line_for(loc: Loc, lines: dict[Loc, int]) -> int:
     loc = tuple(loc)
     while loc not in lines and loc:
         loc = loc[:-1]
@@ -157,7 +157,7 @@ def _short_repr(value: Any) -> str:
 _PYDANTIC_LOC_PART = re.compile(r"^(function-.*|[A-Za-z_][\w-]*\[[\w\-\[\],'\"]*\])$")
 
 
-def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
+def first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> ConfigError:
     err = exc.errors(include_url=False)[0]
     # drop pydantic's own parts (validator names, union members such as "list[constrained-int]")
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _PYDANTIC_LOC_PART.match(p)))
@@ -168,7 +168,7 @@ def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> Co
         msg = f"unknown key {loc[-1]!r}"
     elif err["type"] == "missing":
         msg = f"required key {loc[-1]!r} is missing"
-        line = _line_for(loc[:-1], lines)
+        line = line_for(loc[:-1], lines)
         return ConfigError(f"{source}:{line}: {_dotted(loc)}: {msg}")
     elif err["type"] == "literal_error":  # e.g. model.backend, cameras[].type: name the valid values
         msg = f"{_short_repr(err['input'])} is not valid; expected {err['ctx']['expected']}"
@@ -176,7 +176,7 @@ def _first_error(exc: ValidationError, source: str, lines: dict[Loc, int]) -> Co
     more = len(exc.errors()) - 1
     if more:
         msg += f" (and {more} more error{'s' if more > 1 else ''})"
-    return ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: {msg}")
+    return ConfigError(f"{source}:{line_for(loc, lines)}: {_dotted(loc)}: {msg}")
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -241,7 +241,7 @@ def _check_unique_ids(data: dict[str, Any], source: str, lines: dict[Loc, int]) 
     for i, cam in enumerate(cams):
         cam_id = cam.get("id") if isinstance(cam, dict) else None
         if isinstance(cam_id, str) and cam_id in seen:
-            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'id'), lines)}: cameras[{i}].id: "
+            raise ConfigError(f"{source}:{line_for(('cameras', i, 'id'), lines)}: cameras[{i}].id: "
                               f"camera id {cam_id!r} is used twice")
         if isinstance(cam_id, str):
             seen.add(cam_id)
@@ -252,7 +252,7 @@ def _read_labels(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> No
     if not isinstance(model, dict) or not isinstance(model.get("labels"), str):
         return
     path = Path(model["labels"])
-    line = _line_for(("model", "labels"), lines)
+    line = line_for(("model", "labels"), lines)
     try:
         model["labels"] = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     except OSError as exc:
@@ -262,10 +262,10 @@ def _read_labels(data: dict[str, Any], source: str, lines: dict[Loc, int]) -> No
 def parse_config(text: str, source: str = "<config>", base: Path | None = None,
                  env: dict[str, str] | None = None, check_files: bool = True) -> PipelineConfig:
     """Validate YAML text; raise ConfigError with a one-line message on any problem."""
-    data, lines = _compose(text, source)
+    data, lines = compose(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: (top level): expected a mapping with cameras: and model:")
-    data = _expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
+    data = expand_env(data, (), lines, source, dict(os.environ) if env is None else env)
     _check_unique_ids(data, source, lines)
     base = base or Path.cwd()
     data = _resolve_paths(data, base)
@@ -273,7 +273,7 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None,
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(exc, source, lines) from None
+        raise first_error(exc, source, lines) from None
     _check_gpu_pins(cfg, source, lines)
     _check_analytics(cfg, source, lines)
     if check_files:
@@ -289,7 +289,7 @@ def _check_gpu_pins(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> 
     for i, cam in enumerate(cfg.cameras):
         if cam.gpu is not None and cam.gpu not in gpus:
             named = "gpus" if cfg.gpus is not None else "decode.gpu_id (set gpus: for several)"
-            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'gpu'), lines)}: cameras[{i}].gpu: "
+            raise ConfigError(f"{source}:{line_for(('cameras', i, 'gpu'), lines)}: cameras[{i}].gpu: "
                               f"GPU {cam.gpu} is not one of {named} {list(gpus)}")
 
 
@@ -301,14 +301,14 @@ def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) ->
         rules += [("lines", j, r) for j, r in enumerate(cam.analytics.lines)]
         if rules and not cfg.analytics.tracking:
             loc = ("cameras", i, "analytics")
-            raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: zones and lines need "
+            raise ConfigError(f"{source}:{line_for(loc, lines)}: {_dotted(loc)}: zones and lines need "
                               f"analytics.tracking: true")
         names: set[str] = set()
         for kind, j, rule in rules:
             where = ("cameras", i, "analytics", kind, j)
             if rule.name in names:
                 loc = where + ("name",)
-                raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: name {rule.name!r} "
+                raise ConfigError(f"{source}:{line_for(loc, lines)}: {_dotted(loc)}: name {rule.name!r} "
                                   f"is used twice in this camera's zones and lines")
             names.add(rule.name)
             points = ([(("points", k), p) for k, p in enumerate(rule.points)] if kind == "zones"
@@ -317,11 +317,11 @@ def _check_analytics(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) ->
                 problem = cam.analytics.outside(x, y)
                 if problem:
                     loc = where + key
-                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: {problem}")
+                    raise ConfigError(f"{source}:{line_for(loc, lines)}: {_dotted(loc)}: {problem}")
             for k, label in enumerate(rule.classes or ()):
                 if labels and label not in labels:  # no labels: the model names its classes (checked at start)
                     loc = ("cameras", i, "analytics", kind, j, "classes", k)
-                    raise ConfigError(f"{source}:{_line_for(loc, lines)}: {_dotted(loc)}: unknown class "
+                    raise ConfigError(f"{source}:{line_for(loc, lines)}: {_dotted(loc)}: unknown class "
                                       f"{label!r} (model.labels: {', '.join(cfg.model.labels)})")
 
 
@@ -344,30 +344,35 @@ def _unreadable_file(path: Path) -> str | None:
 
 def _check_files(cfg: PipelineConfig, source: str, lines: dict[Loc, int]) -> None:
     if (problem := _unreadable_file(cfg.model.path)) is not None:
-        raise ConfigError(f"{source}:{_line_for(('model', 'path'), lines)}: model.path: {problem}")
+        raise ConfigError(f"{source}:{line_for(('model', 'path'), lines)}: model.path: {problem}")
     curve = cfg.publish.curve
     if curve is not None:
         where = ("publish", "curve")
         if not curve.server_secret_key_file.is_file():
-            raise ConfigError(f"{source}:{_line_for(where + ('server_secret_key_file',), lines)}: "
+            raise ConfigError(f"{source}:{line_for(where + ('server_secret_key_file',), lines)}: "
                               f"publish.curve.server_secret_key_file: no such file {curve.server_secret_key_file}")
         if not curve.authorized_clients_dir.is_dir():
-            raise ConfigError(f"{source}:{_line_for(where + ('authorized_clients_dir',), lines)}: "
+            raise ConfigError(f"{source}:{line_for(where + ('authorized_clients_dir',), lines)}: "
                               f"publish.curve.authorized_clients_dir: no such directory "
                               f"{curve.authorized_clients_dir}")
     for i, cam in enumerate(cfg.cameras):
         if cam.type == "file" and (problem := _unreadable_file(Path(cam.url))) is not None:
-            raise ConfigError(f"{source}:{_line_for(('cameras', i, 'url'), lines)}: cameras[{i}].url: {problem}")
+            raise ConfigError(f"{source}:{line_for(('cameras', i, 'url'), lines)}: cameras[{i}].url: {problem}")
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config file, or a ConfigError naming the file (the daemon's and the bridge's)."""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}:1: config is not UTF-8 text") from None
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
                 check_files: bool = True) -> PipelineConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}:1: config is not UTF-8 text") from None
+    text = read_config_text(path)
     return parse_config(text, source=str(path), base=path.resolve().parent, env=env,
                         check_files=check_files)

@@ -23,6 +23,22 @@ MAX_FREE_PER_SIZE = 64
 cuda_runtime = load_cuda_runtime
 
 
+def cuda_array_interface(shape: tuple[int, ...], typestr: str, ptr: int) -> dict[str, Any]:
+    """__cuda_array_interface__ v3 of a C-contiguous array at `ptr`, with no stream (the data are
+    complete when the object exposing it is made)."""
+    return {"shape": shape, "typestr": typestr, "data": (ptr, False), "version": 3,
+            "strides": None, "stream": None}
+
+
+def device_to_host(ptr: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A numpy copy of the C-contiguous device array at `ptr` (tests, debugging only)."""
+    rt = cuda_runtime()
+    out = np.empty(shape, dtype)
+    check(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+          "cudaMemcpy device to host")
+    return out
+
+
 class DeviceBufferPool:
     """Reusable device buffers on one GPU, keyed by size. Thread-safe: buffers come back from
     whichever thread drops the last DeviceImage."""
@@ -78,16 +94,11 @@ class DeviceImageView:
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {"shape": self.shape, "typestr": "|u1", "data": (self.ptr, False), "version": 3,
-                "strides": None, "stream": None}
+        return cuda_array_interface(self.shape, "|u1", self.ptr)
 
     def to_host(self) -> np.ndarray:
         """A numpy copy (tests, debugging only)."""
-        rt = cuda_runtime()
-        out = np.empty(self.shape, np.uint8)
-        check(rt.cudaMemcpy(out.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
-              "cudaMemcpy device to host")
-        return out
+        return device_to_host(self.ptr, self.shape, np.uint8)
 
 
 class DeviceImage(DeviceImageView):

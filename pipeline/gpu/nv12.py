@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.memory import DeviceBufferPool, check, cuda_runtime
+from pipeline.gpu.memory import DeviceBufferPool, check, cuda_array_interface, cuda_runtime, device_to_host
 
 NV12 = "nv12"
 MATRICES = ("bt601", "bt709")
@@ -55,16 +55,11 @@ class DeviceNV12View:
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {"shape": self.shape, "typestr": "|u1", "data": (self.ptr, False), "version": 3,
-                "strides": None, "stream": None}
+        return cuda_array_interface(self.shape, "|u1", self.ptr)
 
     def to_host(self) -> np.ndarray:
         """A numpy copy of the whole buffer (tests, debugging only)."""
-        rt = cuda_runtime()
-        out = np.empty(self.shape, np.uint8)
-        check(rt.cudaMemcpy(out.ctypes.data, self.ptr, self.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
-              "cudaMemcpy device to host")
-        return out
+        return device_to_host(self.ptr, self.shape, np.uint8)
 
 
 class DeviceNV12Image(DeviceNV12View):

@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline.observe.metrics import Metrics
 
@@ -82,20 +82,24 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             log.warning("metrics: client %s: %s: %s", peer, type(exc).__name__, " ".join(str(exc).split()))
 
 
-class MetricsServer:
-    def __init__(self, bind: str, metrics: Metrics) -> None:
+class HttpEndpoint:
+    """An HTTP server on HOST:PORT served by a daemon thread: the daemon's MetricsServer and the
+    side processes' service_http.ServiceHttpServer."""
+
+    def __init__(self, bind: str, handler: type[BaseHTTPRequestHandler], what: str, thread_name: str,
+                 server_cls: type[ThreadingHTTPServer] = BoundedHTTPServer) -> None:
         host, _, port = bind.rpartition(":")
         try:
             port_no = int(port)
         except ValueError:
-            raise ValueError(f"metrics.bind: {bind!r}: expected HOST:PORT") from None
-        handler = _handler_for(metrics)
+            raise ValueError(f"{what}: {bind!r}: expected HOST:PORT") from None
         try:
-            self._server = BoundedHTTPServer((host or "127.0.0.1", port_no), handler)
+            self._server = server_cls((host or "127.0.0.1", port_no), handler)
         except (OSError, OverflowError) as exc:  # OverflowError: a port out of range
-            raise OSError(f"metrics.bind: {bind}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise OSError(f"{what}: {bind}: {getattr(exc, 'strerror', None) or exc}") from None
+        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=thread_name, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -103,18 +107,33 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = CLIENT_TIMEOUT_S  # a client that stalls mid-request lets go of its slot
+class MetricsServer(HttpEndpoint):
+    def __init__(self, bind: str, metrics: Metrics) -> None:
+        super().__init__(bind, _handler_for(metrics), "metrics.bind", "metrics-http")
 
+
+def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+    def health() -> tuple[bool, bytes]:
+        age = metrics.seconds_since_publish()
+        ok = age <= HEALTHY_IF_PUBLISHED_WITHIN_S
+        return ok, (f"ok: last frame published {age:.1f}s ago\n" if ok
+                    else "unhealthy: no frame published recently\n").encode()
+
+    # a client that stalls mid-request lets go of its slot
+    return metrics_handler(metrics.registry, health, timeout=CLIENT_TIMEOUT_S)
+
+
+def metrics_handler(registry: CollectorRegistry, health: Callable[[], tuple[bool, bytes]],
+                    timeout: float | None = None) -> type[BaseHTTPRequestHandler]:
+    """GET /metrics (the registry, Prometheus text) and /healthz (200 or 503 with health()'s body);
+    anything else is 404. No access log."""
+
+    class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/metrics":
-                body, code, ctype = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
+                body, code, ctype = generate_latest(registry), 200, CONTENT_TYPE_LATEST
             elif self.path == "/healthz":
-                age = metrics.seconds_since_publish()
-                ok = age <= HEALTHY_IF_PUBLISHED_WITHIN_S
-                body = (f"ok: last frame published {age:.1f}s ago\n" if ok
-                        else "unhealthy: no frame published recently\n").encode()
+                ok, body = health()
                 code, ctype = (200 if ok else 503), "text/plain; charset=utf-8"
             else:
                 body, code, ctype = b"not found\n", 404, "text/plain; charset=utf-8"
@@ -127,4 +146,5 @@ def _handler_for(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass  # scrapes every few seconds would flood the journal
 
+    Handler.timeout = timeout  # per blocking read or write of a connection; None: no limit
     return Handler

@@ -224,18 +224,15 @@ class FusedDeviceTensor:
 
     @property
     def __cuda_array_interface__(self) -> dict[str, Any]:
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.data_ptr, False), "version": 3,
-                "strides": None, "stream": None}
+        from pipeline.gpu.memory import cuda_array_interface
+
+        return cuda_array_interface(self.shape, self.dtype.str, self.data_ptr)
 
     def to_host(self) -> np.ndarray:
         """Copy to a numpy array (debugging, tests)."""
-        from pipeline.gpu.memory import check, cuda_runtime
+        from pipeline.gpu.memory import device_to_host
 
-        rt = cuda_runtime()
-        out = np.empty(self.shape, self.dtype)
-        check(rt.cudaMemcpy(out.ctypes.data, self.data_ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
-              "cudaMemcpy device to host")
-        return out
+        return device_to_host(self.data_ptr, self.shape, self.dtype)
 
 
 class FusedLetterbox(Preprocessor):

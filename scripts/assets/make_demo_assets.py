@@ -89,9 +89,9 @@ def clip_stats(clip: DemoClip, truth: list[list[dict]], n_tracks: int) -> dict:
             "objects": int(sum(len(o) for o in truth)), "per_class": per_class}
 
 
-def make_clip(clip: DemoClip, out_dir: Path, backdrop: np.ndarray) -> dict:
-    plan = demo_scenes.plan_clip(clip.seed, clip.width, clip.height, clip.fps, clip.n_frames, backdrop,
-                                 n_tracks=clip.n_tracks, background=clip.background)
+def render_clip(clip: DemoClip, plan: "demo_scenes.ClipPlan", out_dir: Path) -> tuple[Path, list[list[dict]]]:
+    """Render the plan's frames, encode them to <name>.mp4 and write the ground truth to <name>.jsonl
+    (one line per frame); returns the mp4 path and the truth per frame."""
     truth: list[list[dict]] = []
 
     def frames():
@@ -105,6 +105,13 @@ def make_clip(clip: DemoClip, out_dir: Path, backdrop: np.ndarray) -> dict:
     with open(out_dir / f"{clip.name}.jsonl", "w") as f:
         for k, objects in enumerate(truth):
             f.write(json.dumps({"frame": k, "objects": objects}) + "\n")
+    return mp4, truth
+
+
+def make_clip(clip: DemoClip, out_dir: Path, backdrop: np.ndarray) -> dict:
+    plan = demo_scenes.plan_clip(clip.seed, clip.width, clip.height, clip.fps, clip.n_frames, backdrop,
+                                 n_tracks=clip.n_tracks, background=clip.background)
+    mp4, truth = render_clip(clip, plan, out_dir)
     # verify: the decoder returns exactly n_frames frames, and frame k matches rendered frame k
     n = 0
     for k, decoded in enumerate(decode_rgb(mp4)):

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_scenes  # noqa: E402
-from make_demo_assets import DemoClip, decode_rgb, encode_h264, make_clip  # noqa: E402
+from make_demo_assets import DemoClip, decode_rgb, make_clip, render_clip  # noqa: E402
 
 TRACKING_CLIPS = (
     DemoClip("heldout_a_640x480", 9201, 640, 480, 10, 200, 200_000, 24, "vtest"),
@@ -53,19 +53,7 @@ def scripted_plan(backdrop: np.ndarray) -> demo_scenes.ClipPlan:
 
 def make_scripted_clip(out_dir: Path, backdrop: np.ndarray) -> None:
     plan = scripted_plan(backdrop)
-    truth = []
-
-    def frames():
-        for k in range(SCRIPTED.n_frames):
-            image, objects = demo_scenes.render_frame(plan, k)
-            truth.append(objects)
-            yield image
-
-    mp4 = out_dir / f"{SCRIPTED.name}.mp4"
-    encode_h264(frames(), mp4, SCRIPTED.width, SCRIPTED.height, SCRIPTED.fps, SCRIPTED.bit_rate)
-    with open(out_dir / f"{SCRIPTED.name}.jsonl", "w") as f:
-        for k, objects in enumerate(truth):
-            f.write(json.dumps({"frame": k, "objects": objects}) + "\n")
+    mp4, truth = render_clip(SCRIPTED, plan, out_dir)
     n = sum(1 for _ in decode_rgb(mp4))
     if n != SCRIPTED.n_frames:
         raise SystemExit(f"{mp4}: decoder returned {n} frames, ground truth has {SCRIPTED.n_frames}")

@@ -15,6 +15,19 @@ from tests.support.ipc_child import read_pictures  # noqa: E402
 SIZES = [(48, 64)] * 5 + [(240, 320)] * 4 + [(1080, 1920)] * 3
 
 
+def read_in_child(refs: list) -> object:
+    """What read_pictures sends back from a spawned process given `refs`."""
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=read_pictures, args=(refs, theirs))
+    child.start()
+    try:
+        assert ours.poll(120), "the reading process sent nothing"
+        return ours.recv()
+    finally:
+        child.join(30)
+
+
 def read_in_another_process() -> tuple[list, list]:
     """Fill pictures with 1, 2, 3, ... in this process; (what was written, what another process read)."""
     rt = cuda_runtime()
@@ -27,15 +40,7 @@ def read_in_another_process() -> tuple[list, list]:
         images.append(image)
         refs.append(exporter.describe(image, 1))
     check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=read_pictures, args=(refs, theirs))
-    child.start()
-    try:
-        assert ours.poll(120), "the reading process sent nothing"
-        got = ours.recv()
-    finally:
-        child.join(30)
+    got = read_in_child(refs)
     assert not isinstance(got, str), got
     return [(v, v) for v in range(1, len(SIZES) + 1)], got
 
@@ -63,13 +68,5 @@ def test_nv12_surfaces_read_the_same_in_another_process() -> None:
         refs.append(exporter.describe(image, 1))
     check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
     assert [r.nv12 for r in refs] == [(64, "bt709", False), (1280, "bt709", True), (1920, "bt709", False)]
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=read_pictures, args=(refs, theirs))
-    child.start()
-    try:
-        assert ours.poll(120), "the reading process sent nothing"
-        got = ours.recv()
-    finally:
-        child.join(30)
+    got = read_in_child(refs)
     assert got == [(1, 1), (2, 2), (3, 3)], got

@@ -95,6 +95,16 @@ class DaemonProcess:
                 return predicate(self.messages)
         return predicate(self.messages)
 
+    def wait_for_log(self, text: str, timeout: float) -> str:
+        """Pump messages until `text` appears in the daemon's stderr; returns the stderr."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.stderr_path.read_text()
+            if text in log:
+                return log
+            self.pump(0.2)
+        raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.stderr_path.read_text()}")
+
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
 

@@ -90,7 +90,18 @@ def require_binary(name: str) -> str:
     return path
 
 
-class Mosquitto:
+class _LocalServer:
+    """A server binary run as a Process on a loopback port; kill() stops it (start() may follow)."""
+
+    process: Process | None = None
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.close()
+            self.process = None
+
+
+class Mosquitto(_LocalServer):
     """A real mosquitto broker on a free loopback port; `extra` lines go into its config."""
 
     def __init__(self, workdir: Path, extra: str = "", port: int | None = None) -> None:
@@ -109,13 +120,8 @@ class Mosquitto:
         wait_for_port(self.port, process=self.process)
         return self
 
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.close()
-            self.process = None
 
-
-class RedisServer:
+class RedisServer(_LocalServer):
     """A real redis-server on a free loopback port, no persistence; `args` are extra options."""
 
     def __init__(self, workdir: Path, args: tuple[str, ...] = (), port: int | None = None) -> None:
@@ -131,7 +137,3 @@ class RedisServer:
         wait_for_port(self.port, process=self.process)
         return self
 
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.close()
-            self.process = None

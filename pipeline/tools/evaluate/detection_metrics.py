@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import numpy as np
+
+from pipeline.analytics.geometry import iou
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,33 +44,36 @@ class CameraScore:
                 f"FN {self.false_negatives}; {self.frames_scored}/{self.frames_truth} frames scored; AP {aps})")
 
 
-def load_truth(path: str | Path) -> dict[int, list[TruthBox]]:
-    truth: dict[int, list[TruthBox]] = {}
+def read_truth_lines(path: str | Path, make: Callable[[dict], T],
+                     missing_key_hint: str | None = None) -> dict[int, list[T]]:
+    """Ground truth JSON Lines -> {frame: [make(object) per object]} (blank lines skipped). A bad
+    line is a ValueError naming path:line; with missing_key_hint, a missing key says so instead."""
+    truth: dict[int, list[T]] = {}
     with open(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                truth[int(rec["frame"])] = [TruthBox(o["label"], tuple(map(float, o["box"])))
-                                            for o in rec["objects"]]
-            except (ValueError, KeyError, TypeError) as exc:
+                truth[int(rec["frame"])] = [make(o) for o in rec["objects"]]
+            except KeyError as exc:
+                if missing_key_hint is None:
+                    raise ValueError(f"{path}:{lineno}: bad ground-truth line: {exc}") from None
+                raise ValueError(f"{path}:{lineno}: ground truth has no {exc} {missing_key_hint}") from None
+            except (ValueError, TypeError) as exc:
                 raise ValueError(f"{path}:{lineno}: bad ground-truth line: {exc}") from None
     return truth
+
+
+def load_truth(path: str | Path) -> dict[int, list[TruthBox]]:
+    return read_truth_lines(path, lambda o: TruthBox(o["label"], tuple(map(float, o["box"]))))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between [N,4] and [M,4] x1y1x2y2 boxes."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.float64)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return iou(a, b)
 
 
 def _average_precision(scores: list[float], hits: list[bool], n_truth: int) -> float:

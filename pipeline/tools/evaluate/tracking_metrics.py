@@ -11,7 +11,6 @@ was last in the truth.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from pipeline.frame import AnalyticsEvent
 from pipeline.analytics.zones import Line, Zone, ZoneLineCounter
-from pipeline.tools.evaluate.detection_metrics import iou_matrix
+from pipeline.tools.evaluate.detection_metrics import iou_matrix, read_truth_lines
 
 
 class MotmetricsMissing(ValueError):
@@ -54,21 +53,10 @@ class TrackingScore:
 
 
 def load_truth_tracks(path: str | Path) -> dict[int, list[TruthObject]]:
-    truth: dict[int, list[TruthObject]] = {}
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                truth[int(rec["frame"])] = [TruthObject(int(o["id"]), o["label"], tuple(map(float, o["box"])))
-                                            for o in rec["objects"]]
-            except KeyError as exc:
-                raise ValueError(f"{path}:{lineno}: ground truth has no {exc} (identities are needed for "
-                                 f"tracking; regenerate it with scripts/assets/make_demo_assets.py)") from None
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: bad ground-truth line: {exc}") from None
-    return truth
+    return read_truth_lines(
+        path, lambda o: TruthObject(int(o["id"]), o["label"], tuple(map(float, o["box"]))),
+        missing_key_hint="(identities are needed for tracking; regenerate it with "
+                         "scripts/assets/make_demo_assets.py)")
 
 
 def score_tracking(camera: str, truth: dict[int, list[TruthObject]], messages: Iterable[dict],

@@ -5,7 +5,6 @@ camera (no seq gap, no status change, track ids carried over)."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import jsonschema
@@ -30,16 +29,6 @@ def of(messages: list, prefix: str) -> list[dict]:
     return [m for t, m in messages if t.startswith(prefix)]
 
 
-def wait_for_log(d: DaemonProcess, text: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = d.stderr_path.read_text()
-        if text in log:
-            return log
-        d.pump(0.2)
-    raise AssertionError(f"{text!r} not logged within {timeout}s:\n{d.stderr_path.read_text()}")
-
-
 def test_tracking_events_and_live_zone_change(tmp_path: Path) -> None:
     """Camera threads here; the held-out accuracy test (test_tracking_accuracy.py) runs decode workers."""
     cam = {"id": "yard", "url": str(DEMO / "yard_640x480.mp4"), "loop": True,
@@ -58,7 +47,7 @@ def test_tracking_events_and_live_zone_change(tmp_path: Path) -> None:
         doc["cameras"] = [cam]
         cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         d.proc.send_signal(signal.SIGHUP)
-        log = wait_for_log(d, "reload applied", 30)
+        log = d.wait_for_log("reload applied", 30)
         assert "0 restarted, 0 unchanged, 1 with new zones/lines (yard)" in log
         applied_at = len(d.messages)
         assert d.pump_until(lambda ms: sum(e["zone"] == "upper" for m in of(ms[applied_at:], "evt/yard/")

@@ -3,57 +3,23 @@ socket bound by the test (an abstract address, as systemd uses): READY after sta
 camera states, WATCHDOG pings while frames move, RELOADING+READY around SIGHUP, STOPPING last."""
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon_harness import DaemonProcess, write_config
+from tests.support.notify import NotifyListener
 from tests.support.tiny_model import build_tiny_yolo_onnx
-
-
-class NotifyListener:
-    """Binds NOTIFY_SOCKET like systemd and records every datagram with its arrival time."""
-
-    def __init__(self) -> None:
-        self.address = f"@pipeline-notify-test-{os.getpid()}-{time.monotonic_ns()}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + self.address[1:])
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), dict(ln.split("=", 1) for ln in data.split("\n"))))
-
-    def keys(self) -> list[str]:
-        """One entry per datagram: its keys joined, e.g. 'READY+STATUS'."""
-        return ["+".join(m) for _, m in list(self.messages)]
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture
 def listener():
-    lis = NotifyListener()
+    lis = NotifyListener("pipeline-notify-test")
     yield lis
     lis.close()
+    assert not lis.malformed, f"datagrams with a line that is not KEY=VALUE: {lis.malformed}"
 
 
 def wait_until(predicate, timeout: float, d: DaemonProcess) -> bool:

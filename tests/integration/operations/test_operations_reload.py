@@ -4,7 +4,6 @@ with no gap in seq; an invalid config is rejected with its file:line and the run
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -32,17 +31,6 @@ def states(messages: list, cam: str) -> list[str]:
     return [m["state"] for t, m in messages if t == f"status/{cam}/"]
 
 
-def wait_for_log(d: DaemonProcess, text: str, timeout: float) -> str:
-    """Pump messages until `text` appears in the daemon's stderr; returns the stderr."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = d.stderr_path.read_text()
-        if text in log:
-            return log
-        d.pump(0.2)
-    raise AssertionError(f"{text!r} not logged within {timeout}s:\n{d.stderr_path.read_text()}")
-
-
 @pytest.mark.parametrize("workers", [0, 2], ids=["camera-threads", "decode-workers"])
 def test_sighup_applies_camera_changes_live(tmp_path: Path, tiny_model: dict, workers: int) -> None:
     cfg = write_config(tmp_path / "cfg.yaml", [synthetic("keep"), synthetic("gone"), synthetic("change")],
@@ -61,14 +49,14 @@ def test_sighup_applies_camera_changes_live(tmp_path: Path, tiny_model: dict, wo
                             and any(m["width"] == 96 for m in dets(ms, "change"))
                             and len(dets(ms, "fresh")) >= 5
                             and len(dets(ms, "keep")) >= keep_before + 10, 60), d.stderr_path.read_text()
-        log = wait_for_log(d, "reload applied", 10)
+        log = d.wait_for_log("reload applied", 10)
         assert "reload applied: 1 added (fresh), 1 removed (gone), 1 restarted (change), 1 unchanged" in log
         assert "reload: scheduler: changes here apply only at start; restart the service" in log
 
         cfg.write_text(cfg.read_text().replace("- id: fresh", "- id: fresh\n  fps: 5"))  # unknown key
         bad_line = cfg.read_text().splitlines().index("  fps: 5") + 1
         d.proc.send_signal(signal.SIGHUP)
-        log = wait_for_log(d, "reload rejected", 30)
+        log = d.wait_for_log("reload rejected", 30)
         assert f"reload rejected, the running config stays: {cfg}:{bad_line}: cameras[2].fps: unknown key 'fps'" \
             in log
         counts = {c: len(dets(d.messages, c)) for c in ("keep", "change", "fresh")}
