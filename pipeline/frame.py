@@ -146,6 +146,19 @@ class FrameDetections:
     detections: tuple[Detection, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class DetectionsBatch:
+    """One inference batch's detections, in frame order: what postprocess hands on, so the stages
+    after it (analytics, publish) take one queue item per batch instead of one per frame (the
+    daemon's one interpreter lock was the end-to-end limit: docs/BENCHMARKS.md, issue 22)."""
+
+    items: tuple[FrameDetections, ...]
+
+    @property
+    def camera_ids(self) -> tuple[str, ...]:
+        return tuple(fd.camera_id for fd in self.items)
+
+
 class CameraState(str, enum.Enum):
     STARTING = "starting"
     UP = "up"

@@ -30,8 +30,7 @@ from pipeline.app.stages import END, QueueInbox, SchedulerInbox, StageShared, St
 from pipeline.app.supervisor import Supervisor
 from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
-from pipeline.frame import FrameEvents
-from pipeline.frame import Frame, FrameDetections, StatusEvent
+from pipeline.frame import DetectionsBatch, Frame, FrameDetections, FrameEvents, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
@@ -74,12 +73,23 @@ def _preprocess_work(preprocess: Preprocessor) -> Work:
     return lambda batch: [t for t in (preprocess(batch),) if t.frames]
 
 
-def _publish_work(publisher: Publisher, preview: Any = None) -> Work:
-    def publish(item: FrameDetections | FrameEvents | StatusEvent) -> tuple[()]:
-        if isinstance(item, FrameDetections):
-            seq = publisher.publish_detections(item)
+def _postprocess_work(postprocess: DetectionPostprocessor) -> Work:
+    # one DetectionsBatch per inference batch (none when every frame was dropped)
+    return lambda result: [b for b in (DetectionsBatch(tuple(postprocess(result))),) if b.items]
+
+
+def _publish_work(publisher: Publisher, shared: StageShared, preview: Any = None) -> Work:
+    def refused(fd: FrameDetections, exc: Exception) -> None:  # one frame; the batch's others go out
+        log.error("publish failed for camera %s frame %d: %s", fd.camera_id, fd.index, exc)
+        shared.count_dropped((fd.camera_id,), "publish_error")
+
+    def publish(item: DetectionsBatch | FrameEvents | StatusEvent) -> tuple[()]:
+        if isinstance(item, DetectionsBatch):
+            seqs = publisher.publish_detections_batch(item.items, on_error=refused)
             if preview is not None:  # preview (issue 19): detections tap, after the send
-                preview.on_published(item, seq)
+                for fd, seq in zip(item.items, seqs):
+                    if seq is not None:
+                        preview.on_published(fd, seq)
         elif isinstance(item, FrameEvents):
             publisher.publish_events(with_snapshots(item, preview) if preview is not None else item)
         else:
@@ -105,15 +115,21 @@ class PublishInbox(QueueInbox):
 
 
 def _analytics_work(analytics: Any) -> Work:
-    def track(fd: FrameDetections) -> tuple[Any, ...]:
-        """Track ids into the detections, then the frame's events (if any). A failure costs this
-        frame its track ids and events, never its detections."""
-        try:
-            out, events = analytics(fd)
-        except Exception as exc:  # noqa: BLE001
-            log.error("analytics failed for camera %s frame %d: %s", fd.camera_id, fd.index, exc)
-            return (fd,)
-        return (out,) if events is None else (out, events)
+    def track(batch: DetectionsBatch) -> tuple[Any, ...]:
+        """Track ids into each frame's detections, then the frames' events (if any). A failure costs
+        that frame its track ids and events, never its detections."""
+        tracked: list[FrameDetections] = []
+        events: list[FrameEvents] = []
+        for fd in batch.items:
+            try:
+                out, frame_events = analytics(fd)
+            except Exception as exc:  # noqa: BLE001
+                log.error("analytics failed for camera %s frame %d: %s", fd.camera_id, fd.index, exc)
+                out, frame_events = fd, None
+            tracked.append(out)
+            if frame_events is not None:
+                events.append(frame_events)
+        return (DetectionsBatch(tuple(tracked)), *events)
     return track
 
 
@@ -124,9 +140,9 @@ def with_snapshots(fe: FrameEvents, preview: Any) -> FrameEvents:
     return dataclasses.replace(fe, events=events)
 
 
-def _published_camera(item: FrameDetections | FrameEvents | StatusEvent) -> tuple[str, ...]:
-    """The frame a publish item stands for (status and events messages stand for none)."""
-    return (item.camera_id,) if isinstance(item, FrameDetections) else ()
+def _published_cameras(item: DetectionsBatch | FrameEvents | StatusEvent) -> tuple[str, ...]:
+    """The frames a publish item stands for (status and events messages stand for none)."""
+    return item.camera_ids if isinstance(item, DetectionsBatch) else ()
 
 
 class Daemon:
@@ -144,7 +160,8 @@ class Daemon:
         self._shared = StageShared(self.metrics, abort=threading.Event())
         self._infer_q = self._stage_queue("infer", 2)
         self._postprocess_q = self._stage_queue("postprocess", 2)
-        self._publish_q = self._stage_queue("publish", sched.max_batch * 8 + 256)
+        # detections batches (about 8 in flight at most) and the cameras' status events
+        self._publish_q = self._stage_queue("publish", 8 + 256)
         self._stages: list[StageThread] = []  # the frames' stages before publish, in the order frames pass them
         self._publish_stage: StageThread | None = None
         self._workers: DecodeWorkerPool | None = None
@@ -236,21 +253,21 @@ class Daemon:
             StageThread("infer", QueueInbox(self._infer_q), [_one(b.infer) for b in self.backends], shared,
                         outbox=self._postprocess_q, timed_as="inference", error_name="inference", ordered=True,
                         prepare=[b.bind_to_thread for b in self.backends], on_take=batches.release),
-            StageThread("postprocess", QueueInbox(self._postprocess_q), [postprocess], shared,
+            StageThread("postprocess", QueueInbox(self._postprocess_q), [_postprocess_work(postprocess)], shared,
                         outbox=self._publish_q, ends_outbox=False,  # status events share the queue
                         timed_as="postprocess"),
         ]
         if self.analytics is not None:  # tracking, zones, lines: between postprocess and publish
-            analytics_q = self._stage_queue("analytics", 2 * self.config.scheduler.max_batch)
-            self._stages[-1] = StageThread("postprocess", QueueInbox(self._postprocess_q), [postprocess], shared,
-                                           outbox=analytics_q, timed_as="postprocess")
+            analytics_q = self._stage_queue("analytics", 4)  # batches
+            self._stages[-1] = StageThread("postprocess", QueueInbox(self._postprocess_q), [_postprocess_work(postprocess)],
+                                           shared, outbox=analytics_q, timed_as="postprocess")
             self._stages.append(StageThread("analytics", QueueInbox(analytics_q), [_analytics_work(self.analytics)],
                                             shared, outbox=self._publish_q, ends_outbox=False,
-                                            cameras_of=_published_camera, timed_as="analytics"))
+                                            cameras_of=_published_cameras, timed_as="analytics"))
         # ended by shutdown() once the stages above have drained; publishes all it is given
         self._publish_stage = StageThread("publish", PublishInbox(self._publish_q, publisher),
-                                          [_publish_work(publisher, self._preview)],
-                                          shared, cameras_of=_published_camera, drops_on_abort=False)
+                                          [_publish_work(publisher, shared, self._preview)],
+                                          shared, cameras_of=_published_cameras, drops_on_abort=False)
         for stage in (self._publish_stage, *reversed(self._stages)):
             stage.start()
 
@@ -336,6 +353,8 @@ class Daemon:
         # A decode worker's back-pressured camera may have this many frames here (queued, or in the
         # batch being preprocessed: the preprocessor lets go of pixels as soon as it has copied them).
         credits = 2 * self.config.scheduler.queue_per_camera if policy is OverflowPolicy.WAIT else None
+        # A live camera in a decode worker: as many frames at most on their way here (workers/messages.py)
+        backlog = 2 * self.config.scheduler.queue_per_camera if policy is OverflowPolicy.DROP_OLDEST else None
         self.scheduler.add_camera(cam.id, policy, capacity=credits if self._workers is not None else None)
         stop = threading.Event()
 
@@ -350,7 +369,7 @@ class Daemon:
         try:
             handle: CameraHandle
             if self._workers is not None:
-                handle = self._workers.add_camera(cam, sink, credits, stop)
+                handle = self._workers.add_camera(cam, sink, credits, stop, backlog)
             else:
                 handle = CameraThread.start(cam, device_path(self.config).decode, sink, self._submit_status, stop, self.metrics)
         except Exception:
@@ -415,5 +434,5 @@ class Daemon:
                 item = self._publish_q.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, FrameDetections):
-                self.metrics.frames_dropped.labels(item.camera_id, "shutdown").inc()
+            if isinstance(item, DetectionsBatch):
+                self._shared.count_dropped(item.camera_ids, "shutdown")

@@ -31,7 +31,8 @@ def cuda_array_interface(shape: tuple[int, ...], typestr: str, ptr: int) -> dict
 
 
 def device_to_host(ptr: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A numpy copy of the C-contiguous device array at `ptr` (tests, debugging only)."""
+    """A numpy copy of the C-contiguous device array at `ptr`. The copy runs on the legacy default
+    stream and returns when it is done; cuda-python lets go of the interpreter lock meanwhile."""
     rt = cuda_runtime()
     out = np.empty(shape, dtype)
     check(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),

@@ -280,23 +280,21 @@ class FusedLetterbox(Preprocessor):
         # the batch thread, not the one that built us: make this device's primary context current
         self._check(self._rt.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
         uploads = []  # host frames copied to the GPU: kept alive until the kernel has run
-        params = self._params_host[:count]
-        for i, (image, t) in enumerate(zip(images, transforms)):
+        rows = []  # one FRAME_PARAMS record per frame, filled as tuples: one numpy call per batch
+        for image, t in zip(images, transforms):
             if isinstance(image, np.ndarray):
                 image = self._upload(image)
                 uploads.append(image)
-            p = params[i]
             if is_nv12(image):
-                p["plane0"], p["plane1"] = image.ptr, image.chroma_ptr
-                p["pitch0"] = p["pitch1"] = image.pitch
-                p["format"], p["matrix"], p["full_range"] = FORMAT_NV12, MATRIX_CODES[image.matrix], int(image.full_range)
+                planes = (image.ptr, image.chroma_ptr, image.pitch, image.pitch,
+                          FORMAT_NV12, MATRIX_CODES[image.matrix], int(image.full_range))
             else:
-                p["plane0"], p["plane1"] = int(image.__cuda_array_interface__["data"][0]), 0
-                p["pitch0"], p["pitch1"] = t.src_width * 3, 0
-                p["format"], p["matrix"], p["full_range"] = FORMAT_RGB, 0, 1
-            p["src_w"], p["src_h"] = t.src_width, t.src_height
-            p["resized_w"], p["resized_h"] = t.resized_width, t.resized_height
-            p["pad_x"], p["pad_y"] = t.pad_x, t.pad_y
+                planes = (int(image.__cuda_array_interface__["data"][0]), 0, t.src_width * 3, 0, FORMAT_RGB, 0, 1)
+            plane0, plane1, pitch0, pitch1, fmt, matrix, full_range = planes
+            rows.append((plane0, plane1, pitch0, pitch1, t.src_width, t.src_height, t.resized_width,
+                         t.resized_height, t.pad_x, t.pad_y, fmt, matrix, full_range, 0))
+        params = self._params_host[:count]
+        params[:] = np.array(rows, FRAME_PARAMS)
         shape = (count, 3, size, size)
         nbytes = int(np.prod(shape)) * self.dtype.itemsize
         out_ptr = self._pool.take(nbytes)

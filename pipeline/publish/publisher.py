@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import zmq
 import zmq.auth
@@ -240,13 +240,37 @@ class Publisher:
         seq advances even when the send is refused, so a gap at the subscriber always means
         a lost message. Raises MessageError (one line) for values the schema cannot carry.
         """
-        self._know_camera(fd.camera_id)
-        seq = self._next_seq.get(fd.camera_id, 0)
-        payload = detections_payload(fd, seq, self._clock())
-        self._next_seq[fd.camera_id] = seq + 1
-        if self._send(detection_topic(fd.camera_id), encode_payload(payload), "det") and self._metrics:
-            self._metrics.mark_published(fd.camera_id, fd.captured_at)
+        seq = self.publish_detections_batch((fd,))[0]
+        assert seq is not None  # no on_error: a refused frame raised
         return seq
+
+    def publish_detections_batch(self, items: Sequence[FrameDetections],
+                                 on_error: Callable[[FrameDetections, Exception], None] | None = None
+                                 ) -> list[int | None]:
+        """publish_detections for each item in order (one batch's frames), applying subscriptions
+        once for the batch instead of before every message; returns the seqs. A frame the schema
+        cannot carry (MessageError, ValueError) goes to `on_error` and gets None, and the others still go out;
+        without `on_error` the error is raised."""
+        if self._socket is None:
+            raise RuntimeError("publish: the publisher is closed")
+        self.serve_subscriptions()
+        seqs: list[int | None] = []
+        for fd in items:
+            self._know_camera(fd.camera_id)
+            seq = self._next_seq.get(fd.camera_id, 0)
+            try:
+                body = encode_payload(detections_payload(fd, seq, self._clock()))
+            except ValueError as exc:  # MessageError, or a NaN json refuses
+                if on_error is None:
+                    raise
+                on_error(fd, exc)
+                seqs.append(None)
+                continue
+            self._next_seq[fd.camera_id] = seq + 1
+            if self._send(detection_topic(fd.camera_id), body, "det", serve=False) and self._metrics:
+                self._metrics.mark_published(fd.camera_id, fd.captured_at)
+            seqs.append(seq)
+        return seqs
 
     def publish_events(self, fe: FrameEvents) -> int:
         """Send one events message (evt/<camera>/, pipeline.events/1); returns its seq."""
@@ -261,12 +285,14 @@ class Publisher:
         self._know_camera(ev.camera_id)
         self._send(status_topic(ev.camera_id), encode_payload(status_payload(ev)), "status")
 
-    def _send(self, topic: str, body: bytes, kind: str) -> bool:
+    def _send(self, topic: str, body: bytes, kind: str, serve: bool = True) -> bool:
         """Hand one message to ZeroMQ; every subscriber with room in its queue gets it. True
-        (kept for callers): a PUB-like socket never refuses a send outright."""
+        (kept for callers): a PUB-like socket never refuses a send outright. serve=False: the
+        caller applied pending subscriptions just before (one batch's messages)."""
         if self._socket is None:
             raise RuntimeError("publish: the publisher is closed")
-        self.serve_subscriptions()
+        if serve:
+            self.serve_subscriptions()
         parts = [topic.encode("ascii"), body]
         try:
             self._socket.send_multipart(parts, flags=zmq.NOBLOCK)

@@ -37,7 +37,7 @@ from pipeline.workers.messages import (BuffersFreed, CounterTotals, FrameMessage
 log = logging.getLogger(__name__)
 
 # Source counters the daemon's /metrics shows per camera; sent as totals every COUNTERS_INTERVAL_S.
-FORWARDED_COUNTERS = ("frames_decoded", "decode_errors", "reconnects")
+FORWARDED_COUNTERS = ("frames_decoded", "decode_errors", "reconnects", "frames_dropped")
 COUNTERS_INTERVAL_S = 1.0
 MAX_MESSAGES_PER_SEND = 256
 CREDIT_POLL_S = 0.2  # a camera out of credits re-checks its stop event this often
@@ -182,6 +182,7 @@ class DecodeWorker:
     def _start(self, message: StartCamera) -> None:
         stop = threading.Event()
         credits = threading.Semaphore(message.credits) if message.credits else None
+        backlog = threading.Semaphore(message.backlog) if message.backlog and credits is None else None
         run_id, camera = message.run, message.camera
 
         def sink(frame: Frame) -> None:
@@ -189,7 +190,12 @@ class DecodeWorker:
                 while not credits.acquire(timeout=CREDIT_POLL_S):
                     if stop.is_set():
                         return
-            self.outbox.put(self._frame_message(run_id, frame, credits.release if credits else None))
+            elif backlog is not None and not backlog.acquire(blocking=False):
+                # the daemon holds `backlog` frames of this camera already: a newer one would only wait
+                self.metrics.frames_dropped.labels(camera.id, "backlog").inc()
+                return
+            limit = credits or backlog
+            self.outbox.put(self._frame_message(run_id, frame, limit.release if limit else None))
 
         def status(event: StatusEvent) -> None:
             self.outbox.put(StatusMessage(run_id, event))
@@ -251,7 +257,7 @@ class DecodeWorker:
             for metric in getattr(self.metrics, name).collect():
                 for sample in metric.samples:
                     if sample.name.endswith("_total"):
-                        totals.append((name, sample.labels["camera"], sample.value))
+                        totals.append((name, tuple(sample.labels.values()), sample.value))
         return [CounterTotals(tuple(totals))] if totals else []
 
 

@@ -59,9 +59,9 @@ class LogMessage:
 
 @dataclass(frozen=True)
 class CounterTotals:
-    """The worker's source counters so far: (Metrics attribute, camera id, total)."""
+    """The worker's source counters so far: (Metrics attribute, label values, total)."""
 
-    totals: tuple[tuple[str, str, float], ...]
+    totals: tuple[tuple[str, tuple[str, ...], float], ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ class StartCamera:
     #           and statuses from before are told apart by it
     camera: CameraConfig
     credits: int | None  # frames it may have unreleased at the daemon; None: no limit (live cameras)
+    # live cameras: at most this many frames unreleased at the daemon; a newer one is dropped in the
+    # worker (counted, reason "backlog"), so a daemon that falls behind never piles frames up in the
+    # pipe (latency stays bounded, memory too); None: no limit
+    backlog: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ a second: they report `reconnecting` with the exit code, and a new process start
 
 Flow control: a camera read with back-pressure (a file not paced in real time) gets `credits`
 frames it may have unreleased here; the scheduler queue is that deep too, so a put from the
-receiving thread never blocks (which would stall the worker's other cameras). Live cameras send
-freely; the scheduler drops their oldest frames as it does for camera threads.
+receiving thread never blocks (which would stall the worker's other cameras). Live cameras are not
+held back, but at most `backlog` frames of one may be unreleased here: past that the worker drops
+its newest (reason "backlog"), so a daemon that falls behind never lets frames pile up in the pipe
+(latency and memory stay bounded); the scheduler drops their oldest as it does for camera threads.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class WorkerCamera:
     sink: FrameSink
     pool: "DecodeWorkerPool"
     stop: threading.Event
+    backlog: int | None = None  # live cameras: StartCamera.backlog
     ended: threading.Event = field(default_factory=threading.Event)  # a terminal status came
 
     def request_stop(self) -> None:
@@ -88,7 +91,7 @@ class _WorkerLink:
         self.alive = True
         self.asked_to_exit_at = 0.0
         self.importer: Any = None  # DeviceImporter, made with the first device frame
-        self.counter_totals: dict[tuple[str, str], float] = {}
+        self.counter_totals: dict[tuple[str, tuple[str, ...]], float] = {}
         self._on_message = on_message
         self._on_exit = on_exit
         self._receiver = threading.Thread(target=self._receive, name=f"decode-worker-{index}-recv", daemon=True)
@@ -188,17 +191,17 @@ class DecodeWorkerPool:
         return len(self._links)
 
     def add_camera(self, camera: CameraConfig, sink: FrameSink, credits: int | None,
-                   stop: threading.Event) -> WorkerCamera:
+                   stop: threading.Event, backlog: int | None = None) -> WorkerCamera:
         """Start `camera` on the worker with the fewest cameras; its frames go to `sink`."""
         with self._lock:
             index = min(range(self.size), key=lambda i: len(self._cameras_of(i)))
             self._next_run += 1
-            cam = WorkerCamera(camera, self._next_run, index, credits, sink, self, stop)
+            cam = WorkerCamera(camera, self._next_run, index, credits, sink, self, stop, backlog)
             self._runs[cam.run] = cam
             link = self._links[index]
             if link is None:
                 link = self._links[index] = self._start_link(index)
-        link.send(StartCamera(cam.run, camera, credits))
+        link.send(StartCamera(cam.run, camera, credits, backlog))
         return cam
 
     def stop_camera(self, cam: WorkerCamera) -> None:
@@ -243,12 +246,12 @@ class DecodeWorkerPool:
             args = message.args + ((message.traceback,) if message.traceback else ())
             logging.getLogger(message.logger).log(message.level, template, *args)
         elif isinstance(message, CounterTotals):
-            for name, camera_id, total in message.totals:
-                key = (name, camera_id)
+            for name, labels, total in message.totals:
+                key = (name, labels)
                 delta = total - link.counter_totals.get(key, 0.0)
                 link.counter_totals[key] = total
                 if delta > 0:
-                    getattr(self.metrics, name).labels(camera_id).inc(delta)
+                    getattr(self.metrics, name).labels(*labels).inc(delta)
         elif isinstance(message, BuffersFreed) and link.importer is not None:
             link.importer.forget(message.buffer_ids)
 
@@ -316,7 +319,7 @@ class DecodeWorkerPool:
             cams = [c for c in self._cameras_of(link.index) if not c.stop.is_set()]
             stopped = [c for c in self._cameras_of(link.index) if c.stop.is_set()]
         for cam in cams:
-            new.send(StartCamera(cam.run, cam.config, cam.credits))
+            new.send(StartCamera(cam.run, cam.config, cam.credits, cam.backlog))
         for cam in stopped:  # a stop sent to the dead worker: this camera will not come back
             self._on_status(StatusMessage(cam.run, StatusEvent(cam.config.id, CameraState.STOPPED, time.time(),
                                                                "stop requested")))

@@ -4,18 +4,29 @@
 #   bash /tmp/gpu-parts/install.sh          (the GPU wheels, ../shared/gpu-host/stage.sh)
 # with .cache/bench-media, .cache/bench-model (scripts/assets/make_bench_media.py, make_bench_model.py) and
 # a py-spy wheel in .gpu-extra/ carried along. Results: $OUT/profile.tar.gz and a summary on stdout.
-#   STREAMS=16 SECONDS_=8 STEPS="infer stages gil e2e threads switch realtime" CFG=configs/bench-gpu-yolov8n.yaml
+#   STREAMS=16 SECONDS_=8 STEPS="infer stages gil e2e threads switch realtime gil_rt threads_rt" CFG=configs/bench-gpu-yolov8n.yaml
+#   (gil_rt, threads_rt: RT_STREAMS=135 cameras in real time, decode workers included: --subprocesses)
 set -u
 OUT=${OUT:-out-gpu}; STREAMS=${STREAMS:-16}; SECS=${SECONDS_:-8}
 STEPS=${STEPS:-"infer stages gil e2e threads switch realtime"}
 R=$OUT/profile; mkdir -p "$R"
 export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
-python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-extra .gpu-extra/*.whl 2>/dev/null
-SPY=/tmp/gpu-extra/bin/py-spy
+[ -d .gpu-extra ] && python3 -m pip install -q --no-index --no-deps --target /tmp/gpu-extra .gpu-extra/*.whl 2>/dev/null
+SPY=/tmp/gpu-extra/bin/py-spy; [ -x "$SPY" ] || SPY=/tmp/gpu-site/bin/py-spy  # stage_lean.sh puts it in the site
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; nproc; python3 --version
   python3 -c "import nvidia.dali, onnxruntime, av, PyNvVideoCodec; print('dali', nvidia.dali.__version__, 'ort', onnxruntime.__version__, 'av', av.__version__, 'pynvc', PyNvVideoCodec.__version__)"
 } > "$R/machine.txt" 2>&1; head -3 "$R/machine.txt"
 CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}
+if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: decode in 4 worker processes (as gpu_bench.sh)
+  sed "s/^decode: *{device: gpu, gpu_id: 0/decode:     {device: gpu, gpu_id: 0, workers: $WORKERS/" $CFG > configs/_prof_w.yaml
+  grep -q "workers: $WORKERS" configs/_prof_w.yaml || { echo "no decode line to change in $CFG"; exit 2; }
+  CFG=configs/_prof_w.yaml; echo "decode.workers: $WORKERS"; fi
+if [ "${MPS:-0}" = 1 ]; then  # CUDA MPS, as gpu_bench.sh
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-cuda-mps-control -d && echo "CUDA MPS: control daemon started" || { echo "CUDA MPS: cannot start"; exit 2; }
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+fi
 sed 's/^  iou_threshold: 0.45$/  iou_threshold: 0.45\n  max_candidates: null/' $CFG > configs/_full_output.yaml
 BENCH="python3 -m pipeline bench"
 E2E="--streams $STREAMS --seconds $SECS --warmup 2"
@@ -68,8 +79,14 @@ switch)  # a shorter GIL switch interval (default 5 ms)
 realtime)
   timeout 150 $BENCH $CFG $E2E --stages e2e-realtime --json "$R/e2e_rt.json" > "$R/e2e_rt.log" 2>&1
   row "$R/e2e_rt.json" ;;
+gil_rt|threads_rt)  # RT_STREAMS cameras in real time, the daemon and its decode workers sampled (issue 22)
+  gil=--gil; [ $step = threads_rt ] && gil=""
+  timeout 200 $SPY record $gil --subprocesses --rate 200 --format raw -o "$R/$step.txt" -- $BENCH $CFG \
+    --streams ${RT_STREAMS:-135} --seconds $SECS --warmup 3 --stages e2e-realtime --json "$R/$step.json" > "$R/$step.log" 2>&1
+  row "$R/$step.json"; python3 scripts/gpu_lab/profile_summary.py "$R/$step.txt" --rate 200 --top 8 > "$R/${step}_summary.txt"
+  head -70 "$R/${step}_summary.txt" ;;
 esac
   tar czf "$OUT/profile.tar.gz" -C "$OUT" profile  # after every step: a run cut short still returns its results
 done
-rm -f configs/_full_output.yaml; rm -rf "$R"
+rm -f configs/_full_output.yaml configs/_prof_w.yaml; rm -rf "$R"
 ls -la "$OUT"

@@ -16,14 +16,21 @@ import collections
 import re
 import sys
 
-# the first matching marker in a stack (outermost first) names its thread's stage
+# the first matching marker (in this list's order) anywhere in a stack names its thread's stage
 STAGES = [
-    ("camera", re.compile(r"\brun \(pipeline/sources/")),
-    ("batch+preprocess", re.compile(r"_batch_loop \(pipeline/daemon")),
-    ("infer", re.compile(r"_infer_loop \(pipeline/daemon")),
-    ("postprocess", re.compile(r"_postprocess_loop \(pipeline/daemon")),
-    ("publish", re.compile(r"_publish_loop \(pipeline/daemon")),
-    ("main/supervisor", re.compile(r"\brun \(pipeline/daemon")),
+    ("worker: camera", re.compile(r"_run_camera \(pipeline/workers/child\.py")),
+    ("worker: outbox", re.compile(r"_run \(pipeline/workers/child\.py")),
+    ("worker: serve", re.compile(r"serve \(pipeline/workers/child\.py")),
+    ("daemon: receive from workers", re.compile(r"_receive \(pipeline/workers/pool\.py")),
+    ("daemon: release to workers", re.compile(r"_send_releases \(pipeline/workers/pool\.py")),
+    ("camera thread", re.compile(r"\brun \(pipeline/sources/")),
+    ("batch+preprocess", re.compile(r"\(pipeline/preprocess/|SchedulerInbox\.take|next_batch \(pipeline/scheduler")),
+    ("infer", re.compile(r"\(pipeline/infer/")),
+    ("postprocess", re.compile(r"\(pipeline/postprocess/")),
+    ("analytics", re.compile(r"\(pipeline/analytics/")),
+    ("publish", re.compile(r"\(pipeline/publish/|PublishInbox\.take|publish \(pipeline/app/daemon")),
+    ("stage threads (glue)", re.compile(r"_run \(pipeline/app/stages\.py")),
+    ("supervisor", re.compile(r"\(pipeline/app/supervisor\.py")),
 ]
 FRAME = re.compile(r"^(?P<func>.*) \((?P<loc>[^()]*)\)$")
 

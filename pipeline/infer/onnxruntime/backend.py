@@ -114,7 +114,8 @@ class OnnxRuntimeBackend(Backend):
                              f"runs on device cpu only; export one [B, N, 6] output for the GPU")
         self._providers({})  # fails early, in one line, when the CUDA EP is missing
         load_path = self._path
-        if self._device == "gpu" and model.precision == "fp16":
+        self._fp16_converted = self._device == "gpu" and model.precision == "fp16"
+        if self._fp16_converted:
             load_path = fp16_model_path(self._path, cache_dir)
             proto = load_onnx(load_path)
         elif model.precision == "fp16":
@@ -232,9 +233,11 @@ class OnnxRuntimeBackend(Backend):
         """The session's own view of the model (after any graph edits) against the resolved spec."""
         inputs = [i for i in self._session.get_inputs() if i.name != spec.input.size_input]
         inp = inputs[0]
-        if len(inputs) != 1 or inp.name != spec.input.name or ORT_DTYPES.get(inp.type) != spec.input.dtype:
+        # the spec is read from the file as given; the fp16 conversion turns a float32 input into float16
+        want = np.dtype(np.float16) if self._fp16_converted and spec.input.dtype == np.float32 else spec.input.dtype
+        if len(inputs) != 1 or inp.name != spec.input.name or ORT_DTYPES.get(inp.type) != want:
             raise ValueError(f"{self._path}: the runtime sees inputs "
-                             f"{', '.join(f'{i.name} {i.type}' for i in inputs)}; expected one {spec.input.dtype} "
+                             f"{', '.join(f'{i.name} {i.type}' for i in inputs)}; expected one {want} "
                              f"input {spec.input.name!r}")
         outputs = {o.name: o for o in self._session.get_outputs()}
         missing = [n for n in self._run_names if n not in outputs]
@@ -243,7 +246,7 @@ class OnnxRuntimeBackend(Backend):
         out = outputs[self._run_names[0]]
         self._input_name = inp.name
         self._input_shape = list(inp.shape)
-        self._input_dtype = spec.input.dtype
+        self._input_dtype = want
         self._input_size = spec.input.size
         self._input_layout = spec.input.layout
         self._output_name = out.name

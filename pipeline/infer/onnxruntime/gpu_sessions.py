@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.gpu import device_buffer
 from pipeline.gpu.device_buffer import DeviceView
+from pipeline.gpu.memory import device_to_host
 from pipeline.gpu.stream import CudaStream
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class BatchSizeSession:
                      out.name, out.type)
             return None
         self._output = self._ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, "cuda", self._device_id)
+        self._output_shape, self._output_dtype = tuple(shape), np.dtype(dtype)
         binding = session.io_binding()
         binding.bind_ortvalue_input(self._input_name, self.input_buffer)
         binding.bind_ortvalue_output(self._output_name, self._output)
@@ -189,7 +191,11 @@ class BatchSizeSession:
                 self.session.run_with_iobinding(self._graph_binding)
             else:  # a thread without a graph of its own must not capture one now (see the top)
                 self.session.run_with_iobinding(self._graph_binding, self._plain_run)
-            return self._output.numpy()  # copies to the host after the run has finished
+            # The replay has finished (ONNX Runtime synchronizes after it). Only the rows of real
+            # images are copied, by cudaMemcpy, which lets go of the interpreter lock while it runs:
+            # OrtValue.numpy() held it for the whole copy (6 % of the daemon's lock time at 135
+            # cameras, py-spy on the H200; docs/BENCHMARKS.md, issue 22).
+            return device_to_host(self._output.data_ptr(), (count, *self._output_shape[1:]), self._output_dtype)
         binding = self.session.io_binding()
         binding.bind_input(self._input_name, device_type="cuda", device_id=self._device_id,
                            element_type=view.dtype.type, shape=list(view.shape), buffer_ptr=view.ptr)

@@ -217,6 +217,27 @@ def test_metrics_count_published_frames_per_camera(context: zmq.Context) -> None
     assert metrics.value("pipeline_messages_dropped_total", kind="det") == 0
 
 
+def test_a_batch_with_one_unsendable_frame_still_sends_the_others(context: zmq.Context) -> None:
+    metrics = Metrics()
+    refused: list[tuple[int, str]] = []
+    bad = FrameDetections("cam1", 1, None, time.time(), 64, 48, (Detection("car", 1, float("nan"), (0, 0, 1, 1)),))
+    with Publisher(context, ANY_PORT, 100, 0, metrics) as pub:
+        with Subscriber(pub.endpoint, context=context) as sub:
+            wait_until_subscribed([sub], lambda: pub.publish_status(status("cam1", PROBE)))
+            seqs = pub.publish_detections_batch([frame("cam1", 0), bad, frame("cam1", 2), frame("cam2", 0)],
+                                                on_error=lambda fd, exc: refused.append((fd.index, str(exc))))
+            got = []
+            while (item := sub.recv(2.0)) is not None:
+                if item[1].get("schema", "").startswith("pipeline.detections"):
+                    got.append((item[1]["camera"], item[1]["frame"], item[1]["seq"]))
+                if len(got) == 3:
+                    break
+    assert seqs == [0, None, 1, 0]
+    assert [i for i, _ in refused] == [1] and "score" in refused[0][1]
+    assert got == [("cam1", 0, 0), ("cam1", 2, 1), ("cam2", 0, 0)]
+    assert metrics.value("pipeline_frames_published_total", camera="cam1") == 2
+
+
 # ------------------------------------------------------------------ errors and lifecycle
 
 def test_bind_in_use_is_a_one_line_error(context: zmq.Context) -> None:

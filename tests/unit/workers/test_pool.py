@@ -57,3 +57,33 @@ def test_frames_arriving_after_close_are_released_not_delivered() -> None:
     pool.close()  # no worker was started: nothing to stop
     pool._on_frame(link, FrameMessage(1, frame, 6))
     assert len(delivered) == 1 and released == [6]
+
+
+def test_a_live_camera_has_at_most_backlog_frames_on_their_way_and_the_rest_is_counted() -> None:
+    # A real worker process, CPU decoding: the daemon side holds every frame it gets (as a daemon
+    # too slow to take them would); the worker must stop at `backlog` and count what it drops.
+    import threading
+    import time
+
+    from pipeline.config import DecodeConfig
+    from pipeline.observe.metrics import Metrics
+    from pipeline.workers.pool import DecodeWorkerPool
+
+    metrics = Metrics()
+    pool = DecodeWorkerPool(DecodeConfig(), 1, metrics, lambda event: None)
+    held: list[Frame] = []
+    try:
+        pool.add_camera(CameraConfig(id="cam", url="synthetic:64x48@50"), held.append, None, threading.Event(),
+                        backlog=3)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and metrics.frames_dropped.value("cam", "backlog") < 10:
+            time.sleep(0.1)
+        assert len(held) == 3, len(held)
+        assert metrics.frames_dropped.value("cam", "backlog") >= 10  # forwarded by the worker's counters
+        held.clear()  # released: the worker may send again
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not held:
+            time.sleep(0.05)
+        assert 1 <= len(held) <= 3
+    finally:
+        pool.close()
