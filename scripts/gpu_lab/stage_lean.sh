@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A leaner GPU-machine bundle than ../shared/gpu-host/stage.sh, for sessions that run the fused
 # kernel path only (no DALI): ONNX Runtime GPU, PyNvVideoCodec, PyAV, pyzmq, pydantic and py-spy,
-# unpacked here, stripped of what never runs (ffmpeg sources, samples, ORT's transformers/tools),
+# unpacked here, stripped of what never runs (ffmpeg sources, samples, ORT tools),
 # packed as one tar.xz with the bench clips, and split into parts that fit one device call each
 # beside the repository (64 MiB a call in all).
 #
@@ -23,7 +23,7 @@ python3 -m pip download -q --only-binary=:all: --no-deps --python-version 3.12 -
 for w in "$tmp"/wheels/*.whl; do python3 -m zipfile -e "$w" "$tmp/bundle/site/"; done
 site="$tmp/bundle/site"
 rm -rf "$site/benchmarks" "$site/samples" "$site"/pynvvideocodec-*.data/data/external \
-  "$site/onnxruntime/transformers" "$site/onnxruntime/tools" "$site/onnxruntime/quantization"
+  "$site/onnxruntime/tools"  # keep onnxruntime/transformers: model.precision fp16 converts with it
 mkdir -p "$site/bin"; mv "$site"/py_spy-*.data/scripts/py-spy "$site/bin/"; chmod +x "$site/bin/py-spy"
 cp "$media"/h264_1080p30.mp4 "$media"/hevc_1080p30.mp4 "$tmp/bundle/media/"
 tar cf - -C "$tmp/bundle" site media | xz -T2 -5 > "$tmp/bundle.tar.xz"
