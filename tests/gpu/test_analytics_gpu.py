@@ -1,4 +1,4 @@
-"""Analytics on the GPU path (NVDEC in a decode worker -> DALI gpu -> ONNX Runtime CUDA): the stage
+"""Analytics on the GPU path (NVDEC in a decode worker -> the fused letterbox kernel -> ONNX Runtime CUDA): the stage
 reads only host detections, so tracking on the held-out clips must be as good as on the CPU path
 (tests/integration/analytics/test_tracking_accuracy.py has the same thresholds)."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import yaml
 
 from tests.support.gpu_env import skip_module_without_gpu
 
-skip_module_without_gpu("PyNvVideoCodec", "nvidia.dali", "onnxruntime")
+skip_module_without_gpu("PyNvVideoCodec", "onnxruntime")
 
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.tools.evaluate.command import run_full_evaluation  # noqa: E402
