@@ -32,6 +32,7 @@ from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
 from pipeline.frame import DetectionsBatch, Frame, FrameDetections, FrameEvents, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
+from pipeline.app.interpreter import apply_switch_interval
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -185,6 +186,7 @@ class Daemon:
         """Create every stage (errors here are startup errors) and start the threads: downstream
         first, cameras last."""
         cfg = self.config
+        apply_switch_interval()  # the stage threads share one interpreter lock (app/interpreter.py)
         self._device_path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
         if notice := single_gpu_notice(cfg):
             log.warning("%s", notice)

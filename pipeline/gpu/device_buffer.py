@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.runtime import check, load_cuda_runtime
+from pipeline.gpu.lock_held import CUDA_ERROR_INVALID_CONTEXT
+from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,12 +63,32 @@ def copy_device_to_device(dst_ptr: int, src_ptr: int, nbytes: int, stream: int |
     ONNX Runtime's own stream does not wait for it, so this thread's stream is used and synchronized
     (measured on the H200: ~2.3 ms per batch under load, since that stream also waits for the legacy
     default stream's work; hence the stream argument)."""
+    if stream is not None and _queue_with_the_lock_held(dst_ptr, src_ptr, nbytes, stream):
+        return
     runtime = _cuda_runtime()
     on = PER_THREAD_STREAM if stream is None else stream
     check(runtime.cudaMemcpyAsync(dst_ptr, src_ptr, nbytes, runtime.cudaMemcpyKind.cudaMemcpyDeviceToDevice, on),
           "cudaMemcpyAsync device to device")
     if stream is None:
         check(runtime.cudaStreamSynchronize(PER_THREAD_STREAM), "cudaStreamSynchronize")
+
+
+def _queue_with_the_lock_held(dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> bool:
+    """Queue the copy without letting go of the interpreter lock (pipeline/gpu/lock_held.py); False
+    when that cannot be done here (no libcuda, no context current yet): then the caller copies the
+    usual way, which also makes the context current for next time."""
+    from pipeline.gpu.lock_held import LockHeldDriver
+
+    try:
+        driver = LockHeldDriver.shared()
+    except CudaError:
+        return False
+    err = driver.copy_device_to_device_async(dst_ptr, src_ptr, nbytes, stream)
+    if err == 0:
+        return True
+    if err == CUDA_ERROR_INVALID_CONTEXT:
+        return False
+    raise CudaError(f"cuMemcpyDtoDAsync device to device failed: CUresult {err}")
 
 
 def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:

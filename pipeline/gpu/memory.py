@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.runtime import check, load_cuda_runtime
+from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
 
 # Free buffers kept per size; more than this (after a resolution change, say) are freed.
 MAX_FREE_PER_SIZE = 64
@@ -30,11 +30,24 @@ def cuda_array_interface(shape: tuple[int, ...], typestr: str, ptr: int) -> dict
             "strides": None, "stream": None}
 
 
-def device_to_host(ptr: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A numpy copy of the C-contiguous device array at `ptr`. The copy runs on the legacy default
-    stream and returns when it is done; cuda-python lets go of the interpreter lock meanwhile."""
-    rt = cuda_runtime()
+def device_to_host(ptr: int, shape: tuple[int, ...], dtype: Any, keep_lock: bool = False) -> np.ndarray:
+    """A numpy copy of the C-contiguous device array at `ptr`, done when this returns (no stream:
+    the work that wrote it must have finished). keep_lock: copy without letting go of the
+    interpreter lock (pipeline/gpu/lock_held.py), for small copies on a thread whose waits for the
+    lock cost more than the copy (the inference thread's candidates)."""
     out = np.empty(shape, dtype)
+    if keep_lock:
+        from pipeline.gpu.lock_held import CUDA_ERROR_INVALID_CONTEXT, LockHeldDriver
+
+        try:
+            err = LockHeldDriver.shared().copy_device_to_host(out.ctypes.data, ptr, out.nbytes)
+        except CudaError:  # no libcuda here: the usual way below
+            err = CUDA_ERROR_INVALID_CONTEXT
+        if err == 0:
+            return out
+        if err != CUDA_ERROR_INVALID_CONTEXT:
+            raise CudaError(f"cuMemcpyDtoH device to host failed: CUresult {err}")
+    rt = cuda_runtime()
     check(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
           "cudaMemcpy device to host")
     return out

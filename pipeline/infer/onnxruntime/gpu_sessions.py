@@ -191,11 +191,11 @@ class BatchSizeSession:
                 self.session.run_with_iobinding(self._graph_binding)
             else:  # a thread without a graph of its own must not capture one now (see the top)
                 self.session.run_with_iobinding(self._graph_binding, self._plain_run)
-            # The replay has finished (ONNX Runtime synchronizes after it). Only the rows of real
-            # images are copied, by cudaMemcpy, which lets go of the interpreter lock while it runs:
-            # OrtValue.numpy() held it for the whole copy (6 % of the daemon's lock time at 135
-            # cameras, py-spy on the H200; docs/BENCHMARKS.md, issue 22).
-            return device_to_host(self._output.data_ptr(), (count, *self._output_shape[1:]), self._output_dtype)
+            # The replay has finished (ONNX Runtime synchronizes after it): copy the rows of real
+            # images, keeping the interpreter lock (~0.1 ms): letting go of it for the copy cost a
+            # 3.5 ms wait to take it back with 135 cameras (e2e_timeline on the H200, issue 22).
+            return device_to_host(self._output.data_ptr(), (count, *self._output_shape[1:]), self._output_dtype,
+                                  keep_lock=True)
         binding = self.session.io_binding()
         binding.bind_input(self._input_name, device_type="cuda", device_id=self._device_id,
                            element_type=view.dtype.type, shape=list(view.shape), buffer_ptr=view.ptr)

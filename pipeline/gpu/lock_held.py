@@ -1,0 +1,57 @@
+"""CUDA driver calls that keep the interpreter lock, for the microsecond-long calls on the inference
+thread's critical path.
+
+cuda-python (and plain ctypes) let go of the interpreter lock around every call. Taking it back
+means waiting for whichever thread holds it to reach the end of its switch interval: with 135
+cameras the inference thread waited 3.8 ms on average for the call that only queues the copy of a
+batch into the CUDA graph's input buffer, longer than the copy by a factor of a thousand, and the
+GPU sat idle meanwhile (scripts/gpu_lab/e2e_timeline.py on the H200, docs/BENCHMARKS.md, issue 22).
+A call through ctypes.PyDLL keeps the lock: right for a call that only queues work and returns.
+
+Driver API (libcuda, always there with the driver): it acts on the calling thread's current context,
+which the runtime calls before it (ONNX Runtime's, cudaSetDevice) have made the device's primary one.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any
+
+from pipeline.gpu.runtime import CudaError
+
+CUDA_ERROR_INVALID_CONTEXT = 201
+
+
+class LockHeldDriver:
+    """libcuda.so.1 opened with ctypes.PyDLL; one per process (`shared()`)."""
+
+    _lock = threading.Lock()
+    _shared: "LockHeldDriver | None" = None
+
+    @classmethod
+    def shared(cls) -> "LockHeldDriver":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        try:
+            lib: Any = ctypes.PyDLL("libcuda.so.1")
+        except OSError as exc:
+            raise CudaError(f"libcuda.so.1 cannot be loaded: {exc}") from None
+        self._copy_dtod = lib.cuMemcpyDtoDAsync_v2
+        self._copy_dtod.argtypes = [ctypes.c_uint64, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p]
+        self._copy_dtod.restype = ctypes.c_int
+        self._copy_dtoh = lib.cuMemcpyDtoH_v2
+        self._copy_dtoh.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t]
+        self._copy_dtoh.restype = ctypes.c_int
+
+    def copy_device_to_device_async(self, dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> int:
+        """Queue the copy on `stream`; the CUresult (0: queued). The caller handles a non-zero one
+        (CUDA_ERROR_INVALID_CONTEXT: no context current on this thread yet)."""
+        return int(self._copy_dtod(dst_ptr, src_ptr, nbytes, stream))
+
+    def copy_device_to_host(self, host_ptr: int, src_ptr: int, nbytes: int) -> int:
+        """Copy now (synchronous; a few hundred KB of candidates take ~0.1 ms); the CUresult."""
+        return int(self._copy_dtoh(host_ptr, src_ptr, nbytes))
