@@ -12,9 +12,10 @@ PIPELINE_SWITCH_INTERVAL_MS overrides the value (an A/B aid; 5 is Python's defau
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Mapping
+
+from pipeline.app.env_knobs import seconds_from_ms_env
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +25,8 @@ DAEMON_SWITCH_INTERVAL_S = 0.0005
 
 def switch_interval_s(environ: Mapping[str, str] | None = None) -> float:
     """The switch interval the daemon runs with; ValueError (one line) for a bad override."""
-    raw = (os.environ if environ is None else environ).get(SWITCH_INTERVAL_ENV, "").strip()
-    if not raw:
-        return DAEMON_SWITCH_INTERVAL_S
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = -1.0
-    if not 0.05 <= ms <= 100:
-        raise ValueError(f"{SWITCH_INTERVAL_ENV}={raw!r}: expected milliseconds from 0.05 to 100")
-    return ms / 1000.0
+    override = seconds_from_ms_env(SWITCH_INTERVAL_ENV, 0.05, 100, environ)
+    return DAEMON_SWITCH_INTERVAL_S if override is None else override
 
 
 def apply_switch_interval(environ: Mapping[str, str] | None = None) -> float:

@@ -5,10 +5,10 @@ daemon a backend wrapper (DaemonOptions.wrap_backend); the daemon itself knows n
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any, Callable, Mapping
 
+from pipeline.app.env_knobs import seconds_from_ms_env
 from pipeline.frame import InferenceResult, TensorBatch
 from pipeline.infer import Backend
 
@@ -19,16 +19,7 @@ TEST_INFER_DELAY_ENV = "PIPELINE_TEST_INFER_DELAY_MS"
 
 def simulated_infer_delay_s(environ: Mapping[str, str] | None = None) -> float:
     """Seconds from PIPELINE_TEST_INFER_DELAY_MS (0 when unset); ValueError (one line) if invalid."""
-    raw = (os.environ if environ is None else environ).get(TEST_INFER_DELAY_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = -1.0
-    if not 0 <= ms <= 60_000:
-        raise ValueError(f"{TEST_INFER_DELAY_ENV}={raw!r}: expected milliseconds from 0 to 60000")
-    return ms / 1000.0
+    return seconds_from_ms_env(TEST_INFER_DELAY_ENV, 0, 60_000, environ) or 0.0
 
 
 class DelayedBackend:

@@ -43,3 +43,19 @@ def test_contiguous_strides_are_accepted_others_refused() -> None:
 def test_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match=r"device input is \[2, 3, 4, 4\], model wants \[3, 3, 4, 4\]"):
         device_view(Described((2, 3, 4, 4)), (3, 3, 4, 4), "m.onnx")
+
+
+def test_without_libcuda_the_lock_keeping_copy_hands_over_to_the_usual_path() -> None:
+    # No driver on this machine: the inference thread's copy must fall back (to cuda-python, which
+    # then reports what is missing), never fail because the lock-keeping library is absent.
+    import ctypes.util
+
+    from pipeline.gpu import device_buffer
+    from pipeline.gpu.lock_held import LockHeldDriver
+    from pipeline.gpu.runtime import CudaError
+
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("libcuda is installed here")
+    with pytest.raises(CudaError, match="libcuda.so.1 cannot be loaded"):
+        LockHeldDriver()
+    assert device_buffer._queue_with_the_lock_held(0x1000, 0x2000, 64, 7) is False
