@@ -1,4 +1,5 @@
-"""The metrics HTTP server's bounds on real sockets (issue 23 items 3 and 9): at most
+"""The metrics HTTP servers' bounds on real sockets (issue 23 items 3 and 9; the daemon's and the relay's
+and bridge's): at most
 MAX_CONNECTIONS served at once (more are closed at accept), an idle client is dropped after
 CLIENT_TIMEOUT_S, a client that resets is one log line and no traceback on stderr."""
 from __future__ import annotations
@@ -31,9 +32,21 @@ def get(port: int, path: str = "/healthz") -> bytes:
         return s.recv(64)
 
 
-def test_connections_are_capped_and_idle_ones_time_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def daemon_server() -> http.HttpEndpoint:
+    return http.MetricsServer("127.0.0.1:0", Metrics())
+
+
+def side_process_server() -> http.HttpEndpoint:  # pipeline relay / bridge
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.observe.service_http import ServiceHttpServer
+    return ServiceHttpServer("127.0.0.1:0", CollectorRegistry(), lambda: (False, "no upstream"), "relay --metrics")
+
+
+@pytest.mark.parametrize("make_server", [daemon_server, side_process_server])
+def test_connections_are_capped_and_idle_ones_time_out(monkeypatch: pytest.MonkeyPatch, make_server) -> None:
     monkeypatch.setattr(http, "CLIENT_TIMEOUT_S", 1.5)
-    server = http.MetricsServer("127.0.0.1:0", Metrics())
+    server = make_server()
     try:
         idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(http.MAX_CONNECTIONS + 8)]
         time.sleep(0.3)
@@ -42,7 +55,7 @@ def test_connections_are_capped_and_idle_ones_time_out(monkeypatch: pytest.Monke
         assert all(closed_within(peer, 3.0) for peer in idle)  # the others after the client timeout
         for peer in idle:
             peer.close()
-        assert get(server.port).startswith(b"HTTP/1.0 503")  # answering again (nothing published: 503)
+        assert get(server.port).startswith(b"HTTP/1.0 503")  # answering again (unhealthy: 503)
     finally:
         server.close()
 
