@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -48,6 +49,7 @@ log = logging.getLogger("pipeline.app.daemon")
 PUBLISH_IDLE_S = 0.2  # the publish thread serves subscriptions at least this often
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
+STOP_BUDGET_S = 4.5  # the decode workers may take until then; the publisher and the process exit follow
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Reverse order: sources, scheduler, stages (with a drain deadline), publisher, context."""
+        stop_started = time.monotonic()
         cameras = self.cameras.stop_all()
         self.scheduler.close()  # also releases sources blocked on a full queue
         join_cameras(cameras)
@@ -314,9 +317,13 @@ class Daemon:
         self._count_unpublished(drained.is_set())
         if self._preview is not None:  # preview (issue 19): its taps are quiet now
             self._preview.close()
-        for closable in (self._preprocess, *self.backends, self._workers):
-            if closable is not None:  # workers last: frames in their GPU memory are gone by now
+        for closable in (self._preprocess, *self.backends):
+            if closable is not None:
                 closable.close()
+        if self._workers is not None:  # last: frames in their GPU memory are gone by now
+            # what the stop budget has left: a worker with dozens of NVDEC decoders needs more than
+            # WORKER_EXIT_S to leave on its own (135 cameras in 4 workers on the H200, issue 22)
+            self._workers.close(deadline=stop_started + STOP_BUDGET_S)
         if self._publisher is not None:
             self._publisher.close()
         if self._zmq is not None:

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 30.0
 STABLE_S = 60.0  # a worker that lived this long restarts after RESTART_MIN_S again
-WORKER_EXIT_S = 2.0  # Shutdown -> exit (every worker at once), then kill()
+WORKER_EXIT_S = 2.0  # Shutdown -> exit (every worker at once), then kill(); see close() for the daemon's
+WORKER_MIN_EXIT_S = 1.0  # at least this long, whatever the daemon's stop budget has left
 EXIT_POLL_S = 0.02
 MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default CUDA_MPS_PIPE_DIRECTORY
 
@@ -219,8 +220,10 @@ class DecodeWorkerPool:
         else:
             cam.ended.set()
 
-    def close(self) -> None:
-        """Stop every worker (the daemon has drained: no frame of theirs is in use any more)."""
+    def close(self, deadline: float | None = None) -> None:
+        """Stop every worker (the daemon has drained: no frame of theirs is in use any more). Each
+        gets until `deadline` (monotonic; the daemon's stop budget), at least WORKER_MIN_EXIT_S, to
+        leave on its own; without one, WORKER_EXIT_S."""
         self._closing.set()
         with self._lock:
             links = [link for link in self._links if link is not None]
@@ -228,7 +231,8 @@ class DecodeWorkerPool:
             cams = list(self._runs.values())
         for link in links:
             link.ask_to_exit()
-        deadline = time.monotonic() + WORKER_EXIT_S
+        now = time.monotonic()
+        deadline = now + WORKER_EXIT_S if deadline is None else max(deadline, now + WORKER_MIN_EXIT_S)
         for link in links:
             link.finish(deadline)
         for cam in cams:

@@ -87,3 +87,30 @@ def test_a_live_camera_has_at_most_backlog_frames_on_their_way_and_the_rest_is_c
         assert 1 <= len(held) <= 3
     finally:
         pool.close()
+
+
+def test_close_gives_workers_the_daemons_stop_budget_but_never_less_than_the_minimum() -> None:
+    import time
+
+    from pipeline.config import DecodeConfig
+    from pipeline.observe.metrics import Metrics
+    from pipeline.workers.pool import WORKER_EXIT_S, WORKER_MIN_EXIT_S, DecodeWorkerPool
+
+    class Link:  # records the deadline it is given, as _WorkerLink.finish would wait for it
+        def __init__(self) -> None:
+            self.asked, self.deadline = False, None
+
+        def ask_to_exit(self) -> None:
+            self.asked = True
+
+        def finish(self, deadline: float) -> None:
+            self.deadline = deadline
+
+    for given, low, high in ((None, WORKER_EXIT_S - 0.2, WORKER_EXIT_S + 0.2), (10.0, 9.8, 10.2),
+                             (-5.0, WORKER_MIN_EXIT_S - 0.2, WORKER_MIN_EXIT_S + 0.2)):
+        pool = DecodeWorkerPool(DecodeConfig(), 1, Metrics(), lambda event: None)
+        link = Link()
+        pool._links = [link]
+        now = time.monotonic()
+        pool.close(deadline=None if given is None else now + given)
+        assert link.asked and low <= link.deadline - now <= high, (given, link.deadline - now)
