@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.lock_held import CUDA_ERROR_INVALID_CONTEXT
-from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
+from pipeline.gpu.runtime import check, load_cuda_runtime
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,16 +78,8 @@ def _queue_with_the_lock_held(dst_ptr: int, src_ptr: int, nbytes: int, stream: i
     usual way, which also makes the context current for next time."""
     from pipeline.gpu.lock_held import LockHeldDriver
 
-    try:
-        driver = LockHeldDriver.shared()
-    except CudaError:
-        return False
-    err = driver.copy_device_to_device_async(dst_ptr, src_ptr, nbytes, stream)
-    if err == 0:
-        return True
-    if err == CUDA_ERROR_INVALID_CONTEXT:
-        return False
-    raise CudaError(f"cuMemcpyDtoDAsync device to device failed: CUresult {err}")
+    driver = LockHeldDriver.shared()
+    return driver is not None and driver.copy_device_to_device_async(dst_ptr, src_ptr, nbytes, stream)
 
 
 def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:

@@ -23,16 +23,23 @@ CUDA_ERROR_INVALID_CONTEXT = 201
 
 
 class LockHeldDriver:
-    """libcuda.so.1 opened with ctypes.PyDLL; one per process (`shared()`)."""
+    """libcuda.so.1 opened with ctypes.PyDLL; one per process (`shared()`). Each copy returns True when
+    done (or queued), False when the caller must copy the usual way (no context current on this
+    thread yet: the runtime call that follows makes it current), and raises CudaError otherwise."""
 
     _lock = threading.Lock()
     _shared: "LockHeldDriver | None" = None
+    _missing = False  # libcuda could not be loaded: not tried again on every call
 
     @classmethod
-    def shared(cls) -> "LockHeldDriver":
+    def shared(cls) -> "LockHeldDriver | None":
+        """The process's driver; None where libcuda cannot be loaded (no NVIDIA driver here)."""
         with cls._lock:
-            if cls._shared is None:
-                cls._shared = cls()
+            if cls._shared is None and not cls._missing:
+                try:
+                    cls._shared = cls()
+                except CudaError:
+                    cls._missing = True
             return cls._shared
 
     def __init__(self) -> None:
@@ -47,11 +54,18 @@ class LockHeldDriver:
         self._copy_dtoh.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t]
         self._copy_dtoh.restype = ctypes.c_int
 
-    def copy_device_to_device_async(self, dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> int:
-        """Queue the copy on `stream`; the CUresult (0: queued). The caller handles a non-zero one
-        (CUDA_ERROR_INVALID_CONTEXT: no context current on this thread yet)."""
-        return int(self._copy_dtod(dst_ptr, src_ptr, nbytes, stream))
+    def copy_device_to_device_async(self, dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> bool:
+        """Queue the copy on `stream`."""
+        return _done(self._copy_dtod(dst_ptr, src_ptr, nbytes, stream), "cuMemcpyDtoDAsync device to device")
 
-    def copy_device_to_host(self, host_ptr: int, src_ptr: int, nbytes: int) -> int:
-        """Copy now (synchronous; a few hundred KB of candidates take ~0.1 ms); the CUresult."""
-        return int(self._copy_dtoh(host_ptr, src_ptr, nbytes))
+    def copy_device_to_host(self, host_ptr: int, src_ptr: int, nbytes: int) -> bool:
+        """Copy now (synchronous; a few hundred KB of candidates take ~0.1 ms)."""
+        return _done(self._copy_dtoh(host_ptr, src_ptr, nbytes), "cuMemcpyDtoH device to host")
+
+
+def _done(result: int, call: str) -> bool:
+    if result == 0:
+        return True
+    if result == CUDA_ERROR_INVALID_CONTEXT:
+        return False
+    raise CudaError(f"{call} failed: CUresult {result}")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
+from pipeline.gpu.runtime import check, load_cuda_runtime
 
 # Free buffers kept per size; more than this (after a resolution change, say) are freed.
 MAX_FREE_PER_SIZE = 64
@@ -37,16 +37,11 @@ def device_to_host(ptr: int, shape: tuple[int, ...], dtype: Any, keep_lock: bool
     lock cost more than the copy (the inference thread's candidates)."""
     out = np.empty(shape, dtype)
     if keep_lock:
-        from pipeline.gpu.lock_held import CUDA_ERROR_INVALID_CONTEXT, LockHeldDriver
+        from pipeline.gpu.lock_held import LockHeldDriver
 
-        try:
-            err = LockHeldDriver.shared().copy_device_to_host(out.ctypes.data, ptr, out.nbytes)
-        except CudaError:  # no libcuda here: the usual way below
-            err = CUDA_ERROR_INVALID_CONTEXT
-        if err == 0:
+        driver = LockHeldDriver.shared()  # None (no libcuda) or False (no context yet): the usual way
+        if driver is not None and driver.copy_device_to_host(out.ctypes.data, ptr, out.nbytes):
             return out
-        if err != CUDA_ERROR_INVALID_CONTEXT:
-            raise CudaError(f"cuMemcpyDtoH device to host failed: CUresult {err}")
     rt = cuda_runtime()
     check(rt.cudaMemcpy(out.ctypes.data, ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
           "cudaMemcpy device to host")

@@ -58,4 +58,5 @@ def test_without_libcuda_the_lock_keeping_copy_hands_over_to_the_usual_path() ->
         pytest.skip("libcuda is installed here")
     with pytest.raises(CudaError, match="libcuda.so.1 cannot be loaded"):
         LockHeldDriver()
+    assert LockHeldDriver.shared() is None and LockHeldDriver._missing  # tried once, not on every call
     assert device_buffer._queue_with_the_lock_held(0x1000, 0x2000, 64, 7) is False
