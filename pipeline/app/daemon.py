@@ -359,12 +359,13 @@ class Daemon:
 
     def add_camera(self, cam: CameraConfig) -> None:
         policy = OverflowPolicy.DROP_OLDEST if cam.is_live else OverflowPolicy.WAIT
-        # A decode worker's back-pressured camera may have this many frames here (queued, or in the
-        # batch being preprocessed: the preprocessor lets go of pixels as soon as it has copied them).
-        credits = 2 * self.config.scheduler.queue_per_camera if policy is OverflowPolicy.WAIT else None
-        # A live camera in a decode worker: as many frames at most on their way here (workers/messages.py)
-        backlog = 2 * self.config.scheduler.queue_per_camera if policy is OverflowPolicy.DROP_OLDEST else None
-        self.scheduler.add_camera(cam.id, policy, capacity=credits if self._workers is not None else None)
+        # A decode worker's camera may have this many frames here (queued, or in the batch being
+        # preprocessed: the preprocessor lets go of pixels as soon as it has copied them); out of
+        # credits, a file waits and a live camera drops its newest (workers/messages.py).
+        credits = 2 * self.config.scheduler.queue_per_camera
+        # back-pressured: a queue as deep as the credits, so the worker's puts never block
+        capacity = credits if self._workers is not None and policy is OverflowPolicy.WAIT else None
+        self.scheduler.add_camera(cam.id, policy, capacity=capacity)
         stop = threading.Event()
 
         def sink(frame: Frame) -> None:
@@ -378,7 +379,7 @@ class Daemon:
         try:
             handle: CameraHandle
             if self._workers is not None:
-                handle = self._workers.add_camera(cam, sink, credits, stop, backlog)
+                handle = self._workers.add_camera(cam, sink, credits, stop)
             else:
                 handle = CameraThread.start(cam, device_path(self.config).decode, sink, self._submit_status, stop, self.metrics)
         except Exception:

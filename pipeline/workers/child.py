@@ -182,20 +182,19 @@ class DecodeWorker:
     def _start(self, message: StartCamera) -> None:
         stop = threading.Event()
         credits = threading.Semaphore(message.credits) if message.credits else None
-        backlog = threading.Semaphore(message.backlog) if message.backlog and credits is None else None
         run_id, camera = message.run, message.camera
 
         def sink(frame: Frame) -> None:
-            if credits is not None:
+            if credits is not None and camera.is_live:
+                if not credits.acquire(blocking=False):
+                    # the daemon holds all this camera's credits already: a newer frame would only wait
+                    self.metrics.frames_dropped.labels(camera.id, "backlog").inc()
+                    return
+            elif credits is not None:
                 while not credits.acquire(timeout=CREDIT_POLL_S):
                     if stop.is_set():
                         return
-            elif backlog is not None and not backlog.acquire(blocking=False):
-                # the daemon holds `backlog` frames of this camera already: a newer one would only wait
-                self.metrics.frames_dropped.labels(camera.id, "backlog").inc()
-                return
-            limit = credits or backlog
-            self.outbox.put(self._frame_message(run_id, frame, limit.release if limit else None))
+            self.outbox.put(self._frame_message(run_id, frame, credits.release if credits else None))
 
         def status(event: StatusEvent) -> None:
             self.outbox.put(StatusMessage(run_id, event))

@@ -80,11 +80,10 @@ class StartCamera:
     run: int  # the daemon's number for this start of the camera: a restarted camera's late frames
     #           and statuses from before are told apart by it
     camera: CameraConfig
-    credits: int | None  # frames it may have unreleased at the daemon; None: no limit (live cameras)
-    # live cameras: at most this many frames unreleased at the daemon; a newer one is dropped in the
-    # worker (counted, reason "backlog"), so a daemon that falls behind never piles frames up in the
-    # pipe (latency stays bounded, memory too); None: no limit
-    backlog: int | None = None
+    # Frames it may have unreleased at the daemon; None: no limit. When they are out, a camera read as
+    # fast as possible waits (back-pressure), and a live one (camera.is_live) drops its newest frame,
+    # counted with reason "backlog", so a daemon that falls behind never piles frames up in the pipe.
+    credits: int | None
 
 
 @dataclass(frozen=True)

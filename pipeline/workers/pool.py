@@ -12,9 +12,9 @@ a second: they report `reconnecting` with the exit code, and a new process start
 Flow control: a camera read with back-pressure (a file not paced in real time) gets `credits`
 frames it may have unreleased here; the scheduler queue is that deep too, so a put from the
 receiving thread never blocks (which would stall the worker's other cameras). Live cameras are not
-held back, but at most `backlog` frames of one may be unreleased here: past that the worker drops
-its newest (reason "backlog"), so a daemon that falls behind never lets frames pile up in the pipe
-(latency and memory stay bounded); the scheduler drops their oldest as it does for camera threads.
+held back, but have credits too: out of them, the worker drops the newest frame (reason "backlog"),
+so a daemon that falls behind never lets frames pile up in the pipe (latency and memory stay
+bounded); the scheduler drops their oldest as it does for camera threads.
 """
 from __future__ import annotations
 
@@ -61,7 +61,6 @@ class WorkerCamera:
     sink: FrameSink
     pool: "DecodeWorkerPool"
     stop: threading.Event
-    backlog: int | None = None  # live cameras: StartCamera.backlog
     ended: threading.Event = field(default_factory=threading.Event)  # a terminal status came
 
     def request_stop(self) -> None:
@@ -199,17 +198,17 @@ class DecodeWorkerPool:
         return len(self._links)
 
     def add_camera(self, camera: CameraConfig, sink: FrameSink, credits: int | None,
-                   stop: threading.Event, backlog: int | None = None) -> WorkerCamera:
+                   stop: threading.Event) -> WorkerCamera:
         """Start `camera` on the worker with the fewest cameras; its frames go to `sink`."""
         with self._lock:
             index = min(range(self.size), key=lambda i: len(self._cameras_of(i)))
             self._next_run += 1
-            cam = WorkerCamera(camera, self._next_run, index, credits, sink, self, stop, backlog)
+            cam = WorkerCamera(camera, self._next_run, index, credits, sink, self, stop)
             self._runs[cam.run] = cam
             link = self._links[index]
             if link is None:
                 link = self._links[index] = self._start_link(index)
-        link.send(StartCamera(cam.run, camera, credits, backlog))
+        link.send(StartCamera(cam.run, camera, credits))
         return cam
 
     def stop_camera(self, cam: WorkerCamera) -> None:
@@ -330,7 +329,7 @@ class DecodeWorkerPool:
             cams = [c for c in self._cameras_of(link.index) if not c.stop.is_set()]
             stopped = [c for c in self._cameras_of(link.index) if c.stop.is_set()]
         for cam in cams:
-            new.send(StartCamera(cam.run, cam.config, cam.credits, cam.backlog))
+            new.send(StartCamera(cam.run, cam.config, cam.credits))
         for cam in stopped:  # a stop sent to the dead worker: this camera will not come back
             self._on_status(StatusMessage(cam.run, StatusEvent(cam.config.id, CameraState.STOPPED, time.time(),
                                                                "stop requested")))

@@ -59,9 +59,9 @@ def test_frames_arriving_after_close_are_released_not_delivered() -> None:
     assert len(delivered) == 1 and released == [6]
 
 
-def test_a_live_camera_has_at_most_backlog_frames_on_their_way_and_the_rest_is_counted() -> None:
+def test_a_live_camera_has_at_most_its_credits_on_their_way_and_the_rest_is_counted() -> None:
     # A real worker process, CPU decoding: the daemon side holds every frame it gets (as a daemon
-    # too slow to take them would); the worker must stop at `backlog` and count what it drops.
+    # too slow to take them would); the worker must stop at the credits and count what it drops.
     import threading
     import time
 
@@ -73,8 +73,9 @@ def test_a_live_camera_has_at_most_backlog_frames_on_their_way_and_the_rest_is_c
     pool = DecodeWorkerPool(DecodeConfig(), 1, metrics, lambda event: None)
     held: list[Frame] = []
     try:
-        pool.add_camera(CameraConfig(id="cam", url="synthetic:64x48@50"), held.append, None, threading.Event(),
-                        backlog=3)
+        live = CameraConfig(id="cam", url="synthetic:64x48@50", realtime=True)
+        assert live.is_live
+        pool.add_camera(live, held.append, 3, threading.Event())
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and metrics.frames_dropped.value("cam", "backlog") < 10:
             time.sleep(0.1)
