@@ -6,7 +6,6 @@ for at most `max_batch` images; `infer` does the splitting and the dtype cast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from importlib import import_module
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -15,8 +14,11 @@ from pipeline.config import ModelConfig
 from pipeline.frame import CANDIDATE_ROWS, InferenceResult, OutputLayout, TensorBatch
 from pipeline.gpu import device_buffer
 from pipeline.infer.plugins import BACKEND_KEYS, backend_plugin
+from pipeline.registry import ImplementationRegistry
 
-_BACKENDS: dict[str, type["Backend"]] = {}
+_BACKENDS: ImplementationRegistry[type[Backend]] = ImplementationRegistry(
+    "backend", "backend type_key", BACKEND_KEYS, "pipeline/infer/plugins.py", "@register_backend", backend_plugin,
+    TypeError)
 
 B = TypeVar("B", bound=type["Backend"])
 
@@ -24,16 +26,7 @@ B = TypeVar("B", bound=type["Backend"])
 def register_backend(cls: B) -> B:
     """Class decorator of a backend implementation; its type_key must be a declared plug-in key
     (pipeline/infer/plugins.py), so no backend exists that the config schema does not accept."""
-    key = getattr(cls, "type_key", None)
-    if not isinstance(key, str) or not key:
-        raise TypeError(f"{cls.__name__} must declare a non-empty type_key")
-    if key not in BACKEND_KEYS:
-        raise TypeError(f"backend type_key {key!r} is not declared in pipeline/infer/plugins.py "
-                        f"(declared: {', '.join(BACKEND_KEYS)})")
-    if key in _BACKENDS and _BACKENDS[key] is not cls:
-        raise TypeError(f"backend type_key {key!r} is already registered by {_BACKENDS[key].__name__}")
-    _BACKENDS[key] = cls
-    return cls
+    return _BACKENDS.register(cls)
 
 
 def known_backends() -> list[str]:
@@ -43,13 +36,7 @@ def known_backends() -> list[str]:
 
 def backend_class(key: str) -> type["Backend"]:
     """The Backend class of a declared plug-in, importing its implementation on first use."""
-    plugin = backend_plugin(key)  # ValueError naming the known keys
-    if key not in _BACKENDS:
-        import_module(plugin.implementation)
-    cls = _BACKENDS.get(key)
-    if cls is None:
-        raise TypeError(f"{plugin.implementation} registers no backend for {key!r} (@register_backend)")
-    return cls
+    return _BACKENDS.get(key)
 
 
 def create_backend(model: ModelConfig, max_batch: int, device: str = "cpu", **options: Any) -> "Backend":

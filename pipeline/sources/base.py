@@ -11,7 +11,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Callable, ClassVar, TypeVar
 
 import numpy as np
@@ -20,6 +19,7 @@ from pipeline.config import CameraConfig, DecodeConfig
 from pipeline.frame import TERMINAL_STATES, CameraState, Frame, StatusEvent
 from pipeline.observe.metrics import Metrics
 from pipeline.observe.redaction import redact_text, redact_url
+from pipeline.registry import ImplementationRegistry
 from pipeline.sources.plugins import SOURCE_KEYS, source_plugin
 
 log = logging.getLogger(__name__)
@@ -141,31 +141,19 @@ class Source(ABC):
 
 
 _SourceT = TypeVar("_SourceT", bound=type[Source])
-_REGISTRY: dict[str, type[Source]] = {}
+_SOURCES: ImplementationRegistry[type[Source]] = ImplementationRegistry(
+    "source", "source type", SOURCE_KEYS, "pipeline/sources/plugins.py", "@register_source", source_plugin, ValueError)
 
 
 def register_source(cls: _SourceT) -> _SourceT:
     """Class decorator: make `cls` the source for cameras whose resolved type is `cls.type_key`,
     which must be a kind declared in pipeline/sources/plugins.py (the config schema's list)."""
-    key = cls.type_key
-    if key not in SOURCE_KEYS:
-        raise ValueError(f"source type {key!r} is not declared in pipeline/sources/plugins.py "
-                         f"(declared: {', '.join(SOURCE_KEYS)})")
-    if key in _REGISTRY and _REGISTRY[key] is not cls:
-        raise ValueError(f"source type {key!r} is already registered by {_REGISTRY[key].__name__}")
-    _REGISTRY[key] = cls
-    return cls
+    return _SOURCES.register(cls)
 
 
 def source_class(kind: str) -> type[Source]:
     """The Source class of a declared kind, importing its module on first use."""
-    plugin = source_plugin(kind)  # ValueError naming the known kinds
-    if kind not in _REGISTRY:
-        import_module(plugin.implementation)
-    cls = _REGISTRY.get(kind)
-    if cls is None:
-        raise TypeError(f"{plugin.implementation} registers no source for {kind!r} (@register_source)")
-    return cls
+    return _SOURCES.get(kind)
 
 
 def create_source(camera: CameraConfig, decode: DecodeConfig, sink: FrameSink, status: StatusSink,
