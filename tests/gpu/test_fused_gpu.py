@@ -146,22 +146,12 @@ def test_onnxruntime_io_binding_reads_the_fused_tensor(pool):
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime has no CUDA execution provider here")
-    from onnx import TensorProto, helper
+    from tests.support.tiny_model import image_means_via_io_binding
 
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)], "mean",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 320, 320])],
-        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
     nv12 = rgb_to_nv12_reference(smooth_rgb(1279, 719, 3))
     with create_preprocessor("gpu", 320, np.float32, 2, kernel="fused") as fused:  # an fp16 mean overflows
         t = fused(FrameBatch((frame(upload_nv12(pool, nv12, 1279, 719), 1279, 719, 0),), 0.0, 0.0)).tensor
-        binding = session.io_binding()
-        binding.bind_input("images", "cuda", t.device_id, t.dtype, list(t.shape), t.data_ptr)
-        binding.bind_output("mean")
-        session.run_with_iobinding(binding)
-        mean = binding.copy_outputs_to_cpu()[0]
+        mean = image_means_via_io_binding(ort, t)
         expected = cupy.asarray(t).get().mean(axis=(1, 2, 3))
     assert np.allclose(mean, expected, atol=1e-5)
 

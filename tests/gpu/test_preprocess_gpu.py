@@ -102,24 +102,13 @@ def test_onnxruntime_cuda_io_binding_reads_the_device_tensor():
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime has no CUDA execution provider here")
-    from onnx import TensorProto, helper
+    from tests.support.tiny_model import image_means_via_io_binding
 
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)], "mean",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 416, 416])],
-        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
     frames = [host_frame(1280, 720, 0), host_frame(480, 640, 1)]
     with create_preprocessor("gpu", 416, np.float32, 2, 2) as pre:
         out = pre(FrameBatch(tuple(on_device(f) for f in frames), 0.0, 0.0))
-        t = out.tensor
-        binding = session.io_binding()
-        binding.bind_input("images", "cuda", t.device_id, t.dtype, list(t.shape), t.data_ptr)
-        binding.bind_output("mean")
-        session.run_with_iobinding(binding)
-        means = binding.copy_outputs_to_cpu()[0]
-        expected = cupy.asarray(t).get().mean(axis=(1, 2, 3))
+        means = image_means_via_io_binding(ort, out.tensor)
+        expected = cupy.asarray(out.tensor).get().mean(axis=(1, 2, 3))
     assert np.allclose(means, expected, atol=1e-5)
 
 

@@ -121,3 +121,21 @@ def tiny_yolo_reference(images: np.ndarray, num_classes: int = 2, stride: int = 
     scores = means[:, np.arange(num_classes) % 3].reshape(b, num_classes, g * g)
     boxes = np.broadcast_to(anchor_boxes(s, stride, w)[None], (b, 4, g * g))
     return np.concatenate([boxes, scores], axis=1)
+
+
+def image_means_via_io_binding(ort, tensor) -> np.ndarray:
+    """Each image's mean of a [B, 3, S, S] float32 device tensor (`__cuda_array_interface__`-like:
+    device_id, dtype, shape, data_ptr), computed by an ONNX Runtime CUDA session that reads the tensor
+    in place through IO binding: proves a preprocessor's device output is a valid model input."""
+    size = int(tensor.shape[2])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)], "mean",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, size, size])],
+        [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["b"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
+    binding = session.io_binding()
+    binding.bind_input("images", "cuda", tensor.device_id, tensor.dtype, list(tensor.shape), tensor.data_ptr)
+    binding.bind_output("mean")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]
