@@ -64,6 +64,11 @@ class _Graph:
         r = self.op("Reshape", [x, self.const(np.array([0, channels, -1], np.int64))])
         return self.op("Transpose", [r], perm=[0, 2, 1])
 
+    def channels(self, flat: str, start: int, stop: int) -> str:
+        """Channels start..stop (last axis) of a flat() output."""
+        return self.op("Slice", [flat, self.const(np.array([start], np.int64)), self.const(np.array([stop], np.int64)),
+                                 self.const(np.array([2], np.int64))])
+
     def save(self, path: Path, inputs: list, outputs: list, metadata: dict[str, str] | None = None) -> Path:
         graph = helper.make_graph(self.nodes, "tiny", inputs, outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -143,8 +148,7 @@ def build_tiny_dfine_onnx(path: Path, num_classes: int = 3, input_size: int = 64
     g = _Graph(seed)
     head = g.op("Sigmoid", [g.conv_head("images", 16, 4 + num_classes, scale=0.5)])
     flat = g.flat(head, 4 + num_classes)
-    sl = lambda a, b: g.op("Slice", [flat, g.const(np.array([a], np.int64)), g.const(np.array([b], np.int64)),  # noqa: E731
-                                     g.const(np.array([2], np.int64))])
+    sl = lambda a, b: g.channels(flat, a, b)  # noqa: E731
     cx, cy, w, h = sl(0, 1), sl(1, 2), sl(2, 3), sl(3, 4)
     half = g.const(np.float32(0.5))
     hw, hh = g.op("Mul", [w, half]), g.op("Mul", [h, half])
@@ -172,8 +176,7 @@ def build_tiny_tf_od_onnx(path: Path, num_classes: int = 3, input_size: int = 64
     x = g.op("Div", [g.op("Cast", [x], to=TensorProto.FLOAT), g.const(np.float32(255.0))])
     head = g.op("Sigmoid", [g.conv_head(x, 16, 4 + num_classes, scale=0.5)])
     flat = g.flat(head, 4 + num_classes)
-    sl = lambda a, b: g.op("Slice", [flat, g.const(np.array([a], np.int64)), g.const(np.array([b], np.int64)),  # noqa: E731
-                                     g.const(np.array([2], np.int64))])
+    sl = lambda a, b: g.channels(flat, a, b)  # noqa: E731
     cy, cx, h, w = sl(0, 1), sl(1, 2), sl(2, 3), sl(3, 4)
     half = g.const(np.float32(0.5))
     hh, hw = g.op("Mul", [h, half]), g.op("Mul", [w, half])
