@@ -20,3 +20,17 @@ def test_apply_sets_the_process_switch_interval() -> None:
         assert abs(sys.getswitchinterval() - 0.002) < 1e-9
     finally:
         sys.setswitchinterval(before)
+
+
+def test_run_refuses_a_bad_override_in_one_line(tmp_path) -> None:
+    import os
+    import subprocess
+
+    from tests.support.daemon_harness import REPO
+
+    out = subprocess.run([sys.executable, "-m", "pipeline", "run", "configs/demo.yaml"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PIPELINE_SWITCH_INTERVAL_MS": "fast"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "pipeline: cannot start: PIPELINE_SWITCH_INTERVAL_MS='fast': expected milliseconds from 0.05 to 100")
