@@ -33,7 +33,7 @@ from pipeline.app.systemd_notify import SystemdNotifier
 from pipeline.config import CameraConfig, PipelineConfig
 from pipeline.frame import DetectionsBatch, Frame, FrameDetections, FrameEvents, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
-from pipeline.app.interpreter import apply_switch_interval
+from pipeline.app.interpreter import GcPauses, StartupFreeze, apply_switch_interval
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -171,6 +171,8 @@ class Daemon:
         self._preprocess: Preprocessor | None = None
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
+        self._gc_freeze = StartupFreeze({"PIPELINE_GC": "python"})  # start() reads the environment
+        self._gc_pauses = GcPauses(lambda generation, s: self.metrics.gc_pause.labels(str(generation)).observe(s))
         self._preview: Any = None  # preview (issue 19): PreviewService when config.preview is set
         self.analytics: Any = None  # tracking, zones, lines (pipeline/analytics/), when analytics.tracking
         if config.analytics.tracking:
@@ -189,6 +191,8 @@ class Daemon:
         first, cameras last."""
         cfg = self.config
         apply_switch_interval()  # the stage threads share one interpreter lock (app/interpreter.py)
+        self._gc_freeze = StartupFreeze()
+        self._gc_pauses.start()
         self._device_path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
         if notice := single_gpu_notice(cfg):
             log.warning("%s", notice)
@@ -200,6 +204,8 @@ class Daemon:
         self._wire_stages(preprocess, postprocess, self._open_publisher())
         if cfg.decode.workers:
             self._workers = DecodeWorkerPool(self._device_path.decode, cfg.decode.workers, self.metrics, self._submit_status)
+        # before the cameras: their objects may form cycles that a reload must be able to collect
+        self._gc_freeze.freeze()
         for cam in cfg.cameras:
             self.add_camera(cam)
         log.info("started %d camera(s), model %s (%s, %s), batch<=%d, wait<=%gms, publishing on %s",
@@ -328,6 +334,8 @@ class Daemon:
             self._publisher.close()
         if self._zmq is not None:
             self._zmq.term()
+        self._gc_pauses.stop()
+        self._gc_freeze.unfreeze()
         batches, frames = self._stages[0].taken() if self._stages else (0, 0)
         log.info("summary batches %d, frames %d, mean batch %.2f", batches, frames,
                  frames / batches if batches else 0.0)

@@ -144,7 +144,10 @@ def _dotted(loc: Loc) -> str:
             out += f"[{part}]"
         else:
             name = str(part)
-            out += ("." if out else "") + (name if name.isprintable() else repr(name))  # keeps it one line
+            # repr for a key that would not read as one: unprintable (keeps it one line), empty or
+            # blank at either end (a YAML key ' ' printed bare left "file:35:  : ...")
+            plain = name.isprintable() and name and name == name.strip()
+            out += ("." if out else "") + (name if plain else repr(name))
     return out or "(top level)"
 
 

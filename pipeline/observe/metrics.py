@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -135,6 +136,9 @@ class Metrics:
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.stage_seconds = Histogram("pipeline_stage_seconds", "Time per batch in each stage", ["stage"],
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.gc_pause = Histogram("pipeline_gc_pause_seconds", "Garbage collections of the daemon's process, "
+                                  "by generation (every thread holds still meanwhile)", ["generation"],
+                                  buckets=GC_PAUSE_BUCKETS, registry=r)
         self.latency = Histogram("pipeline_capture_to_publish_seconds", "Capture to publish latency",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.messages_dropped = Counter("pipeline_messages_dropped", "Messages ZeroMQ refused (HWM)",

@@ -6,7 +6,8 @@
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
-# ABK='fused dali'). WORKERS=N runs the
+# ABK='fused dali'), abenv (environment variables, ABENV='name:VAR=value;...'); AB_STREAMS and AB_STAGES
+# (e.g. 135 and e2e-realtime) change what each A/B bench runs. WORKERS=N runs the
 # other steps with N decode workers, INSTANCES=N with model.instances N; MPS=1 runs them under CUDA
 # MPS (this script starts the control daemon and stops it at the end).
 # Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
@@ -27,13 +28,20 @@ kernel_cfg() {  # kernel_cfg IN KERNEL OUT: IN with preprocess.kernel KERNEL (da
   if [ "$2" = dali ]; then sed "s/nvdec_output: nv12/nvdec_output: rgb/; s/kernel: fused/kernel: dali/" $1 > $3
   else sed "s/kernel: dali/kernel: $2/" $1 > $3; fi
   grep -q "kernel: $2" $3 || { echo "kernel_cfg: no preprocess kernel to change in $1"; exit 2; }; }
-ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench (decode, inference, e2e-fast) per value -> abKEY_VALUE.json
+ab_bench() {  # ab_bench NAME CFG [ENV=VALUE...]: one bench of the A/B steps -> abNAME.json (AB_STREAMS, default 16;
+  # AB_STAGES, default decode,inference,e2e-fast; a real-time stage is judged with the issue's p99 <= 250 ms)
+  local name=$1 cfg=$2; shift 2
+  local stages=${AB_STAGES:-decode,inference,e2e-fast} hold=()
+  case $stages in *e2e-realtime*) hold=(--max-p99 0.25) ;; esac
+  env "$@" timeout 240 python3 -m pipeline bench $cfg --streams ${AB_STREAMS:-${ABW_STREAMS:-16}} --seconds 8 --warmup 2 \
+    --stages $stages "${hold[@]}" --json "$R/ab$name.json" > "$R/ab$name.log" 2>&1
+  echo "ab$name rc=$?"; grep -E "^(decode|inference|e2e_fast|e2e_realtime|end to end|shared)|garbage|Error|error|Traceback" \
+    "$R/ab$name.log" | cut -c1-200 | head -12; }
+ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench per value -> abKEY_VALUE.json
   local key=$1 make_cfg=$2 v; shift 2
   for v in "$@"; do
     $make_cfg $CFG $v configs/_ab_$key$v.yaml
-    timeout 200 python3 -m pipeline bench configs/_ab_$key$v.yaml --streams ${ABW_STREAMS:-16} --seconds 8 --warmup 2 \
-      --stages decode,inference,e2e-fast --json "$R/ab${key}_$v.json" > "$R/ab${key}_$v.log" 2>&1
-    echo "ab$key $v rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|Error|error|Traceback" "$R/ab${key}_$v.log" | cut -c1-200 | head -12
+    ab_bench ${key}_$v configs/_ab_$key$v.yaml
     rm -f configs/_ab_$key$v.yaml
   done; }
 if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: the steps run with 4 decode worker processes
@@ -97,6 +105,9 @@ prep)  # frame preparation alone (issue 22): fused NV12 / fused RGB / DALI RGB, 
   echo "prep rc=$?"; tail -6 "$R/prep.log" ;;
 abi)  # model instances: ABI='1 2' (likewise)
   ab_runs i instances_cfg ${ABI:-1 2} ;;
+abenv)  # environment variables: ABENV='gcpython:PIPELINE_GC=python;gcfreeze:PIPELINE_GC=freeze' (likewise)
+  IFS=';' read -ra variants <<< "${ABENV:-gcpython:PIPELINE_GC=python;gcfreeze:PIPELINE_GC=freeze}"
+  for v in "${variants[@]}"; do ab_bench env_${v%%:*} $CFG ${v#*:}; done ;;
 timeline_sw)
   timeout 150 python3 scripts/gpu_lab/e2e_timeline.py $CFG --streams 16 --seconds 6 --switch-interval 0.001 > "$R/timeline_sw1ms.log" 2>&1
   echo "timeline_sw rc=$?"; grep -E "^e2e_|^steady" "$R/timeline_sw1ms.log" ;;

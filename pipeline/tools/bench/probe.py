@@ -1,5 +1,5 @@
 """Resource use of this process and its child processes (decode workers) over a measured window:
-CPU %, peak RSS, peak GPU memory.
+CPU %, peak RSS, peak GPU memory, and this process's garbage-collector pauses.
 
 CPU % is CPU time (every thread, user + system) over wall time, so 200 means two cores busy.
 RSS and GPU memory are sampled by a background thread (the kernel's VmHWM is a lifetime peak, useless
@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Callable
 
+from pipeline.app.interpreter import GcPauses
 from pipeline.tools.bench.report import Resources
 
 RSS_INTERVAL_S = 0.05
@@ -135,8 +136,11 @@ class ResourceProbe:
         self._wall0 = self._cpu0 = 0.0
         self._children0: dict[int, float] = {}
         self._processes = 1
+        self._gc: list[float] = []  # seconds of each collection in the window
+        self._gc_pauses = GcPauses(lambda _generation, seconds: self._gc.append(seconds))
 
     def start(self) -> "ResourceProbe":
+        self._gc_pauses.start()
         self._sample_family()
         self._gpu_peak = self._gpu.read()
         self._wall0, self._cpu0 = time.monotonic(), time.process_time()
@@ -150,12 +154,15 @@ class ResourceProbe:
         cpu = time.process_time() - self._cpu0
         children = cpu_seconds(family_pids()[1:])  # a child gone before the end is not counted
         cpu += sum(t - self._children0.get(pid, 0.0) for pid, t in children.items())
+        self._gc_pauses.stop()
         self._done.set()
         if self._thread is not None:
             self._thread.join(5.0)
         self._sample_family()
+        pauses = list(self._gc)
         return Resources(round(100.0 * cpu / wall, 1) if wall > 0 else 0.0, round(self._rss_peak, 1),
-                         None if self._gpu_peak is None else round(self._gpu_peak, 1), self._processes)
+                         None if self._gpu_peak is None else round(self._gpu_peak, 1), self._processes,
+                         len(pauses), round(1000.0 * sum(pauses), 3), round(1000.0 * max(pauses, default=0.0), 3))
 
     def _sample_family(self) -> None:
         pids = family_pids()

@@ -65,6 +65,11 @@ class Resources:
     rss_peak_mib: float
     gpu_mem_peak_mib: float | None  # None: no NVIDIA GPU (or no way to read its memory)
     processes: int = 1  # this process and its decode workers, the most seen at once (older reports: absent)
+    # this process's garbage collections in the window (every thread holds still during one);
+    # None in reports older than issue 22's session 4
+    gc_collections: int | None = None
+    gc_pause_ms: float | None = None
+    gc_pause_max_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,23 @@ def format_table(stages: dict[str, StageResult], summary: dict[str, Any]) -> str
         cells = [c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
+    lines.extend(gc_lines(stages))
     lines.append("")
     lines.append(summary_line(summary))
     return "\n".join(lines)
+
+
+def gc_lines(stages: dict[str, StageResult]) -> list[str]:
+    """The end-to-end runs' garbage-collector pauses (the daemon's process stops while one runs)."""
+    out = []
+    for name in ("e2e_fast", "e2e_realtime"):
+        r = stages.get(name)
+        res = r.resources if r is not None else None
+        if res is None or res.gc_collections is None or not r.seconds:
+            continue
+        out.append(f"{name}: garbage collector ran {res.gc_collections} times, {res.gc_pause_ms:.0f} ms in all "
+                   f"({res.gc_pause_ms / 10 / r.seconds:.1f}% of the window), longest {res.gc_pause_max_ms:.1f} ms")
+    return out
 
 
 def summary_line(s: dict[str, Any]) -> str:

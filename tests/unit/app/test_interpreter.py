@@ -34,3 +34,69 @@ def test_run_refuses_a_bad_override_in_one_line(tmp_path) -> None:
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
         "pipeline: cannot start: PIPELINE_SWITCH_INTERVAL_MS='fast': expected milliseconds from 0.05 to 100")
+
+
+def test_gc_mode_defaults_to_freeze_and_names_a_bad_value() -> None:
+    from pipeline.app.interpreter import gc_mode
+
+    assert gc_mode({}) == "freeze"
+    assert gc_mode({"PIPELINE_GC": "python"}) == "python"
+    with pytest.raises(ValueError, match=r"^PIPELINE_GC='off': expected one of freeze, python$"):
+        gc_mode({"PIPELINE_GC": "off"})
+
+
+def test_startup_freeze_keeps_existing_objects_out_of_collections_until_unfrozen() -> None:
+    import gc
+    import weakref
+
+    from pipeline.app.interpreter import StartupFreeze
+
+    class Node:
+        pass
+
+    assert gc.get_freeze_count() == 0
+    startup = Node()
+    startup.self = startup  # a cycle: only the collector frees it
+    gone = weakref.ref(startup)
+    freeze = StartupFreeze({})
+    try:
+        frozen = freeze.freeze()
+        assert frozen > 1000 and gc.get_freeze_count() == frozen  # the test run's modules, at least
+        assert freeze.freeze() == frozen  # once
+        del startup
+        gc.collect()
+        assert gone() is not None  # frozen: no pass looks at it
+    finally:
+        freeze.unfreeze()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert gone() is None  # handed back: collected
+
+
+def test_startup_freeze_does_nothing_when_python_keeps_its_own_behaviour() -> None:
+    import gc
+
+    from pipeline.app.interpreter import StartupFreeze
+
+    freeze = StartupFreeze({"PIPELINE_GC": "python"})
+    assert freeze.freeze() == 0 and gc.get_freeze_count() == 0
+    freeze.unfreeze()
+
+
+def test_gc_pauses_times_each_collection_by_generation() -> None:
+    import gc
+
+    from pipeline.app.interpreter import GcPauses
+
+    seen: list[tuple[int, float]] = []
+    pauses = GcPauses(lambda generation, seconds: seen.append((generation, seconds)))
+    pauses.start()
+    pauses.start()  # idempotent: one callback
+    try:
+        gc.collect(1)
+        gc.collect(2)
+    finally:
+        pauses.stop()
+    gc.collect()
+    assert [g for g, _ in seen] == [1, 2]
+    assert all(0 <= s < 5 for _, s in seen)

@@ -1,6 +1,7 @@
 """Config loading: typed models, ${VAR} expansion, one-line errors naming file:line and path."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,11 @@ def test_a_key_that_looks_like_a_pydantic_location_part_is_still_named(tmp_path:
         parse_config(text, "cfg.yaml", env={"PW": "x"}, check_files=False)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("cfg.yaml:") and "unknown key 's!!map [1, 2]cheduler'" in msg, msg
+
+
+def test_a_blank_key_is_named_quoted(tmp_path: Path) -> None:
+    # found by the fuzz test: a YAML key ' ' printed bare left "cfg.yaml:35:  : unknown key ' '"
+    with pytest.raises(ConfigError) as err:
+        parse_config(GOOD + "' ': null\n", "cfg.yaml", env={"PW": "x"}, check_files=False)
+    msg = str(err.value)
+    assert re.match(r"^cfg\.yaml:\d+: ' ': unknown key ' '$", msg), msg

@@ -105,6 +105,21 @@ def test_shared_gpu_ceiling_adds_the_sm_time_of_preprocess_and_inference() -> No
     assert summarise(stages, 30.0)["shared_gpu_ceiling_fps"] is None  # cpu preprocess: no shared GPU
 
 
+def test_the_table_names_the_end_to_end_runs_garbage_collector_pauses() -> None:
+    from dataclasses import replace
+
+    fast = replace(stage("e2e_fast", 150.0), seconds=8.0,
+                   resources=Resources(150.0, 300.0, None, 1, gc_collections=12, gc_pause_ms=40.0, gc_pause_max_ms=31.5))
+    stages = {"inference": stage("inference", 200.0), "e2e_fast": fast}
+    table = format_table(stages, summarise(stages, None))
+    assert "e2e_fast: garbage collector ran 12 times, 40 ms in all (0.5% of the window), longest 31.5 ms" in table
+    assert stage_from_json(fast.to_json()) == fast
+    old = fast.to_json()  # a report from before the fields existed still prints
+    for key in ("gc_collections", "gc_pause_ms", "gc_pause_max_ms"):
+        del old["resources"][key]
+    assert "garbage" not in format_table({"e2e_fast": stage_from_json(old)}, summarise(stages, None))
+
+
 def test_summary_skips_failed_stages() -> None:
     stages = {"decode": failed("decode", "boom", 2), "inference": stage("inference", 200.0)}
     s = summarise(stages, None)
