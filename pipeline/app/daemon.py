@@ -34,6 +34,7 @@ from pipeline.config import CameraConfig, PipelineConfig
 from pipeline.frame import DetectionsBatch, Frame, FrameDetections, FrameEvents, StatusEvent
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.app.interpreter import GcPauses, StartupFreeze, apply_switch_interval
+from pipeline.app.lookahead import FINISH, LookaheadInbox, LookaheadInfer
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -160,6 +161,7 @@ class Daemon:
         self.scheduler = BatchScheduler(sched.max_batch, sched.max_wait_ms / 1000.0,
                                         sched.queue_per_camera, metrics=self.metrics)
         self.backends: list[Backend] = []  # one per model instance, each run by its own infer thread
+        self._lookahead: LookaheadInfer | None = None  # the infer work with one model copy
         self._shared = StageShared(self.metrics, abort=threading.Event())
         self._infer_q = self._stage_queue("infer", 2)
         self._postprocess_q = self._stage_queue("postprocess", 2)
@@ -258,11 +260,7 @@ class Daemon:
         self._stages = [
             StageThread("batch", batches, [_preprocess_work(preprocess)], shared, outbox=self._infer_q,
                         timed_as="preprocess", error_name="preprocess", on_discard=batches.release),
-            # one thread per model copy, each prepared on its thread before the cameras start;
-            # taking a batch lets the batch thread form the next; results leave in batch order
-            StageThread("infer", QueueInbox(self._infer_q), [_one(b.infer) for b in self.backends], shared,
-                        outbox=self._postprocess_q, timed_as="inference", error_name="inference", ordered=True,
-                        prepare=[b.bind_to_thread for b in self.backends], on_take=batches.release),
+            self._infer_stage(batches),
             StageThread("postprocess", QueueInbox(self._postprocess_q), [_postprocess_work(postprocess)], shared,
                         outbox=self._publish_q, ends_outbox=False,  # status events share the queue
                         timed_as="postprocess"),
@@ -280,6 +278,25 @@ class Daemon:
                                           shared, cameras_of=_published_cameras, drops_on_abort=False)
         for stage in (self._publish_stage, *reversed(self._stages)):
             stage.start()
+
+    def _infer_stage(self, batches: SchedulerInbox) -> StageThread:
+        """One model copy: one thread that keeps two batches on the GPU when the backend queues ahead
+        (app/lookahead.py). Several: one thread per copy, each prepared on its thread before the
+        cameras start, results leaving in batch order. Taking a batch lets the batch thread form the next."""
+        shared = self._shared
+        prepare = [b.bind_to_thread for b in self.backends]
+        if len(self.backends) == 1:
+            def taken(item: Any) -> None:
+                if item is not FINISH:  # the inbox's own marker, not a batch
+                    batches.release()
+
+            self._lookahead = LookaheadInfer(self.backends[0], shared)
+            return StageThread("infer", LookaheadInbox(self._infer_q, self._lookahead), [self._lookahead], shared,
+                               outbox=self._postprocess_q, timed_as="inference", error_name="inference",
+                               prepare=prepare, on_take=taken)
+        return StageThread("infer", QueueInbox(self._infer_q), [_one(b.infer) for b in self.backends], shared,
+                           outbox=self._postprocess_q, timed_as="inference", error_name="inference", ordered=True,
+                           prepare=prepare, on_take=batches.release)
 
     def run(self, stop: threading.Event, reload_requested: threading.Event | None = None) -> int:
         """Supervise (app/supervisor.py) until `stop` is set or every file camera has ended and
@@ -443,6 +460,8 @@ class Daemon:
         """At exit, frames that will never be published are counted as dropped, not lost silently:
         detections queued after the publisher's end marker, and a batch whose inference outlived
         the shutdown budget."""
+        if self._lookahead is not None:  # a batch queued on the GPU that was never finished
+            self._shared.count_dropped(self._lookahead.abandon(), "shutdown")
         if self._stages and not drained:
             cameras = tuple(c for stage in self._stages for c in stage.in_flight())
             log.warning("inference still running at exit; its %d frame(s) are counted as dropped", len(cameras))

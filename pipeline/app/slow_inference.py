@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 from pipeline.app.env_knobs import seconds_from_ms_env
 from pipeline.frame import InferenceResult, TensorBatch
 from pipeline.infer import Backend
+from pipeline.infer.base import Completed
 
 log = logging.getLogger("pipeline.app.slow_inference")
 
@@ -32,6 +33,9 @@ class DelayedBackend:
     def infer(self, batch: TensorBatch) -> InferenceResult:
         time.sleep(self._delay_s)
         return self._inner.infer(batch)
+
+    def submit(self, batch: TensorBatch) -> Completed:  # delayed, so never queued ahead
+        return Completed(self.infer(batch))
 
     def __getattr__(self, name: str) -> Any:  # everything else is the real backend's
         return getattr(self._inner, name)

@@ -53,6 +53,15 @@ class LockHeldDriver:
         self._copy_dtoh = lib.cuMemcpyDtoH_v2
         self._copy_dtoh.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t]
         self._copy_dtoh.restype = ctypes.c_int
+        self._copy_dtoh_async = lib.cuMemcpyDtoHAsync_v2
+        self._copy_dtoh_async.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p]
+        self._copy_dtoh_async.restype = ctypes.c_int
+        self._graph_launch = lib.cuGraphLaunch
+        self._graph_launch.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._graph_launch.restype = ctypes.c_int
+        self._event_record = lib.cuEventRecord
+        self._event_record.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self._event_record.restype = ctypes.c_int
 
     def copy_device_to_device_async(self, dst_ptr: int, src_ptr: int, nbytes: int, stream: int) -> bool:
         """Queue the copy on `stream`."""
@@ -61,6 +70,18 @@ class LockHeldDriver:
     def copy_device_to_host(self, host_ptr: int, src_ptr: int, nbytes: int) -> bool:
         """Copy now (synchronous; a few hundred KB of candidates take ~0.1 ms)."""
         return _done(self._copy_dtoh(host_ptr, src_ptr, nbytes), "cuMemcpyDtoH device to host")
+
+
+    def copy_device_to_host_async(self, host_ptr: int, src_ptr: int, nbytes: int, stream: int) -> bool:
+        """Queue the copy on `stream` (into page-locked memory, or the driver copies synchronously)."""
+        return _done(self._copy_dtoh_async(host_ptr, src_ptr, nbytes, stream), "cuMemcpyDtoHAsync device to host")
+
+    def launch_graph(self, graph_exec: int, stream: int) -> bool:
+        """Queue a captured CUDA graph on `stream`."""
+        return _done(self._graph_launch(graph_exec, stream), "cuGraphLaunch")
+
+    def record_event(self, event: int, stream: int) -> bool:
+        return _done(self._event_record(event, stream), "cuEventRecord")
 
 
 def _done(result: int, call: str) -> bool:

@@ -2,11 +2,16 @@
 
 Subclasses declare `type_key`, register with `@register_backend`, and implement `_run_chunk`
 for at most `max_batch` images; `infer` does the splitting and the dtype cast.
+
+`submit(batch)` starts a batch and returns a Submitted whose `result()` is the InferenceResult:
+a backend that can queue work on the GPU without waiting (ONNX Runtime with queue_ahead) returns
+before the batch has run, so its caller can queue the next one first (app/lookahead.py); every
+other backend runs the batch right there (`Completed`).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -21,6 +26,44 @@ _BACKENDS: ImplementationRegistry[type[Backend]] = ImplementationRegistry(
     TypeError)
 
 B = TypeVar("B", bound=type["Backend"])
+
+
+class Submitted(Protocol):
+    """A batch handed to Backend.submit(). `done`: its result is there without waiting."""
+
+    done: bool
+
+    def result(self) -> InferenceResult:
+        """The batch's result, waiting for it if need be (the same object on every call)."""
+
+
+class Completed:
+    """A batch that ran inside submit()."""
+
+    done = True
+
+    def __init__(self, result: InferenceResult) -> None:
+        self._result = result
+
+    def result(self) -> InferenceResult:
+        return self._result
+
+
+class Queued:
+    """A batch queued on the GPU: `finish()` waits for it and makes the result, once."""
+
+    done = False
+
+    def __init__(self, finish: Callable[[], InferenceResult]) -> None:
+        self._finish: Callable[[], InferenceResult] | None = finish
+        self._result: InferenceResult | None = None
+
+    def result(self) -> InferenceResult:
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            self._result = finish()
+        assert self._result is not None
+        return self._result
 
 
 def register_backend(cls: B) -> B:
@@ -153,7 +196,13 @@ class Backend(ABC):
 
     def infer(self, batch: TensorBatch) -> InferenceResult:
         outputs = [self._run_chunk(chunk, n) for chunk, n in self._chunks(batch)]
-        output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+        return self._result(batch, outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0))
+
+    def submit(self, batch: TensorBatch) -> Submitted:
+        """Start `batch`; see the module docs. Default: run it now."""
+        return Completed(self.infer(batch))
+
+    def _result(self, batch: TensorBatch, output: np.ndarray) -> InferenceResult:
         return InferenceResult(frames=batch.frames, transforms=batch.transforms, output=output,
                                formed_at=batch.formed_at, layout=self._output_layout)
 

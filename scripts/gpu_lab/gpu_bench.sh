@@ -2,7 +2,7 @@
 # The GPU benchmark runs of docs/BENCHMARKS.md and docs/gpu-validation.md, on the GPU machine from the repo root, after
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
-#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm)   results (JSON + logs) in $OUT/bench.tar.gz
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm, confirm_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
@@ -92,11 +92,12 @@ ab)
   done; rm -f configs/_ab_[!r]*.yaml ;;
 abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run, for same-run ratios)
   ab_runs w workers_cfg ${ABW:-0 4} ;;
-confirm)  # one real-time run at CONFIRM_STREAMS (default 135) with the issue's criteria (p99 <= 250 ms)
-  n=${CONFIRM_STREAMS:-135}
-  timeout 240 python3 -m pipeline bench $CFG --streams $n --stages decode,inference,e2e-realtime --seconds 8 --warmup 3 \
-    --max-p99 0.25 --json "$R/h264_confirm_$n.json" > "$R/h264_confirm_$n.log" 2>&1
-  echo "confirm $n rc=$?"; grep -A12 "^stage " "$R/h264_confirm_$n.log" ;;
+confirm|confirm_hevc)  # one real-time run at CONFIRM_STREAMS (default 135) with the issue's criteria (p99 <= 250 ms)
+  n=${CONFIRM_STREAMS:-135}; name=h264_confirm_$n; media=()
+  [ $step = confirm_hevc ] && { name=hevc_confirm_$n; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
+  timeout 240 python3 -m pipeline bench $CFG "${media[@]}" --streams $n --stages decode,inference,e2e-realtime --seconds 8 \
+    --warmup 3 --max-p99 0.25 --json "$R/$name.json" > "$R/$name.log" 2>&1
+  echo "$step $n rc=$?"; grep -A14 "^stage " "$R/$name.log" ;;
 abk)  # preprocess kernel: ABK='fused dali' (fused on NVDEC's NV12; dali on NVDEC's RGB), same-run ceilings
   ab_runs k kernel_cfg ${ABK:-fused dali} ;;
 prep)  # frame preparation alone (issue 22): fused NV12 / fused RGB / DALI RGB, 1080p, batch 32, fp16

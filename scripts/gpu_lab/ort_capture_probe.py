@@ -91,7 +91,7 @@ def main() -> int:
         return 1
     graph = _check(cu.cuStreamEndCapture(stream), "cuStreamEndCapture")
     nodes = _check(cu.cuGraphGetNodes(graph, 0), "cuGraphGetNodes")
-    graph_exec = _check(cu.cuGraphInstantiateWithFlags(graph, 0), "cuGraphInstantiate")
+    graph_exec = _check(cu.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
     report["capture"] = "ok"
     report["graph_nodes"] = int(nodes[1]) if isinstance(nodes, tuple) else None
 

@@ -12,8 +12,8 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.config import ModelConfig
-from pipeline.frame import OutputLayout
-from pipeline.infer.base import Backend, parse_device, register_backend
+from pipeline.frame import OutputLayout, TensorBatch
+from pipeline.infer.base import Backend, Queued, Submitted, parse_device, register_backend
 from pipeline.infer.candidates import OUTPUT_NAME as CANDIDATES_OUTPUT
 from pipeline.infer.candidates import CandidateGraphError, append_candidate_selection, rows_as_anchors
 from pipeline.infer.model_spec import (
@@ -186,7 +186,8 @@ class OnnxRuntimeBackend(Backend):
                 input_name=self._input_name, output_name=self._output_name, item_shape=self.input_shape(1)[1:],
                 input_dtype=self._input_dtype, device_id=self._device_id,
                 cuda_graph=self._gpu_options.cuda_graph, where=str(self._path),
-                stream=self._stream.handle if self._stream is not None else None)
+                stream=self._stream.handle if self._stream is not None else None,
+                queue_ahead=self._gpu_options.queue_ahead)
             self._batch_sessions[batch] = session
         return session
 
@@ -278,6 +279,8 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self._session = None  # type: ignore[assignment]  # ORT frees the session with its last reference
+        for session in self._batch_sessions.values():
+            session.close_own_graph()
         self._batch_sessions = {}
         if self._stream is not None:  # after the sessions that run on it
             stream, self._stream = self._stream, None
@@ -287,6 +290,19 @@ class OnnxRuntimeBackend(Backend):
                 log.warning("%s: closing the priority stream: %s", self._path, exc)
 
     # ------------------------------------------------------------------ running
+
+    def submit(self, batch: TensorBatch) -> Submitted:
+        """Queue a device batch of at most max_batch images on a session that queues ahead (its own
+        CUDA graph, gpu_sessions.py) and return before it has run; anything else runs now."""
+        if self._session is not None and self._device == "gpu" and hasattr(batch.tensor, "__cuda_array_interface__"):
+            chunks = self._chunks(batch)
+            if len(chunks) == 1:
+                view, count = chunks[0]
+                session = self._batch_session(self._device_batch(count))
+                if session.queues_ahead:
+                    run = session.submit(view)
+                    return Queued(lambda: self._result(batch, self._checked_output(run.wait(), count)))
+        return super().submit(batch)
 
     def _run_chunk(self, chunk: Any, count: int) -> np.ndarray:
         if self._session is None:
@@ -305,6 +321,9 @@ class OnnxRuntimeBackend(Backend):
                 out = outs[0]
             else:
                 out = pack_outputs(self._model_spec, outs, count)
+        return self._checked_output(out, count)
+
+    def _checked_output(self, out: np.ndarray, count: int) -> np.ndarray:
         out = np.asarray(out[:count], dtype=np.float32)
         if out.ndim != 3:
             raise ValueError(f"{self._path}: model output is {list(out.shape)}; expected rank 3 "

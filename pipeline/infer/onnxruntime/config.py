@@ -17,6 +17,9 @@ class OnnxRuntimeConfig(StrictModel):
     cuda_graph: bool = True  # replay each batch size as a captured CUDA graph (pipeline/infer/onnxruntime/gpu_sessions.py)
     prefer_nhwc: bool = True  # the CUDA EP's NHWC convolution kernels
     priority_stream: bool = True  # run inference on a highest-priority CUDA stream (gpu_sessions.priority_stream)
+    # with cuda_graph and priority_stream: capture our own graph and queue the next batch before the
+    # previous one is done (gpu_sessions.py, app/lookahead.py); false: ONNX Runtime's own graph replay
+    queue_ahead: bool = True
 
 
 SETTINGS = OnnxRuntimeConfig

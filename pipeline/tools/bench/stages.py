@@ -194,11 +194,22 @@ def measure_preprocess(preprocess: Any, frames: list[Frame], batch_size: int, se
 
 def measure_inference(backends: list[Any], tensor: TensorBatch, seconds: float,
                       gpu: GpuMemoryReader) -> tuple[StageResult, InferenceResult]:
-    """One model instance: calls in a row. Several (model.instances): as the daemon runs them, each
-    on its own thread, all at once on the same batch; throughput is images over the window."""
+    """One model instance: as the daemon's inference stage runs it (app/lookahead.py): each call
+    submits the next batch, then waits for the one before, so a backend that queues ahead has two
+    on the GPU (the others run each batch inside submit). Several (model.instances): as the daemon
+    runs them, each on its own thread, all at once on the same batch; throughput is images over the window."""
     batch = len(tensor.frames)
     if len(backends) == 1:
-        times, resources, result = _timed_calls(lambda: backends[0].infer(tensor), seconds, gpu)
+        backend, pending = backends[0], [None]
+
+        def one_behind() -> InferenceResult:
+            submitted = backend.submit(tensor)
+            previous, pending[0] = pending[0], submitted
+            return (previous if previous is not None else submitted).result()
+
+        times, resources, result = _timed_calls(one_behind, seconds, gpu)
+        if pending[0] is not None:
+            pending[0].result()  # nothing left queued on the GPU
         return _batch_result("inference", batch, times, resources), result
     times, resources, result, wall = _concurrent_calls([lambda b=b: b.infer(tensor) for b in backends],
                                                        [b.bind_to_thread for b in backends], seconds, gpu)
