@@ -86,9 +86,7 @@ ab)
   IFS=';' read -ra variants <<< "${AB:-$default_ab}"
   for v in "${variants[@]}"; do
     name=${v%%:*}; variant_cfg $name "${v#*:}"
-    timeout 200 python3 -m pipeline bench configs/_ab_$name.yaml --streams 16 --seconds 8 --warmup 2 \
-      --stages decode,inference,e2e-fast --json "$R/ab_$name.json" > "$R/ab_$name.log" 2>&1
-    echo "ab $name rc=$?"; grep -E "^(decode|inference|e2e_fast|end to end)|warmed up|CUDA graph|Error|error" "$R/ab_$name.log" | cut -c1-200 | head -12
+    ab_bench _$name configs/_ab_$name.yaml
   done; rm -f configs/_ab_[!r]*.yaml ;;
 abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run, for same-run ratios)
   ab_runs w workers_cfg ${ABW:-0 4} ;;
