@@ -3,11 +3,13 @@ reads only host detections, so tracking on the held-out clips must be as good as
 (tests/integration/analytics/test_tracking_accuracy.py has the same thresholds)."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.support.gpu_env import skip_module_without_gpu
 
 skip_module_without_gpu("PyNvVideoCodec", "onnxruntime")
+pytest.importorskip("motmetrics", reason="tracking metrics need motmetrics (the lean GPU bundle has none)")
 
 from pipeline.config import parse_config  # noqa: E402
 from pipeline.tools.evaluate.command import run_full_evaluation  # noqa: E402
