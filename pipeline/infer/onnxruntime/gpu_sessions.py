@@ -248,6 +248,13 @@ class BatchSizeSession:
         return slot.queued
 
     def close_own_graph(self) -> None:
+        """Free the graph, its host slots and events, once the GPU is done with what was queued."""
+        for slot in self._slots:
+            if slot.queued is not None:  # abandoned at shutdown: its copy must land before the memory goes
+                try:
+                    slot.queued.wait()
+                except Exception as exc:  # noqa: BLE001 - closing goes on (a lost GPU, say)
+                    log.warning("%s: batch %d: waiting for a queued run at close: %s", self._where, self.batch, exc)
         if self._own_graph is not None:
             self._own_graph.close()
             self._own_graph = None
