@@ -64,9 +64,7 @@ class CapturedGraph:
         try:
             record()
         except BaseException:
-            err, graph = cu.cuStreamEndCapture(cu_stream)  # leave the stream usable; the error is record()'s
-            if int(err) == 0 and graph is not None:
-                cu.cuGraphDestroy(graph)
+            _end_failed_capture(cu, cu_stream)
             raise
         graph = check(cu.cuStreamEndCapture(cu_stream), "cuStreamEndCapture")
         try:
@@ -86,6 +84,20 @@ class CapturedGraph:
         if self._exec is not None:
             graph_exec, self._exec = self._exec, None
             self._cu.cuGraphExecDestroy(graph_exec)
+
+
+def _end_failed_capture(cu: Any, cu_stream: Any) -> None:
+    """Leave the stream and the thread as before the capture: end it (an invalidated capture must still
+    be ended), and clear the runtime's last error, which ONNX Runtime reads after its next kernel
+    launch: on the H200 a model whose Concat cannot be captured then failed its next plain run with
+    the capture's "operation not permitted when stream is capturing"."""
+    err, graph = cu.cuStreamEndCapture(cu_stream)
+    if int(err) == 0 and graph is not None:
+        cu.cuGraphDestroy(graph)
+    try:
+        _runtime().cudaGetLastError()
+    except Exception:  # noqa: BLE001 - nothing more to clear
+        pass
 
 
 class TimedEvents:

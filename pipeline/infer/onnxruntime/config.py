@@ -18,8 +18,9 @@ class OnnxRuntimeConfig(StrictModel):
     prefer_nhwc: bool = True  # the CUDA EP's NHWC convolution kernels
     priority_stream: bool = True  # run inference on a highest-priority CUDA stream (gpu_sessions.priority_stream)
     # with cuda_graph and priority_stream: capture our own graph and queue the next batch before the
-    # previous one is done (gpu_sessions.py, app/lookahead.py); false: ONNX Runtime's own graph replay
-    queue_ahead: bool = True
+    # previous one is done (gpu_sessions.py, app/lookahead.py). Off by default: faster for inference
+    # alone on the H200, but end to end measured slower (docs/BENCHMARKS.md, issue 22 session 4)
+    queue_ahead: bool = False
 
 
 SETTINGS = OnnxRuntimeConfig

@@ -227,7 +227,8 @@ class BatchSizeSession:
                      self.batch, line)
             self.close_own_graph()
             self._queue_ahead = False
-            self._graph_binding = None
+            self._graph_binding = self._output = None
+            self.session = self._new_session(self._model, {})  # a fresh one: the failed capture ran in this one
 
     def submit(self, view: DeviceView) -> "QueuedRun":
         """Queue the images of `view` (at most `batch`, on the GPU) and return at once; the result
