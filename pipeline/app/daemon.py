@@ -227,7 +227,9 @@ class Daemon:
                                                cfg.scheduler.max_batch, cfg.preprocess.num_threads,
                                                device_id=self._device_path.gpu, on_reject=self._reject_frame,
                                                convention=spec.convention(), kernel=cfg.preprocess.kernel,
-                                               nv12_frames=cfg.decode.nvdec_output == "nv12")
+                                               nv12_frames=cfg.decode.nvdec_output == "nv12",
+                                               high_priority=cfg.model.backend == "onnxruntime"
+                                               and cfg.model.onnxruntime.queue_ahead)
         preprocess = (self.options.wrap_preprocessor or (lambda p: p))(self._preprocess)
         postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold, cfg.model.iou_threshold,
                                                        cfg.model.max_detections, on_truncated=self._candidates_truncated,

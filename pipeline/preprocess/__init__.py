@@ -35,7 +35,7 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
                         num_threads: int = 2, *, device_id: int = 0,
                         on_reject: RejectFrame | None = None,
                         convention: InputConvention = YOLO_INPUT, kernel: str = "dali",
-                        nv12_frames: bool = False) -> Preprocessor:
+                        nv12_frames: bool = False, high_priority: bool = False) -> Preprocessor:
     """The letterbox for `device` ("cpu" | "gpu"), built here, once.
 
     kernel (gpu only): "fused", the single-pass CUDA kernel (fused.py; takes NV12 and RGB frames),
@@ -43,6 +43,10 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
     The fused kernel writes the YOLO convention (NCHW RGB, x/255, letterbox 114) in float32/float16:
     a model that takes anything else runs on DALI instead (a warning), unless the frames are NV12
     (`nv12_frames`, which only the fused kernel reads): then this is a PreprocessError.
+
+    high_priority (fused only): launch on a highest-priority stream, beside an inference stream of that
+    priority that is never idle (model.onnxruntime.queue_ahead), so the letterbox is not left to the
+    SMs inference leaves free.
 
     dtype: float32, float16 or uint8 output. convention: the model's input conventions (layout,
     channel order, scale/mean/std, letterbox or stretch; model_spec.input_convention). device_id: the GPU (gpu only). on_reject(frame, reason) is
@@ -67,7 +71,7 @@ def create_preprocessor(device: str, input_size: int, dtype: Any = np.float32, m
     if device == "gpu" and kernel == "fused":
         from pipeline.preprocess.fused import FusedLetterbox  # cuda-python only on first use
 
-        return FusedLetterbox(input_size, dtype, max_batch, device_id, on_reject)
+        return FusedLetterbox(input_size, dtype, max_batch, device_id, on_reject, high_priority=high_priority)
     try:
         from pipeline.preprocess.dali import DaliLetterbox
     except ImportError as exc:

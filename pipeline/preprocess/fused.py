@@ -243,7 +243,7 @@ class FusedLetterbox(Preprocessor):
     device = "gpu"
 
     def __init__(self, input_size: int, dtype: Any = np.float32, max_batch: int = 16, device_id: int = 0,
-                 on_reject: RejectFrame | None = None) -> None:
+                 on_reject: RejectFrame | None = None, high_priority: bool = False) -> None:
         super().__init__(input_size, dtype, max_batch, on_reject)
         self.device_id = device_id
         try:
@@ -252,8 +252,13 @@ class FusedLetterbox(Preprocessor):
             self._rt = cuda_runtime("preprocess: kernel fused needs cuda-python (install the [gpu] extra)")
             self._check = check
             self._kernels = CompiledKernels.for_device(device_id)
-            self._stream = int(check(self._rt.cudaStreamCreateWithFlags(self._rt.cudaStreamNonBlocking),
-                                     "cudaStreamCreateWithFlags"))
+            if high_priority:
+                _lowest, highest = check(self._rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
+                self._stream = int(check(self._rt.cudaStreamCreateWithPriority(self._rt.cudaStreamNonBlocking, highest),
+                                         "cudaStreamCreateWithPriority"))
+            else:
+                self._stream = int(check(self._rt.cudaStreamCreateWithFlags(self._rt.cudaStreamNonBlocking),
+                                         "cudaStreamCreateWithFlags"))
             self._pool = DeviceBufferPool(device_id)  # output tensors and uploads of host frames
             self._params_nbytes = FRAME_PARAMS.itemsize * max_batch
             self._params_ptr = self._pool.take(self._params_nbytes)
