@@ -10,7 +10,9 @@ wrapped around the stage calls (no product code changes):
     decode   each NVDEC Decode() call (ms, pictures returned) and each decoder creation
     pre      each letterbox batch (DALI or the fused kernel)
     infer    each ONNX Runtime device call (ms, images, padded batch), and within it the copy into
-             the CUDA graph's input buffer and the candidates' copy to the host
+             the CUDA graph's input buffer and the candidates' copy to the host; with
+             model.onnxruntime.queue_ahead (no such calls) each step of the inference stage instead
+             (queue one batch, finish the one before), and "wait ms": its wait for the GPU per step
     post     each postprocess batch
     gil      a probe thread sleeping 0.5 ms: how late it wakes up is how long it waited for the GIL
 and prints one row per 0.5 s window, so a stall shows where it happens, then one summary line over
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.gpu import device_buffer
 
+    from pipeline.app.lookahead import LookaheadInfer
+
     wrap(OnnxRuntimeBackend, "_run_chunk", "infer", lambda a, out: a[2])
+    wrap(LookaheadInfer, "__call__", "infer_step", lambda a, out: sum(len(r.frames) for r in out))
+    wrap(gpu_sessions.QueuedRun, "wait", "infer_wait", lambda a, out: 1)
     wrap(device_buffer, "copy_device_to_device", "infer_copy", lambda a, out: 1)  # into the graph's input
     wrap(gpu_sessions, "device_to_host", "infer_d2h", lambda a, out: 1)  # candidates to the host
     try:  # the DALI reference path, where DALI is installed
@@ -122,25 +128,29 @@ def main(argv: list[str] | None = None) -> int:
 
     with _lock:
         events = list(EVENTS)
+    if not any(kind == "infer" for kind, *_ in events):  # queue ahead: the stage's steps are the calls
+        events = [("infer" if kind == "infer_step" else kind, t0, t1, n) for kind, t0, t1, n in events]
     buckets: dict[int, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for kind, t0, t1, n in events:
         buckets[int((t0 - t_start) / 0.5)][kind].append((t1 - t0, n))
     print(f"\nvariant {args.variant}: per 0.5 s window since start (ms = per call; gil = probe lateness)")
     print(f"{'t s':>5} {'dec calls':>9} {'dec pics':>8} {'dec ms p50/max':>15} {'pre n':>6} {'pre ms':>7} "
-          f"{'inf calls':>9} {'inf imgs':>8} {'inf ms mean/max':>15} {'post ms':>7} {'gil us p99/max':>15} {'new dec':>7}")
+          f"{'inf calls':>9} {'inf imgs':>8} {'inf ms mean/max':>15} {'wait ms':>7} {'post ms':>7} {'gil us p99/max':>15} "
+          f"{'new dec':>7}")
     for b in sorted(buckets):
         w = buckets[b]
 
         def ms(kind: str) -> list[float]:
             return sorted(d * 1000 for d, _ in w.get(kind, []))
 
-        dec, inf, pre, post = ms("decode"), ms("infer"), ms("pre"), ms("post")
+        dec, inf, pre, post, wait = ms("decode"), ms("infer"), ms("pre"), ms("post"), ms("infer_wait")
         gil = sorted(n for _, n in w.get("gil", []))
         print(f"{b * 0.5:5.1f} {len(dec):9d} {sum(n for _, n in w.get('decode', [])):8d} "
               f"{(f'{dec[len(dec) // 2]:.1f}/{dec[-1]:.0f}' if dec else '-'):>15} "
               f"{sum(n for _, n in w.get('pre', [])):6d} {(f'{sum(pre) / len(pre):.1f}' if pre else '-'):>7} "
               f"{len(inf):9d} {sum(n for _, n in w.get('infer', [])):8d} "
               f"{(f'{sum(inf) / len(inf):.1f}/{inf[-1]:.0f}' if inf else '-'):>15} "
+              f"{(f'{sum(wait) / len(wait):.1f}' if wait else '-'):>7} "
               f"{(f'{sum(post) / len(post):.1f}' if post else '-'):>7} "
               f"{(f'{gil[int(0.99 * (len(gil) - 1))]}/{gil[-1]}' if gil else '-'):>15} {len(w.get('decoder_create', [])):7d}")
     print(steady_summary(buckets, args))
