@@ -83,25 +83,27 @@ def _count(value: Any, where: str) -> int:
 def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> dict[str, Any]:
     """The pipeline.detections/2 dict for one frame. Raises MessageError on values JSON or the
     schema cannot carry (NaN, negative counts, score outside 0..1)."""
-    where = f"{detection_topic(fd.camera_id)} frame {fd.index}"
+    # every frame of every camera comes through here: what the postprocessor makes (python floats and
+    # ints) is checked in one expression per detection, and only anything else takes the per-field
+    # path that names the field (scripts/publish_cost.py on the 2-core CI box: 62-65 -> 49-51 us a
+    # message of 20 detections, 23.5 -> 20.8 us of 5)
+    topic = detection_topic(fd.camera_id)
+    where = f"{topic} frame {fd.index}"
     pts = None if fd.pts is None else float(fd.pts)
     if pts is not None and not math.isfinite(pts):
         pts = None  # an unknown presentation time is null, never NaN (invalid JSON)
     detections = []
+    isfinite = math.isfinite
     for i, det in enumerate(fd.detections):
-        at = f"{where}: detections[{i}]"
-        score = _finite(det.score, f"{at}.score")
-        if not 0.0 <= score <= 1.0:
-            raise MessageError(f"{at}.score: {score} is outside 0..1")
-        if len(det.box) != 4:
-            raise MessageError(f"{at}.box: expected 4 numbers x1,y1,x2,y2, got {len(det.box)}")
-        detections.append({
-            "label": str(det.label),
-            "class_id": _count(det.class_id, f"{at}.class_id"),
-            "score": score,
-            "box": [_finite(v, f"{at}.box") for v in det.box],
-            "track_id": None if det.track_id is None else _count(det.track_id, f"{at}.track_id"),
-        })
+        score, class_id, box, track_id = det.score, det.class_id, det.box, det.track_id
+        if (type(score) is float and 0.0 <= score <= 1.0 and type(class_id) is int and class_id >= 0
+                and type(box) is tuple and len(box) == 4 and type(box[0]) is type(box[1]) is type(box[2])
+                is type(box[3]) is float and isfinite(box[0] + box[1] + box[2] + box[3])  # NaN/inf in any: not finite
+                and (track_id is None or (type(track_id) is int and track_id >= 0))):
+            detections.append({"label": det.label if type(det.label) is str else str(det.label),
+                               "class_id": class_id, "score": score, "box": list(box), "track_id": track_id})
+        else:
+            detections.append(_checked_detection(det, f"{where}: detections[{i}]"))
     return {
         "schema": DETECTIONS_SCHEMA,
         "camera": fd.camera_id,
@@ -113,6 +115,22 @@ def detections_payload(fd: FrameDetections, seq: int, published_at: float) -> di
         "width": _count(fd.width, f"{where}: width"),
         "height": _count(fd.height, f"{where}: height"),
         "detections": detections,
+    }
+
+
+def _checked_detection(det: Any, at: str) -> dict[str, Any]:
+    """One detection's dict, each field converted and checked on its own (numpy scalars, junk)."""
+    score = _finite(det.score, f"{at}.score")
+    if not 0.0 <= score <= 1.0:
+        raise MessageError(f"{at}.score: {score} is outside 0..1")
+    if len(det.box) != 4:
+        raise MessageError(f"{at}.box: expected 4 numbers x1,y1,x2,y2, got {len(det.box)}")
+    return {
+        "label": str(det.label),
+        "class_id": _count(det.class_id, f"{at}.class_id"),
+        "score": score,
+        "box": [_finite(v, f"{at}.box") for v in det.box],
+        "track_id": None if det.track_id is None else _count(det.track_id, f"{at}.track_id"),
     }
 
 

@@ -200,6 +200,32 @@ def test_detections_payload_refuses_unsendable_values_in_one_line(fd, seq, expec
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("det, expected", [  # all python floats: what the postprocessor makes
+    (Detection("car", 2, 0.5, (0.0, math.nan, 1.0, 1.0)), r"detections\[0\]\.box: nan is not a finite number$"),
+    (Detection("car", 2, 0.5, (0.0, 1e308, 1e308, -math.inf)), r"detections\[0\]\.box: -inf is not a finite number$"),
+    (Detection("car", 2, 1.5, (0.0, 0.0, 1.0, 1.0)), r"detections\[0\]\.score: 1\.5 is outside 0\.\.1$"),
+    (Detection("car", -1, 0.5, (0.0, 0.0, 1.0, 1.0)), r"detections\[0\]\.class_id: -1 must be an integer >= 0$"),
+    (Detection("car", 2, 0.5, (0.0, 0.0, 1.0, 1.0), -3), r"detections\[0\]\.track_id: -3 must be an integer >= 0$"),
+])
+def test_the_fast_check_of_plain_floats_refuses_what_the_field_by_field_check_refuses(det, expected) -> None:
+    with pytest.raises(MessageError, match=expected):
+        detections_payload(FrameDetections("cam1", 5, None, 1.0, 64, 48, (det,)), 0, 1.0)
+
+
+def test_plain_and_numpy_detections_give_the_same_payload() -> None:
+    import numpy as np
+
+    plain = Detection("car", 2, 0.75, (1.5, 2.0, 1e308, 1e308), 7)  # the box's sum overflows: checked field by field
+    numpy = Detection(np.str_("car"), np.int64(2), np.float32(0.75), tuple(np.float64(v) for v in plain.box),
+                      np.int32(7))
+    payloads = [detections_payload(FrameDetections("cam1", 5, 0.2, 1.0, 64, 48, (d, d)), 3, 2.0)
+                for d in (plain, numpy)]
+    assert payloads[0] == payloads[1]
+    assert payloads[0]["detections"][0] == {"label": "car", "class_id": 2, "score": 0.75,
+                                            "box": [1.5, 2.0, 1e308, 1e308], "track_id": 7}
+    assert json.loads(encode_payload(payloads[1])) == payloads[0]
+
+
 def test_status_payload_refuses_unknown_state() -> None:
     with pytest.raises(MessageError, match=r"^status/cam1/: state 'sleeping' is not one of starting, up"):
         status_payload(StatusEvent("cam1", "sleeping", 1.0))  # type: ignore[arg-type]
