@@ -124,9 +124,7 @@ class BatchSizeSession:
     def _own_graph_session(self) -> Any:
         """A plain session (no ONNX Runtime graph) bound to fixed input and output buffers, to capture."""
         session = self._new_session(self._model, {})
-        if not self._bind_fixed_output(session):
-            self._queue_ahead = False
-            return session
+        self._queue_ahead = self._bind_fixed_output(session)  # no fixed output: plain runs
         return session
 
     @property
