@@ -71,7 +71,6 @@ class LockHeldDriver:
         """Copy now (synchronous; a few hundred KB of candidates take ~0.1 ms)."""
         return _done(self._copy_dtoh(host_ptr, src_ptr, nbytes), "cuMemcpyDtoH device to host")
 
-
     def copy_device_to_host_async(self, host_ptr: int, src_ptr: int, nbytes: int, stream: int) -> bool:
         """Queue the copy on `stream` (into page-locked memory, or the driver copies synchronously)."""
         return _done(self._copy_dtoh_async(host_ptr, src_ptr, nbytes, stream), "cuMemcpyDtoHAsync device to host")

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipeline.gpu.runtime import CudaError, check
+from pipeline.gpu.lock_held import LockHeldDriver
+from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
 
 
 def _driver() -> Any:
@@ -30,24 +31,12 @@ def _driver() -> Any:
     return driver
 
 
-def _runtime() -> Any:
-    from pipeline.gpu.runtime import load_cuda_runtime
-
-    return load_cuda_runtime()
-
-
 def _handle(obj: Any) -> int:
     """A cuda-python handle (CUgraphExec, cudaEvent_t) as the integer the driver API takes."""
     try:
         return int(obj)
     except TypeError:  # a cuda-python without __int__: read the handle where getPtr() says it is
         return int(ctypes.c_void_p.from_address(obj.getPtr()).value or 0)
-
-
-def _lock_held() -> Any:
-    from pipeline.gpu.lock_held import LockHeldDriver
-
-    return LockHeldDriver.shared()
 
 
 class CapturedGraph:
@@ -75,7 +64,7 @@ class CapturedGraph:
         self.handle = _handle(self._exec)
 
     def launch(self, stream: int) -> None:
-        driver = _lock_held()
+        driver = LockHeldDriver.shared()
         if driver is not None and driver.launch_graph(self.handle, stream):
             return
         check(self._cu.cuGraphLaunch(self._exec, self._cu.CUstream(stream)), "cuGraphLaunch")
@@ -95,7 +84,7 @@ def _end_failed_capture(cu: Any, cu_stream: Any) -> None:
     if int(err) == 0 and graph is not None:
         cu.cuGraphDestroy(graph)
     try:
-        _runtime().cudaGetLastError()
+        load_cuda_runtime().cudaGetLastError()
     except Exception:  # noqa: BLE001 - nothing more to clear
         pass
 
@@ -105,13 +94,13 @@ class TimedEvents:
     interpreter lock), `gpu_seconds()` is the time between them."""
 
     def __init__(self) -> None:
-        rt = _runtime()
+        rt = load_cuda_runtime()
         self._rt = rt
         self._events = [check(rt.cudaEventCreate(), "cudaEventCreate", rt) for _ in range(2)]
         self._handles = [_handle(e) for e in self._events]
 
     def record(self, which: int, stream: int) -> None:
-        driver = _lock_held()
+        driver = LockHeldDriver.shared()
         if driver is not None and driver.record_event(self._handles[which], stream):
             return
         check(self._rt.cudaEventRecord(self._events[which], stream), "cudaEventRecord", self._rt)
@@ -133,7 +122,7 @@ class PinnedHostArray:
     without the driver waiting for it."""
 
     def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
-        rt = _runtime()
+        rt = load_cuda_runtime()
         self._rt = rt
         self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.ptr = int(check(rt.cudaMallocHost(self.nbytes), f"cudaMallocHost({self.nbytes})", rt))
@@ -143,7 +132,7 @@ class PinnedHostArray:
     def copy_from_device_async(self, src_ptr: int, nbytes: int, stream: int) -> None:
         if nbytes > self.nbytes:
             raise CudaError(f"copy of {nbytes} bytes into a {self.nbytes}-byte host buffer")
-        driver = _lock_held()
+        driver = LockHeldDriver.shared()
         if driver is not None and driver.copy_device_to_host_async(self.ptr, src_ptr, nbytes, stream):
             return
         rt = self._rt
