@@ -1,5 +1,5 @@
 """The one CUDA stream wrapper: TensorRT's execution contexts, ONNX Runtime's compute stream
-(model.onnxruntime.priority_stream) and NVDEC's conversion copies all use it.
+(model.onnxruntime.priority_stream), NVDEC's conversion copies and the fused letterbox all use it.
 
 Takes the runtime module as an argument (gpu/runtime.py: load_cuda_runtime()), so the TensorRT
 mock (tests/support/mock_tensorrt.py) can stand in for it.

@@ -28,6 +28,8 @@ import numpy as np
 
 from pipeline.frame import Frame, LetterboxTransform
 from pipeline.gpu.nv12 import is_nv12
+from pipeline.gpu.runtime import CudaError
+from pipeline.gpu.stream import CudaStream
 from pipeline.preprocess.base import Preprocessor, PreprocessError, RejectFrame, frame_problem, is_device_image
 from pipeline.preprocess.reference import PAD_VALUE, YUV_COEFFICIENTS
 
@@ -252,13 +254,8 @@ class FusedLetterbox(Preprocessor):
             self._rt = cuda_runtime("preprocess: kernel fused needs cuda-python (install the [gpu] extra)")
             self._check = check
             self._kernels = CompiledKernels.for_device(device_id)
-            if high_priority:
-                _lowest, highest = check(self._rt.cudaDeviceGetStreamPriorityRange(), "cudaDeviceGetStreamPriorityRange")
-                self._stream = int(check(self._rt.cudaStreamCreateWithPriority(self._rt.cudaStreamNonBlocking, highest),
-                                         "cudaStreamCreateWithPriority"))
-            else:
-                self._stream = int(check(self._rt.cudaStreamCreateWithFlags(self._rt.cudaStreamNonBlocking),
-                                         "cudaStreamCreateWithFlags"))
+            self._cuda_stream = CudaStream(self._rt, highest_priority=high_priority)  # non-blocking
+            self._stream = self._cuda_stream.handle
             self._pool = DeviceBufferPool(device_id)  # output tensors and uploads of host frames
             self._params_nbytes = FRAME_PARAMS.itemsize * max_batch
             self._params_ptr = self._pool.take(self._params_nbytes)
@@ -339,7 +336,10 @@ class FusedLetterbox(Preprocessor):
         self._pool.close()  # tensors still handed out are freed when they go
         for event in self._events:
             self._rt.cudaEventDestroy(event)
-        self._rt.cudaStreamDestroy(self._stream)
+        try:
+            self._cuda_stream.close()
+        except CudaError:  # closing goes on (a lost GPU, say), as for the events above
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
