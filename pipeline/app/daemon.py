@@ -173,7 +173,7 @@ class Daemon:
         self._preprocess: Preprocessor | None = None
         self._zmq: zmq.Context | None = None
         self._publisher: Publisher | None = None
-        self._gc_freeze = StartupFreeze({"PIPELINE_GC": "python"})  # start() reads the environment
+        self._gc_freeze = StartupFreeze()  # PIPELINE_GC: a bad value is a one-line start error
         self._gc_pauses = GcPauses(lambda generation, s: self.metrics.gc_pause.labels(str(generation)).observe(s))
         self._preview: Any = None  # preview (issue 19): PreviewService when config.preview is set
         self.analytics: Any = None  # tracking, zones, lines (pipeline/analytics/), when analytics.tracking
@@ -193,7 +193,6 @@ class Daemon:
         first, cameras last."""
         cfg = self.config
         apply_switch_interval()  # the stage threads share one interpreter lock (app/interpreter.py)
-        self._gc_freeze = StartupFreeze()
         self._gc_pauses.start()
         self._device_path = device_path(cfg)  # one GPU id for decode, preprocess and model (gpu_assignment.py)
         if notice := single_gpu_notice(cfg):
