@@ -11,7 +11,7 @@ between the threads that compute in Python.
 PIPELINE_SWITCH_INTERVAL_MS overrides the value (an A/B aid; 5 is Python's default).
 
 The cyclic garbage collector's full pass walks every container object of the process, holding the
-lock: the imports, the model and the runtimes are ~90,000 of them, 40-90 ms a pass on the 2-core CI
+lock: the imports, the model and the runtimes are most of them, 76-97 ms a pass on the 2-core CI
 box (`PIPELINE_GC=python pipeline bench configs/bench-cpu.yaml --streams 6 --stages e2e-fast` prints
 the pauses; docs/BENCHMARKS.md, issue 22 session 4), and the frames in flight, promoted to the oldest generation before they
 die, trigger such a pass every few seconds. `StartupFreeze` moves what exists once the stages are
