@@ -4,10 +4,11 @@ wrapped in a simulated GPU (a device thread that takes GPU_MS a batch, in order,
 interpreter lock as a GPU wait does), many synthetic cameras, the real daemon through `pipeline bench`.
 A stand-in for the GPU only; everything else is the product.
 
-    python3 scripts/lookahead_sim.py --mode ahead|sync [--streams 135] [--gpu-ms 7] [--seconds 8]
+    python3 scripts/lookahead_sim.py --mode ahead|sync|none [--streams 135] [--gpu-ms 7] [--seconds 8]
 
 ahead: submit() returns before the batch has run (the stage queues the next one first);
-sync: submit() waits inside (one batch at a time, as without queue ahead). Prints the bench's row.
+sync: submit() waits inside (one batch at a time, as without queue ahead); none: the CPU backend
+alone (the daemon's host side with many cameras, e.g. --streams 270 for overload). Prints the bench's row.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ class SimulatedGpu:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["ahead", "sync"], required=True)
+    ap.add_argument("--mode", choices=["ahead", "sync", "none"], required=True)
     ap.add_argument("--streams", type=int, default=135)
     ap.add_argument("--gpu-ms", type=float, default=7.0)
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -77,7 +78,9 @@ def main() -> int:
     from tests.support.tiny_model import build_tiny_yolo_onnx
 
     real = daemon.create_backend
-    daemon.create_backend = lambda *a, **k: SimulatedGpu(real(*a, **k), args.gpu_ms / 1000.0, args.mode == "ahead")
+    if args.mode != "none":
+        daemon.create_backend = lambda *a, **k: SimulatedGpu(real(*a, **k), args.gpu_ms / 1000.0,
+                                                             args.mode == "ahead")
     with tempfile.TemporaryDirectory(prefix="lookahead-sim-") as tmp:
         model = build_tiny_yolo_onnx(Path(tmp) / "tiny.onnx", num_classes=1, input_size=64)
         config = Path(tmp) / "sim.yaml"
