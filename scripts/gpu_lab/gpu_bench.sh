@@ -6,7 +6,7 @@
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
-# ABK='fused dali'), abenv (environment variables, ABENV='name:VAR=value;...'); AB_STREAMS and AB_STAGES
+# ABK='fused dali'), abenv (environment variables, ABENV='name:VAR=value;...'), abs (scheduler batch, ABS='32x10 64x20'); AB_STREAMS and AB_STAGES
 # (e.g. 135 and e2e-realtime) change what each A/B bench runs. WORKERS=N runs the
 # other steps with N decode workers, INSTANCES=N with model.instances N; MPS=1 runs them under CUDA
 # MPS (this script starts the control daemon and stops it at the end).
@@ -28,11 +28,17 @@ kernel_cfg() {  # kernel_cfg IN KERNEL OUT: IN with preprocess.kernel KERNEL (da
   if [ "$2" = dali ]; then sed "s/nvdec_output: nv12/nvdec_output: rgb/; s/kernel: fused/kernel: dali/" $1 > $3
   else sed "s/kernel: dali/kernel: $2/" $1 > $3; fi
   grep -q "kernel: $2" $3 || { echo "kernel_cfg: no preprocess kernel to change in $1"; exit 2; }; }
+sched_cfg() {  # sched_cfg IN BATCHxWAIT_MS OUT: IN with scheduler.max_batch BATCH and max_wait_ms WAIT_MS
+  sed "s/^scheduler: *{max_batch: [0-9]*, max_wait_ms: [0-9]*/scheduler:  {max_batch: ${2%%x*}, max_wait_ms: ${2#*x}/" $1 > $3
+  grep -q "max_batch: ${2%%x*}, max_wait_ms: ${2#*x}" $3 || { echo "sched_cfg: no scheduler line to change in $1"; exit 2; }; }
+host_speed() {  # one pure-Python loop timed: the host's speed right now (these machines are shared)
+  python3 -c "import time; t=time.perf_counter(); sum(i*i for i in range(3_000_000)); print(f'host loop {1e3*(time.perf_counter()-t):.0f} ms')"; }
 ab_bench() {  # ab_bench NAME CFG [ENV=VALUE...]: one bench of the A/B steps -> abNAME.json (AB_STREAMS, default 16;
   # AB_STAGES, default decode,inference,e2e-fast; a real-time stage is judged with the issue's p99 <= 250 ms)
   local name=$1 cfg=$2; shift 2
   local stages=${AB_STAGES:-decode,inference,e2e-fast} hold=()
   case $stages in *e2e-realtime*) hold=(--max-p99 0.25) ;; esac
+  host_speed
   env "$@" timeout 240 python3 -m pipeline bench $cfg --streams ${AB_STREAMS:-${ABW_STREAMS:-16}} --seconds 8 --warmup 2 \
     --stages $stages "${hold[@]}" --json "$R/ab$name.json" > "$R/ab$name.log" 2>&1
   echo "ab$name rc=$?"; grep -E "^(decode|inference|e2e_fast|e2e_realtime|end to end|shared)|garbage|Error|error|Traceback" \
@@ -48,6 +54,8 @@ if [ -n "${WORKERS:-}" ]; then  # WORKERS=4: the steps run with 4 decode worker 
   workers_cfg $CFG "$WORKERS" configs/_ab_runw.yaml; CFG=configs/_ab_runw.yaml; echo "decode.workers: $WORKERS"; fi
 if [ -n "${INSTANCES:-}" ]; then  # INSTANCES=2: the steps run with two copies of the model
   instances_cfg $CFG "$INSTANCES" configs/_ab_runi.yaml; CFG=configs/_ab_runi.yaml; echo "model.instances: $INSTANCES"; fi
+if [ -n "${SCHED:-}" ]; then  # SCHED=64x20: the steps run with scheduler.max_batch 64, max_wait_ms 20
+  sched_cfg $CFG "$SCHED" configs/_ab_runs.yaml; CFG=configs/_ab_runs.yaml; echo "scheduler: $SCHED"; fi
 if [ -n "${ORT:-}" ]; then  # ORT='{prefer_nhwc: true}': the other steps (not ab) run with these model.onnxruntime settings
   variant_cfg run "$ORT"; CFG=configs/_ab_run.yaml; echo "model.onnxruntime: $ORT"; fi
 if [ "${MPS:-0}" = 1 ]; then
@@ -96,6 +104,8 @@ confirm|confirm_hevc)  # one real-time run at CONFIRM_STREAMS (default 135) with
   timeout 240 python3 -m pipeline bench $CFG "${media[@]}" --streams $n --stages decode,inference,e2e-realtime --seconds 8 \
     --warmup 3 --max-p99 0.25 --json "$R/$name.json" > "$R/$name.log" 2>&1
   echo "$step $n rc=$?"; grep -A14 "^stage " "$R/$name.log" ;;
+abs)  # scheduler batch: ABS='32x10 64x20' (max_batch x max_wait_ms; likewise)
+  ab_runs s sched_cfg ${ABS:-32x10 64x20} ;;
 abk)  # preprocess kernel: ABK='fused dali' (fused on NVDEC's NV12; dali on NVDEC's RGB), same-run ceilings
   ab_runs k kernel_cfg ${ABK:-fused dali} ;;
 prep)  # frame preparation alone (issue 22): fused NV12 / fused RGB / DALI RGB, 1080p, batch 32, fp16
