@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.gpu.lock_held import LockHeldDriver
-from pipeline.gpu.runtime import CudaError, check, load_cuda_runtime
+from pipeline.gpu.runtime import CudaError, check, clear_last_errors, load_cuda_runtime
 
 
 def _driver() -> Any:
@@ -77,16 +77,18 @@ class CapturedGraph:
 
 def _end_failed_capture(cu: Any, cu_stream: Any) -> None:
     """Leave the stream and the thread as before the capture: end it (an invalidated capture must still
-    be ended), and clear the runtime's last error, which ONNX Runtime reads after its next kernel
-    launch: on the H200 a model whose Concat cannot be captured then failed its next plain run with
-    the capture's "operation not permitted when stream is capturing"."""
+    be ended), and clear the last error of every CUDA runtime in the process. ONNX Runtime reads its
+    own runtime's after its next kernel: on the H200 a model whose Concat cannot be captured then
+    failed the next plain run, even in a fresh session, with the capture's "operation not permitted
+    when stream is capturing" (clearing cuda-python's runtime alone did not help: ONNX Runtime's
+    provider has its own libcudart)."""
     err, graph = cu.cuStreamEndCapture(cu_stream)
     if int(err) == 0 and graph is not None:
         cu.cuGraphDestroy(graph)
-    try:
-        load_cuda_runtime().cudaGetLastError()
-    except Exception:  # noqa: BLE001 - nothing more to clear
-        pass
+    clear_last_errors()
+    status = check(cu.cuStreamIsCapturing(cu_stream), "cuStreamIsCapturing")
+    if int(status) != int(cu.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE):
+        raise CudaError(f"the stream is still capturing after the failed capture was ended ({status})")
 
 
 class TimedEvents:

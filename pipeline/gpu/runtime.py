@@ -31,6 +31,34 @@ def load_cuda_runtime(missing: str = "cuda-python is not installed (install the 
     return runtime
 
 
+def loaded_cuda_runtimes(maps: str = "/proc/self/maps") -> list[str]:
+    """Paths of the CUDA runtime libraries (libcudart.so*) mapped into this process: ONNX Runtime's
+    CUDA provider brings its own, which cuda-python's bindings do not share. Empty off Linux."""
+    try:
+        with open(maps, encoding="utf-8", errors="replace") as lines:
+            paths = {line.split(None, 5)[-1].strip() for line in lines if "libcudart.so" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def clear_last_errors() -> None:
+    """Reset the calling thread's last CUDA error in every CUDA runtime of the process. A library
+    that checks cudaGetLastError() after its kernels (ONNX Runtime does) would otherwise fail its
+    next call with an error that an earlier, handled one left behind (a refused graph capture)."""
+    import ctypes
+
+    for path in loaded_cuda_runtimes():
+        try:
+            ctypes.CDLL(path).cudaGetLastError()  # the library already mapped: same instance
+        except (OSError, AttributeError):
+            pass
+    try:
+        load_cuda_runtime().cudaGetLastError()
+    except Exception:  # noqa: BLE001 - no cuda-python: nothing more to clear
+        pass
+
+
 def check(result: Any, call: str, runtime: Any = None) -> Any:
     """Unpack a cuda-python (err, *values) tuple (runtime or driver API); raise CudaError unless err
     is 0 (cudaSuccess / CUDA_SUCCESS); return the value, the values, or None. With `runtime`, the

@@ -44,6 +44,7 @@ from pipeline.gpu.device_buffer import DeviceView
 from pipeline.gpu.memory import device_to_host
 from pipeline.gpu.stream import CudaStream
 from pipeline.gpu.own_graph import CapturedGraph, PinnedHostArray, TimedEvents
+from pipeline.gpu.runtime import clear_last_errors
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ class BatchSizeSession:
                          self.batch, line)
                 self._graph_binding = self._output = None
                 self._graph_threads.clear()
+                clear_last_errors()  # the refused capture's error must not fail the next plain run
                 self.session = self._new_session(self._model, {})
         self.run(view)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.gpu.buffers import DeviceBuffer, PinnedHostArray
-from pipeline.gpu.runtime import CudaError, check, visible_gpu_count
+import pipeline.gpu.runtime as runtime_module
+from pipeline.gpu.runtime import CudaError, check, loaded_cuda_runtimes, visible_gpu_count
 from pipeline.gpu.stream import CudaStream
 from tests.support.mock_tensorrt import FakeCudaError, FakeCudaRuntime
 
@@ -76,3 +77,25 @@ def test_no_driver_or_no_cuda_python_means_no_visible_gpu() -> None:
     if Path("/dev/nvidiactl").exists():
         pytest.skip("an NVIDIA driver is loaded here")
     assert visible_gpu_count() == 0  # not an exception: `pipeline check` calls it on any box
+
+
+def test_loaded_cuda_runtimes_are_read_from_the_process_maps(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text(
+        "7f00-7f01 r-xp 00000000 08:01 11 /site/nvidia/cu13/lib/libcudart.so.13\n"
+        "7f01-7f02 r--p 00001000 08:01 11 /site/nvidia/cu13/lib/libcudart.so.13\n"
+        "7f02-7f03 r-xp 00000000 08:01 12 /usr/lib/libc.so.6\n"
+        "7f03-7f04 rw-p 00000000 00:00 0 \n"
+        "7f04-7f05 r-xp 00000000 08:01 13 /opt/cuda/lib64/libcudart.so.12.8.90\n")
+    assert loaded_cuda_runtimes(str(maps)) == ["/opt/cuda/lib64/libcudart.so.12.8.90",
+                                               "/site/nvidia/cu13/lib/libcudart.so.13"]
+    assert loaded_cuda_runtimes(str(tmp_path / "absent")) == []
+
+
+def test_clearing_last_errors_skips_libraries_without_a_cuda_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")
+    assert libc
+    monkeypatch.setattr(runtime_module, "loaded_cuda_runtimes", lambda: [libc, "/nonexistent/libcudart.so.13"])
+    runtime_module.clear_last_errors()  # neither a library without cudaGetLastError nor a missing one raises
