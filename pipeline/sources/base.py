@@ -25,6 +25,8 @@ from pipeline.sources.plugins import SOURCE_KEYS, source_plugin
 log = logging.getLogger(__name__)
 
 FrameSink = Callable[[Frame], None]
+# Takes a slow teardown (an NVDEC decoder's, sources/nvdec.py) to run later, or never at process exit.
+Retire = Callable[[Callable[[], None]], None]
 StatusSink = Callable[[StatusEvent], None]
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class Source(ABC):
     type_key: ClassVar[str]
 
     def __init__(self, camera: CameraConfig, decode: DecodeConfig, sink: FrameSink,
-                 status: StatusSink, stop: threading.Event, metrics: Metrics) -> None:
+                 status: StatusSink, stop: threading.Event, metrics: Metrics, retire: Retire | None = None) -> None:
         self.camera = camera
         self.decode = decode
+        self._retire = retire  # takes the decoder's slow GPU teardown (sources/nvdec.py); None: at once
         self._sink = sink
         self._status = status
         self._stop = stop
@@ -157,9 +160,9 @@ def source_class(kind: str) -> type[Source]:
 
 
 def create_source(camera: CameraConfig, decode: DecodeConfig, sink: FrameSink, status: StatusSink,
-                  stop: threading.Event, metrics: Metrics) -> Source:
+                  stop: threading.Event, metrics: Metrics, retire: Retire | None = None) -> Source:
     try:
         cls = source_class(camera.type)
     except ValueError as exc:
         raise ValueError(f"camera {camera.id}: {exc}") from None
-    return cls(camera, decode, sink, status, stop, metrics)
+    return cls(camera, decode, sink, status, stop, metrics, retire)

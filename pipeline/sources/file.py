@@ -28,7 +28,7 @@ class FileSource(Source):
 
     def _stream(self) -> Ending:
         pacer: FramePacer | None = None
-        decoder = picture_decoder(self.decode, self.camera.id, self._warn)
+        decoder = picture_decoder(self.decode, self.camera.id, self._warn, self._retire)
         try:
             return self._stream_with(decoder, pacer)
         finally:

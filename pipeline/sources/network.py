@@ -97,7 +97,7 @@ class NetworkSource(Source):
 
     def _reconnect_forever(self) -> None:
         backoff = ReconnectBackoff()
-        decoder = picture_decoder(self.decode, self.camera.id, self._warn)
+        decoder = picture_decoder(self.decode, self.camera.id, self._warn, self._retire)
         try:
             self._reconnect_with(decoder, backoff)
         finally:

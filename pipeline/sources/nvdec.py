@@ -17,6 +17,11 @@ Decoder reuse: a camera keeps its last decoder after a clean end of stream (the 
 network source reconnects) and reuses it for the next stream of the same codec, because creating
 and destroying one holds the GIL for 0.1-1 s and so stalls every camera of the process.
 
+Teardown: destroying a decoder also holds the GIL for 0.1-1 s, so a decode worker with 34 cameras
+took seconds to stop them all and was killed at shutdown (issue 22). A camera's last decoder, its
+pool and stream are torn down by `retire` when one is given (the worker's DeferredTeardown: later, on
+a thread of its own, or never when the worker exits first), else at once on the camera's thread.
+
 Fallback: if NVDEC cannot serve a camera (PyNvVideoCodec or cuda-python missing, no GPU, a codec or
 pixel format NVDEC does not take, the decoder failing before its first picture), that camera
 decodes on the CPU from then on: one warning in the log and as a status event, other cameras
@@ -32,6 +37,7 @@ import av.error
 import numpy as np
 
 from pipeline.config import DecodeConfig
+from pipeline.sources.base import Retire
 from pipeline.sources.decoding import (DecodedPicture, VideoInput, decode_frames, decode_pictures, demux_packets,
                                        ffmpeg_message)
 
@@ -75,11 +81,12 @@ class CpuPictureDecoder:
         pass
 
 
-def picture_decoder(decode: DecodeConfig, camera_id: str, warn: Warn) -> PictureDecoder:
-    """The decoder for `decode.device`; `warn(reason)` reports a fallback to the CPU."""
+def picture_decoder(decode: DecodeConfig, camera_id: str, warn: Warn, retire: Retire | None = None) -> PictureDecoder:
+    """The decoder for `decode.device`; `warn(reason)` reports a fallback to the CPU; `retire` takes
+    the GPU teardown at close (see the module docstring)."""
     if decode.device != "gpu":
         return CpuPictureDecoder()
-    return NvdecPictureDecoder(decode.gpu_id, camera_id, warn, nv12=decode.nvdec_output == "nv12")
+    return NvdecPictureDecoder(decode.gpu_id, camera_id, warn, nv12=decode.nvdec_output == "nv12", retire=retire)
 
 
 class NvdecUnavailable(Exception):
@@ -89,8 +96,10 @@ class NvdecUnavailable(Exception):
 class NvdecPictureDecoder:
     """NVDEC through PyNvVideoCodec, with a per-camera CPU fallback (see the module docstring)."""
 
-    def __init__(self, gpu_id: int, camera_id: str, warn: Warn, nv12: bool = False) -> None:
+    def __init__(self, gpu_id: int, camera_id: str, warn: Warn, nv12: bool = False,
+                 retire: Retire | None = None) -> None:
         self.gpu_id = gpu_id
+        self._retire = retire
         self.nv12 = nv12  # hand on NV12 surfaces instead of NVDEC's RGB conversion
         self.camera_id = camera_id
         self._warn = warn
@@ -113,8 +122,11 @@ class NvdecPictureDecoder:
 
     def close(self) -> None:
         if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+            runtime, self._runtime = self._runtime, None
+            if self._retire is not None:
+                self._retire(runtime.close)
+            else:
+                runtime.close()
 
     # ------------------------------------------------------------------ internals
 
@@ -232,10 +244,14 @@ class _NvdecRuntime:
         # the GIL held, which stalled every camera in the process when 16 looping files
         # restarted together (measured on the H200, docs/BENCHMARKS.md).
         self._parked: tuple[tuple[Any, ...], Any] | None = None
+        # The last decoder not fit for reuse (a stream cut off), destroyed when the next session
+        # starts or at close(): a camera's last one then goes with the rest of its teardown.
+        self._discarded: Any = None
 
     def take_decoder(self, key: tuple[Any, ...]) -> Any | None:
         """The parked decoder if it was made for `key` (codec, max width, max height); else None
         (and a parked decoder of another kind is dropped)."""
+        self._discarded = None
         parked, self._parked = self._parked, None
         if parked is not None and parked[0] == key:
             return parked[1]
@@ -245,8 +261,18 @@ class _NvdecRuntime:
         """Keep a decoder that ended its stream cleanly (flushed) for the next session."""
         self._parked = (key, decoder)
 
+    def discard_decoder(self, decoder: Any) -> None:
+        """Drop a decoder that is not reused (destroyed with the next session's start or at close)."""
+        self._discarded = decoder
+
     def close(self) -> None:
-        self._parked = None  # the decoder goes before the stream it runs on
+        """Free the decoders, the pool and the stream. May run on another thread than the camera's
+        (DeferredTeardown): the runtime API acts on the thread's current device, so set it first."""
+        try:
+            self.rt.cudaSetDevice(self.gpu_id)
+        except Exception:  # noqa: BLE001 - closing goes on (a lost GPU, say)
+            log.debug("NVDEC teardown on cuda:%d: cudaSetDevice failed", self.gpu_id, exc_info=True)
+        self._parked = self._discarded = None  # the decoders go before the stream they run on
         self.pool.close()
         try:
             self._stream.close()
@@ -347,6 +373,8 @@ class _NvdecSession:
         (a stream cut off mid-way or a decoder that failed is not trusted again)."""
         if self._decoder is not None and self._flushed:
             self.rt.park_decoder(self._key, self._decoder)
+        elif self._decoder is not None:
+            self.rt.discard_decoder(self._decoder)
         self._decoder = None
 
     def _picture(self, frame: Any) -> DecodedPicture:

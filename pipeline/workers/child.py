@@ -33,6 +33,7 @@ from pipeline.observe.metrics import Metrics
 from pipeline.sources import create_source
 from pipeline.workers.messages import (BuffersFreed, CounterTotals, FrameMessage, LogMessage, ReleaseFrames,
                                        Shutdown, StartCamera, StatusMessage, StopCamera)
+from pipeline.workers.teardown import DeferredTeardown
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class DecodeWorker:
         self._tokens = itertools.count()
         self._unreleased: dict[int, tuple[Any, Callable[[], None] | None]] = {}  # token -> (image, on_release)
         self._exporter: Any = None  # DeviceExporter, made with the first device frame
+        self._teardowns = DeferredTeardown()  # stopped cameras' NVDEC decoders (teardown.py)
 
     def serve(self) -> None:
         while True:
@@ -161,6 +163,9 @@ class DecodeWorker:
                     return
 
     def close(self) -> None:
+        skipped = self._teardowns.close()  # none may start now: the process exits with os._exit
+        if skipped:
+            log.debug("%d stopped camera(s) left for the driver to free at exit", skipped)
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
@@ -199,7 +204,7 @@ class DecodeWorker:
         def status(event: StatusEvent) -> None:
             self.outbox.put(StatusMessage(run_id, event))
 
-        source = create_source(camera, self.decode, sink, status, stop, self.metrics)
+        source = create_source(camera, self.decode, sink, status, stop, self.metrics, self._teardowns.add)
         thread = threading.Thread(target=self._run_camera, args=(run_id, source), name=f"camera-{camera.id}",
                                   daemon=True)
         with self._lock:

@@ -59,3 +59,58 @@ def test_codec_nvdec_cannot_decode_falls_back_with_the_reason(make_clip, codec: 
     assert len(runner.frames) == 6
     reasons = fallback_events(runner)
     assert len(reasons) == 1 and why in reasons[0], reasons  # the codec is checked before the GPU
+
+
+class FakeRuntime:
+    """Stands in for _NvdecRuntime (no GPU here): records its close."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_close_hands_the_gpu_teardown_to_retire_once() -> None:
+    retired: list = []
+    decoder = NvdecPictureDecoder(0, "c", lambda r: None, retire=retired.append)
+    runtime = decoder._runtime = FakeRuntime()  # as after the first NVDEC session
+    decoder.close()
+    assert runtime.closed == 0 and len(retired) == 1  # nothing torn down on the camera's thread
+    decoder.close()
+    assert len(retired) == 1
+    retired[0]()
+    assert runtime.closed == 1
+
+
+def test_without_retire_close_tears_down_at_once() -> None:
+    decoder = NvdecPictureDecoder(0, "c", lambda r: None)
+    runtime = decoder._runtime = FakeRuntime()
+    decoder.close()
+    assert runtime.closed == 1
+
+
+def test_a_discarded_decoder_lives_until_the_next_session_or_the_teardown() -> None:
+    """A decoder cut off mid-stream is kept (not destroyed on the camera's thread as it stops) and
+    goes when the next session takes one, or with the rest at close()."""
+    from pipeline.sources.nvdec import _NvdecRuntime
+
+    class Device:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def __getattr__(self, name: str):
+            return lambda *a: self.calls.append(name)
+
+    runtime = _NvdecRuntime.__new__(_NvdecRuntime)  # its __init__ needs a GPU
+    device = Device()
+    runtime.gpu_id, runtime.rt, runtime.pool, runtime._stream, runtime._driver = 0, device, device, device, device
+    runtime._device, runtime._parked, runtime._discarded = 0, None, None
+    runtime.discard_decoder("cut-off")
+    assert runtime._discarded == "cut-off"
+    assert runtime.take_decoder(("h264", 1920, 1088, True)) is None and runtime._discarded is None
+    runtime.park_decoder(("h264", 1920, 1088, True), "clean")
+    runtime.discard_decoder("cut-off-2")
+    runtime.close()
+    assert runtime._parked is None and runtime._discarded is None
+    assert device.calls == ["cudaSetDevice", "close", "close", "cuDevicePrimaryCtxRelease"]

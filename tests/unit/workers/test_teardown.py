@@ -1,0 +1,75 @@
+"""pipeline/workers/teardown.py: stopped cameras' slow teardowns run later, one at a time, and none
+after close() (the worker's exit)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipeline.workers.teardown import DeferredTeardown
+
+
+def wait_for(predicate, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_a_teardown_runs_after_the_grace_and_not_before() -> None:
+    ran: list[float] = []
+    teardowns = DeferredTeardown(grace_s=0.3)
+    added = time.monotonic()
+    teardowns.add(lambda: ran.append(time.monotonic()))
+    time.sleep(0.1)
+    assert ran == [] and teardowns.pending == 1
+    assert wait_for(lambda: teardowns.done == 1)
+    assert ran[0] - added >= 0.3 and teardowns.pending == 0
+    teardowns.close()
+
+
+def test_teardowns_run_in_the_order_they_came_and_one_at_a_time() -> None:
+    order: list[int] = []
+    running = threading.Semaphore(1)
+
+    def teardown(n: int) -> None:
+        assert running.acquire(blocking=False), "two teardowns at once"
+        order.append(n)
+        time.sleep(0.02)
+        running.release()
+
+    teardowns = DeferredTeardown(grace_s=0.05)
+    for n in range(5):
+        teardowns.add(lambda n=n: teardown(n))
+    assert wait_for(lambda: teardowns.done == 5)
+    assert order == [0, 1, 2, 3, 4]
+    teardowns.close()
+
+
+def test_close_skips_what_is_not_due_and_later_adds() -> None:
+    ran: list[int] = []
+    teardowns = DeferredTeardown(grace_s=0.2)
+    teardowns.add(lambda: ran.append(1))
+    teardowns.add(lambda: ran.append(2))
+    assert teardowns.close() == 2
+    teardowns.add(lambda: ran.append(3))
+    time.sleep(0.4)
+    assert ran == [] and teardowns.pending == 0 and teardowns.done == 0
+
+
+def test_a_failing_teardown_is_logged_and_the_next_still_runs(caplog: pytest.LogCaptureFixture) -> None:
+    ran: list[int] = []
+    teardowns = DeferredTeardown(grace_s=0.01)
+
+    def broken() -> None:
+        raise RuntimeError("CUDA_ERROR_DEINITIALIZED")
+
+    teardowns.add(broken)
+    teardowns.add(lambda: ran.append(1))
+    assert wait_for(lambda: teardowns.done == 2)
+    assert ran == [1]
+    assert "teardown failed" in caplog.text and "CUDA_ERROR_DEINITIALIZED" in caplog.text
+    teardowns.close()
