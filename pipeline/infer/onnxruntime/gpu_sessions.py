@@ -183,9 +183,11 @@ class BatchSizeSession:
         captures the graph for the calling thread. No other thread may use CUDA meanwhile."""
         buffer = self.input_buffer
         view = DeviceView(buffer.data_ptr(), (self.batch, *self._item_shape), self._input_dtype, buffer)
+        refused = False  # a capture was refused here: its error may still be pending (below)
         if self._queue_ahead and self._graph_binding is not None:
             if self._own_graph is None:
                 self._capture_own_graph()
+                refused = self._own_graph is None
             if self._own_graph is not None:
                 self.submit(view).wait()
                 return
@@ -205,7 +207,17 @@ class BatchSizeSession:
                 self._graph_threads.clear()
                 clear_last_errors()  # the refused capture's error must not fail the next plain run
                 self.session = self._new_session(self._model, {})
-        self.run(view)
+                refused = True
+        try:
+            self.run(view)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is the refused capture's error
+            if not refused or "capturing" not in str(exc):
+                raise
+            # A CUDA runtime we could not reach kept the capture's error, and the first kernel that
+            # checks reports it (and so clears it): the run after that is the real one.
+            log.info("%s: batch %d: the refused capture's error came back once; running again", self._where,
+                     self.batch)
+            self.run(view)
 
     def _capture_own_graph(self) -> None:
         """Plain runs first (they tune the kernels and fill ONNX Runtime's memory arena: a capture
