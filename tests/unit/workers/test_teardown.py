@@ -10,13 +10,12 @@ import pytest
 from pipeline.workers.teardown import DeferredTeardown
 
 
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
+def finished(teardowns: DeferredTeardown, count: int, timeout: float = 3.0) -> bool:
+    """True once `count` teardowns have run (the counter is bumped after each)."""
+    end = time.monotonic() + timeout
+    while teardowns.done < count and time.monotonic() < end:
         time.sleep(0.01)
-    return predicate()
+    return teardowns.done >= count
 
 
 def test_a_teardown_runs_after_the_grace_and_not_before() -> None:
@@ -26,7 +25,7 @@ def test_a_teardown_runs_after_the_grace_and_not_before() -> None:
     teardowns.add(lambda: ran.append(time.monotonic()))
     time.sleep(0.1)
     assert ran == [] and teardowns.pending == 1
-    assert wait_for(lambda: teardowns.done == 1)
+    assert finished(teardowns, 1)
     assert ran[0] - added >= 0.3 and teardowns.pending == 0
     teardowns.close()
 
@@ -44,7 +43,7 @@ def test_teardowns_run_in_the_order_they_came_and_one_at_a_time() -> None:
     teardowns = DeferredTeardown(grace_s=0.05)
     for n in range(5):
         teardowns.add(lambda n=n: teardown(n))
-    assert wait_for(lambda: teardowns.done == 5)
+    assert finished(teardowns, 5)
     assert order == [0, 1, 2, 3, 4]
     teardowns.close()
 
@@ -69,7 +68,7 @@ def test_a_failing_teardown_is_logged_and_the_next_still_runs(caplog: pytest.Log
 
     teardowns.add(broken)
     teardowns.add(lambda: ran.append(1))
-    assert wait_for(lambda: teardowns.done == 2)
+    assert finished(teardowns, 2)
     assert ran == [1]
     assert "teardown failed" in caplog.text and "CUDA_ERROR_DEINITIALIZED" in caplog.text
     teardowns.close()
