@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A leaner GPU-machine bundle than ../shared/gpu-host/stage.sh, for sessions that run the fused
-# kernel path only (no DALI): ONNX Runtime GPU, PyNvVideoCodec, PyAV, pyzmq, pydantic and py-spy,
+# kernel path only (no DALI): ONNX Runtime GPU, PyNvVideoCodec, PyAV, pyzmq, orjson, pydantic and py-spy,
 # unpacked here, stripped of what never runs (ffmpeg sources, samples, ORT tools),
 # packed as one tar.xz with the bench clips, and split into parts that fit one device call each
 # beside the repository (64 MiB a call in all).
@@ -19,7 +19,7 @@ python3 -m pip download -q --only-binary=:all: --no-deps --python-version 3.12 -
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_26_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 \
   --platform manylinux1_x86_64 --platform any -d "$tmp/wheels" \
-  onnxruntime-gpu pynvvideocodec av pyzmq pydantic pydantic-core annotated-types typing-inspection py-spy
+  onnxruntime-gpu pynvvideocodec av pyzmq orjson pydantic pydantic-core annotated-types typing-inspection py-spy
 for w in "$tmp"/wheels/*.whl; do python3 -m zipfile -e "$w" "$tmp/bundle/site/"; done
 site="$tmp/bundle/site"
 rm -rf "$site/benchmarks" "$site/samples" "$site"/pynvvideocodec-*.data/data/external \
