@@ -30,6 +30,10 @@ class DeferredTeardown:
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._closed = False
+        # Teardowns not run because the worker is exiting. Kept, not dropped: dropping one would free
+        # what it holds (a decoder) right there, in whichever thread dropped it, which is the very
+        # wait this class exists to avoid. os._exit frees them.
+        self._kept: list[Callable[[], None]] = []
         self.done = 0  # teardowns run (tests and logs)
         self._thread = threading.Thread(target=self._run, name="teardown", daemon=True)
         self._thread.start()
@@ -38,6 +42,7 @@ class DeferredTeardown:
         """Run `teardown` grace_s from now (never, if close() comes first)."""
         with self._changed:
             if self._closed:
+                self._kept.append(teardown)
                 return
             heapq.heappush(self._due, (self._clock() + self._grace_s, next(self._order), teardown))
             self._changed.notify()
@@ -48,10 +53,12 @@ class DeferredTeardown:
             return len(self._due)
 
     def close(self) -> int:
-        """Start no more teardowns (one under way finishes); the number skipped."""
+        """Start no more teardowns (one under way finishes); the number skipped. The skipped ones, and
+        any added later, are kept unrun until the process exits."""
         with self._changed:
             self._closed = True
             skipped = len(self._due)
+            self._kept.extend(teardown for _, _, teardown in self._due)
             self._due.clear()
             self._changed.notify()
         return skipped

@@ -72,3 +72,23 @@ def test_a_failing_teardown_is_logged_and_the_next_still_runs(caplog: pytest.Log
     assert ran == [1]
     assert "teardown failed" in caplog.text and "CUDA_ERROR_DEINITIALIZED" in caplog.text
     teardowns.close()
+
+
+def test_skipped_teardowns_keep_what_they_hold_until_the_process_exits() -> None:
+    """Dropping a skipped teardown would destroy its decoder right where it was dropped (the GIL held
+    0.1-1 s per NVDEC decoder): at the worker's exit they must stay referenced, os._exit frees them."""
+    import gc
+    import weakref
+
+    class Decoder:
+        pass
+
+    teardowns = DeferredTeardown(grace_s=5.0)
+    held = [Decoder(), Decoder()]
+    alive = [weakref.ref(d) for d in held]
+    teardowns.add(lambda d=held[0]: None)  # before the exit: pending
+    teardowns.close()
+    teardowns.add(lambda d=held[1]: None)  # a camera that stopped after it
+    held.clear()
+    gc.collect()
+    assert all(ref() is not None for ref in alive)
