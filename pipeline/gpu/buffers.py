@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.gpu.runtime import check
+from pipeline.gpu.lock_held import LockHeldDriver
+from pipeline.gpu.runtime import CudaError, check
 
 
 class DeviceBuffer:
@@ -52,10 +53,22 @@ class PinnedHostArray:
     def __init__(self, runtime: Any, shape: tuple[int, ...], dtype: Any) -> None:
         self._rt = runtime
         self.dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape)) * self.dtype.itemsize
-        self.ptr = int(check(runtime.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})", runtime))
-        raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
+        self.nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.ptr = int(check(runtime.cudaMallocHost(self.nbytes), f"cudaMallocHost({self.nbytes})", runtime))
+        raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
         self.array = np.frombuffer(raw, dtype=self.dtype).reshape(shape)
+
+    def copy_from_device_async(self, src_ptr: int, nbytes: int, stream: int) -> None:
+        """Queue a copy of `nbytes` at `src_ptr` into the array on `stream` (keeping the interpreter
+        lock where libcuda allows: gpu/lock_held.py)."""
+        if nbytes > self.nbytes:
+            raise CudaError(f"copy of {nbytes} bytes into a {self.nbytes}-byte host buffer")
+        driver = LockHeldDriver.shared()
+        if driver is not None and driver.copy_device_to_host_async(self.ptr, src_ptr, nbytes, stream):
+            return
+        rt = self._rt
+        check(rt.cudaMemcpyAsync(self.ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream),
+              "cudaMemcpyAsync device to host", rt)
 
     def free(self) -> None:
         """Release the memory (the array becomes empty first). Safe to call twice."""

@@ -1,5 +1,5 @@
-"""CUDA graphs the daemon captures itself, launched without waiting, and the page-locked host
-buffers and timing events that go with them (issue 22).
+"""CUDA graphs the daemon captures itself, launched without waiting, and the timing events that go
+with them (issue 22; their page-locked output copies: gpu/buffers.py PinnedHostArray).
 
 ONNX Runtime's own graph replay synchronizes inside every run, so the next batch can only be queued
 once the inference thread has the interpreter lock back, and the GPU idles meanwhile: 2-4 ms a batch
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import ctypes
 from typing import Any, Callable
-
-import numpy as np
 
 from pipeline.gpu.lock_held import LockHeldDriver
 from pipeline.gpu.runtime import CudaError, check, clear_last_errors, load_cuda_runtime
@@ -117,32 +115,3 @@ class TimedEvents:
         for event in self._events:
             self._rt.cudaEventDestroy(event)
         self._events = []
-
-
-class PinnedHostArray:
-    """A page-locked host array (cudaMallocHost): the only kind a device-to-host copy can fill
-    without the driver waiting for it."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
-        rt = load_cuda_runtime()
-        self._rt = rt
-        self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self.ptr = int(check(rt.cudaMallocHost(self.nbytes), f"cudaMallocHost({self.nbytes})", rt))
-        raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array = np.frombuffer(raw, dtype=dtype).reshape(shape)
-
-    def copy_from_device_async(self, src_ptr: int, nbytes: int, stream: int) -> None:
-        if nbytes > self.nbytes:
-            raise CudaError(f"copy of {nbytes} bytes into a {self.nbytes}-byte host buffer")
-        driver = LockHeldDriver.shared()
-        if driver is not None and driver.copy_device_to_host_async(self.ptr, src_ptr, nbytes, stream):
-            return
-        rt = self._rt
-        check(rt.cudaMemcpyAsync(self.ptr, src_ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream),
-              "cudaMemcpyAsync device to host", rt)
-
-    def close(self) -> None:
-        if self.ptr:
-            ptr, self.ptr = self.ptr, 0
-            self.array = np.empty(0)
-            self._rt.cudaFreeHost(ptr)

@@ -40,11 +40,12 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.gpu import device_buffer
+from pipeline.gpu.buffers import PinnedHostArray
 from pipeline.gpu.device_buffer import DeviceView
 from pipeline.gpu.memory import device_to_host
 from pipeline.gpu.stream import CudaStream
-from pipeline.gpu.own_graph import CapturedGraph, PinnedHostArray, TimedEvents
-from pipeline.gpu.runtime import clear_last_errors
+from pipeline.gpu.own_graph import CapturedGraph, TimedEvents
+from pipeline.gpu.runtime import clear_last_errors, load_cuda_runtime
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def priority_stream(device_id: int) -> CudaStream:
     (model.onnxruntime.priority_stream): the GPU's block scheduler then starts inference kernels
     ahead of queued decode-conversion and letterbox kernels, which have slack while the single
     inference thread is the stage everything waits for."""
-    from pipeline.gpu.runtime import load_cuda_runtime
-
     return CudaStream(load_cuda_runtime(), device_id, highest_priority=True)
 
 
@@ -230,7 +229,8 @@ class BatchSizeSession:
                 self.session.run_with_iobinding(self._graph_binding)
             self._own_graph = CapturedGraph(self._stream, lambda: self.session.run_with_iobinding(self._graph_binding, nosync))
             row = (1, *self._output_shape[1:])
-            self._slots = [_Slot(PinnedHostArray((self.batch, *self._output_shape[1:]), self._output_dtype),
+            self._slots = [_Slot(PinnedHostArray(load_cuda_runtime(), (self.batch, *self._output_shape[1:]),
+                                                 self._output_dtype),
                                  TimedEvents(), int(np.prod(row)) * self._output_dtype.itemsize)
                            for _ in range(OWN_GRAPH_SLOTS)]
         except Exception as exc:  # noqa: BLE001 - a model or runtime that cannot be captured: plain runs

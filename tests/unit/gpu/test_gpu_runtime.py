@@ -73,6 +73,24 @@ def test_device_and_pinned_buffers_free_explicitly_once() -> None:
     assert rt.count("cudaFree") == 1 and rt.count("cudaFreeHost") == 1
 
 
+def test_a_pinned_array_fills_from_the_device_on_a_stream_and_refuses_an_oversized_copy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.gpu.lock_held import LockHeldDriver
+
+    monkeypatch.setattr(LockHeldDriver, "shared", classmethod(lambda cls: None))  # fake pointers: the runtime path
+    rt = FakeCudaRuntime()
+    src = np.arange(8, dtype=np.float32)
+    with DeviceBuffer(rt, src.nbytes) as buf, PinnedHostArray(rt, (2, 4), np.float32) as pinned:
+        buf.upload(src)
+        stream = CudaStream(rt)
+        pinned.copy_from_device_async(buf.ptr, 4 * 4, stream.handle)  # the first row only
+        stream.synchronize()
+        assert pinned.array[0].tolist() == [0.0, 1.0, 2.0, 3.0] and rt.count("cudaMemcpyAsync") == 1
+        with pytest.raises(CudaError, match="copy of 36 bytes into a 32-byte host buffer"):
+            pinned.copy_from_device_async(buf.ptr, 36, stream.handle)
+        stream.close()
+
+
 def test_no_driver_or_no_cuda_python_means_no_visible_gpu() -> None:
     if Path("/dev/nvidiactl").exists():
         pytest.skip("an NVIDIA driver is loaded here")
