@@ -10,11 +10,10 @@ os._exit and the driver frees what is left.
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -26,8 +25,8 @@ class DeferredTeardown:
     def __init__(self, grace_s: float = GRACE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self._grace_s = grace_s
         self._clock = clock
-        self._due: list[tuple[float, int, Callable[[], None]]] = []  # (due, order, teardown)
-        self._order = itertools.count()
+        # (due, teardown) in the order added: one grace for all, so the first is always due first
+        self._due: deque[tuple[float, Callable[[], None]]] = deque()
         self._changed = threading.Condition()
         self._closed = False
         # Teardowns not run because the worker is exiting. Kept, not dropped: dropping one would free
@@ -44,7 +43,7 @@ class DeferredTeardown:
             if self._closed:
                 self._kept.append(teardown)
                 return
-            heapq.heappush(self._due, (self._clock() + self._grace_s, next(self._order), teardown))
+            self._due.append((self._clock() + self._grace_s, teardown))
             self._changed.notify()
 
     @property
@@ -58,7 +57,7 @@ class DeferredTeardown:
         with self._changed:
             self._closed = True
             skipped = len(self._due)
-            self._kept.extend(teardown for _, _, teardown in self._due)
+            self._kept.extend(teardown for _, teardown in self._due)
             self._due.clear()
             self._changed.notify()
         return skipped
@@ -70,7 +69,7 @@ class DeferredTeardown:
                     self._changed.wait(None if not self._due else max(0.0, self._due[0][0] - self._clock()))
                 if self._closed:
                     return
-                _, _, teardown = heapq.heappop(self._due)
+                _, teardown = self._due.popleft()
             try:
                 teardown()
             except Exception:  # noqa: BLE001 - one camera's teardown must not stop the others'
