@@ -20,20 +20,22 @@ _ENCODERS = {
 
 
 def make_clip(path: str | os.PathLike[str], width: int = 160, height: int = 120, frames: int = 30,
-              fps: int = 30, codec: str = "h264", first_index: int = 0) -> Path:
+              fps: int = 30, codec: str = "h264", first_index: int = 0,
+              options: dict[str, str] | None = None) -> Path:
     """Encode `frames` pictures of the moving-rectangles pattern; the container follows the suffix
-    (.mp4, .mkv, .ts, .avi). Frame i of the clip shows pattern frame first_index + i."""
+    (.mp4, .mkv, .ts, .avi). Frame i of the clip shows pattern frame first_index + i. `options` go to
+    the encoder over the defaults (e.g. no B-frames, as IP cameras encode)."""
     if codec not in _ENCODERS:
         raise ValueError(f"codec {codec!r}: expected one of {sorted(_ENCODERS)}")
     if width % 2 or height % 2:
         raise ValueError(f"{width}x{height}: 4:2:0 video needs even width and height")
-    encoder, pix_fmt, options = _ENCODERS[codec]
+    encoder, pix_fmt, defaults = _ENCODERS[codec]
     path = Path(path)
     pattern = SyntheticPattern(width, height)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(encoder, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.options = dict(options)
+        stream.options = {**defaults, **(options or {})}
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(pattern.render(first_index + i), format="rgb24")
             for packet in stream.encode(frame):

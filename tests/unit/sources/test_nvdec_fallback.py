@@ -114,3 +114,16 @@ def test_a_discarded_decoder_lives_until_the_next_session_or_the_teardown() -> N
     runtime.close()
     assert runtime._parked is None and runtime._discarded is None
     assert device.calls == ["cudaSetDevice", "close", "close", "cuDevicePrimaryCtxRelease"]
+
+
+def test_decoders_are_created_with_low_display_latency_where_the_library_has_it() -> None:
+    """PyNvVideoCodec's default holds 4 pictures back (133 ms for a live 30 fps camera); older
+    versions without the setting get no unknown keyword."""
+    from types import SimpleNamespace
+
+    from pipeline.sources.nvdec import low_latency
+
+    low = object()
+    nvc = SimpleNamespace(DisplayDecodeLatencyType=SimpleNamespace(NATIVE=object(), LOW=low, ZERO=object()))
+    assert low_latency(nvc) == {"latency": low}
+    assert low_latency(SimpleNamespace()) == {}
