@@ -35,6 +35,7 @@ from pipeline.frame import DetectionsBatch, Frame, FrameDetections, FrameEvents,
 from pipeline.app.gpu_assignment import device_path, single_gpu_notice
 from pipeline.app.interpreter import GcPauses, StartupFreeze, apply_switch_interval
 from pipeline.app.lookahead import FINISH, LookaheadInbox, LookaheadInfer
+from pipeline.app.publish_queue import PublishQueue
 from pipeline.infer import Backend, create_backend
 from pipeline.observe.logs import NOT_RATE_LIMITED
 from pipeline.observe.metrics import Metrics
@@ -48,6 +49,10 @@ log = logging.getLogger("pipeline.app.daemon")
 
 # Shutdown budget (SIGTERM must exit within 5 s): sources (cameras.JOIN_S), then the drain, then the stage threads.
 PUBLISH_IDLE_S = 0.2  # the publish thread serves subscriptions at least this often
+# detections batches that may wait for the publisher (8 x max_batch frames: 64 ms at 4,000 frames/s)
+# and status/event messages beside them (a camera starting or stopping each sends one)
+PUBLISH_BATCHES = 8
+PUBLISH_MESSAGES = 256
 DRAIN_S = 1.5  # after the sources stop, queued frames get this long to be published
 THREAD_JOIN_S = 0.5
 STOP_BUDGET_S = 4.5  # the decode workers may take until then; the publisher and the process exit follow
@@ -165,8 +170,9 @@ class Daemon:
         self._shared = StageShared(self.metrics, abort=threading.Event())
         self._infer_q = self._stage_queue("infer", 2)
         self._postprocess_q = self._stage_queue("postprocess", 2)
-        # detections batches (about 8 in flight at most) and the cameras' status events
-        self._publish_q = self._stage_queue("publish", 8 + 256)
+        # detections batches (PUBLISH_BATCHES at most: app/publish_queue.py) and status and event messages
+        self._publish_q = PublishQueue(PUBLISH_BATCHES, PUBLISH_MESSAGES)
+        self.metrics.stage_queue_depth.labels("publish").set_function(self._publish_q.qsize)
         self._stages: list[StageThread] = []  # the frames' stages before publish, in the order frames pass them
         self._publish_stage: StageThread | None = None
         self._workers: DecodeWorkerPool | None = None
