@@ -420,11 +420,12 @@ class _NvdecSession:
 def low_latency(nvc: Any) -> dict[str, Any]:
     """CreateDecoder's argument for pictures out of the Decode() call that took their packet.
 
-    PyNvVideoCodec's default (NATIVE) holds 4 pictures back before returning one: for a live 30 fps
-    camera that is 133 ms (400 ms at 10 fps) added before `captured_at` is even stamped, unseen by
-    our latency figures. LOW still returns pictures in display order (a stream with B-frames waits
-    only as long as its reordering needs); it marks each packet as one whole picture, which PyAV's
-    demuxers deliver. Versions without the setting (before 2.0) keep their default."""
+    Measured on the H200 (tests/gpu/test_nvdec_gpu.py, PyNvVideoCodec 2.2.4, streams without
+    B-frames): with the default (NATIVE) a picture leaves Decode() two packets after its own, with
+    LOW one. For a live camera each packet is a frame interval (33 ms at 30 fps, 100 ms at 10 fps)
+    added before `captured_at` is stamped, so unseen by our latency figures. LOW still returns
+    pictures in display order (a stream with B-frames waits as long as its reordering needs).
+    Versions without the setting keep their default."""
     kind = getattr(nvc, "DisplayDecodeLatencyType", None)
     low = getattr(kind, "LOW", None)
     return {} if low is None else {"latency": low}

@@ -117,8 +117,8 @@ def test_a_discarded_decoder_lives_until_the_next_session_or_the_teardown() -> N
 
 
 def test_decoders_are_created_with_low_display_latency_where_the_library_has_it() -> None:
-    """PyNvVideoCodec's default holds 4 pictures back (133 ms for a live 30 fps camera); older
-    versions without the setting get no unknown keyword."""
+    """PyNvVideoCodec's default returns a picture two packets after its own, LOW one (measured on the
+    H200); versions without the setting get no unknown keyword."""
     from types import SimpleNamespace
 
     from pipeline.sources.nvdec import low_latency
