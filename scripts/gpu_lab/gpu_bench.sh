@@ -2,7 +2,7 @@
 # The GPU benchmark runs of docs/BENCHMARKS.md and docs/gpu-validation.md, on the GPU machine from the repo root, after
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
-#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm, confirm_hevc)   results (JSON + logs) in $OUT/bench.tar.gz
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm, confirm_hevc, profile_rt)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
@@ -120,6 +120,18 @@ abenv)  # environment variables: ABENV='gcpython:PIPELINE_GC=python;gcfreeze:PIP
 timeline_sw)
   timeout 150 python3 scripts/gpu_lab/e2e_timeline.py $CFG --streams 16 --seconds 6 --switch-interval 0.001 > "$R/timeline_sw1ms.log" 2>&1
   echo "timeline_sw rc=$?"; grep -E "^e2e_|^steady" "$R/timeline_sw1ms.log" ;;
+profile_rt)  # RUNS (default 3) real-time runs at PROFILE_STREAMS (default 135) cameras, each with the daemon's queues
+  # once a second and py-spy (threads holding the interpreter lock) over 6 s of the measured window: a run that
+  # keeps up and one that falls behind, side by side (issue 22 session 6: the same code does both)
+  n=${PROFILE_STREAMS:-135}
+  for r in $(seq ${RUNS:-3}); do
+    timeout 120 python3 scripts/gpu_lab/queue_probe.py --profile "$R/profile_rt${n}_$r.txt" --profile-after ${PROFILE_AFTER:-14} -- $CFG --streams $n \
+      --stages e2e-realtime --seconds 8 --warmup 3 --max-p99 0.25 --json "$R/profile_rt${n}_$r.json" > "$R/profile_rt${n}_$r.log" 2>&1
+    echo "profile_rt $n run $r rc=$?: $(grep -E '^e2e_realtime ' "$R/profile_rt${n}_$r.log" | tr -s ' ' | cut -c1-150)"
+    grep -E "^queues|py-spy: exit" "$R/profile_rt${n}_$r.log" | awk 'NR % 4 == 0' | cut -c1-100
+    python3 scripts/gpu_lab/pyspy_summary.py "$R/profile_rt${n}_$r.txt" --top 12 > "$R/profile_rt${n}_$r.summary.txt" 2>&1
+    head -30 "$R/profile_rt${n}_$r.summary.txt"
+  done ;;
 tests)
   timeout 400 python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$R/tests_gpu.log" 2>&1
   echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|XFAIL|XPASS|max \|" "$R/tests_gpu.log" | cut -c1-220 | tail -25 ;;
