@@ -124,6 +124,7 @@ class BatchScheduler:
         A False return means the frame was not queued (the caller still owns it).
         """
         camera_id = frame.camera_id
+        dropped = None  # a dropped frame is freed after the lock (its release may message a decode worker)
         with self._lock:
             queue = self._queues.get(camera_id)
             if queue is None:
@@ -134,7 +135,7 @@ class BatchScheduler:
                 return False
             if len(queue.frames) >= queue.capacity:
                 if queue.policy is OverflowPolicy.DROP_OLDEST:
-                    queue.frames.popleft()
+                    dropped = queue.frames.popleft()
                     self._queued -= 1
                     self._dropped[camera_id] += 1
                     if self._metrics is not None:

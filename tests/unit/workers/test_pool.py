@@ -115,3 +115,30 @@ def test_close_gives_workers_the_daemons_stop_budget_but_never_less_than_the_min
         now = time.monotonic()
         pool.close(deadline=None if given is None else now + given)
         assert link.asked and low <= link.deadline - now <= high, (given, link.deadline - now)
+
+
+def test_frames_returned_one_at_a_time_go_back_to_the_worker_in_one_message(monkeypatch) -> None:
+    """A daemon that fell behind drops (and so returns) frames one by one; the release thread gathers
+    what comes within RELEASE_COALESCE_S into one ReleaseFrames (scripts/release_cost.py)."""
+    import multiprocessing
+    import queue
+    import threading
+    import time
+
+    import pipeline.workers.pool as pool
+
+    monkeypatch.setattr(pool, "RELEASE_COALESCE_S", 0.2)  # wide, so a slow CI box still gathers them all
+    here, worker_end = multiprocessing.Pipe(duplex=True)
+    link = object.__new__(pool._WorkerLink)  # only what the release thread uses: no worker process
+    link._conn, link._send_lock, link._releases, link.alive = here, threading.Lock(), queue.SimpleQueue(), True
+    releaser = threading.Thread(target=link._send_releases, daemon=True)
+    releaser.start()
+    for token in range(5):  # 10 ms apart, as drops come with new frames
+        link.release(token)
+        time.sleep(0.01)
+    assert worker_end.poll(2.0)
+    messages = worker_end.recv()
+    assert [m.tokens for m in messages] == [(0, 1, 2, 3, 4)]
+    link._releases.put(None)
+    releaser.join(2.0)
+    assert not releaser.is_alive()
