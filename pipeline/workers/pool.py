@@ -46,8 +46,9 @@ WORKER_MIN_EXIT_S = 1.0  # at least this long, whatever the daemon's stop budget
 EXIT_POLL_S = 0.02
 # A daemon that fell behind returns frames one at a time (each new frame makes the scheduler drop a
 # camera's oldest), one message each, where one that keeps up returns a batch's at once: the release
-# thread gathers what comes in this long into one message. scripts/release_cost.py, 1000 tokens/s:
-# 37-48 us of the daemon's CPU a token sent one by one, 21-34 us gathered over 2 ms (2-core CPU box).
+# thread gathers what comes in this long into one message. scripts/release_cost.py, 1000 tokens/s, three
+# rounds: 51-64 us of the daemon's CPU a token sent one by one, 31-42 gathered over 2 ms, a third of the
+# messages (docs/bench/cpu-release-coalesce.txt, 2-core CPU box; not measured on a GPU).
 # A credit coming back 2 ms later costs nothing: a camera has 2 x queue_per_camera of them.
 RELEASE_COALESCE_S = 0.002
 MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default CUDA_MPS_PIPE_DIRECTORY
