@@ -129,7 +129,7 @@ profile_rt)  # RUNS (default 3) real-time runs at PROFILE_STREAMS (default 135) 
       --stages e2e-realtime --seconds 8 --warmup 3 --max-p99 0.25 --json "$R/profile_rt${n}_$r.json" > "$R/profile_rt${n}_$r.log" 2>&1
     echo "profile_rt $n run $r rc=$?: $(grep -E '^e2e_realtime ' "$R/profile_rt${n}_$r.log" | tr -s ' ' | cut -c1-150)"
     grep -E "^queues|py-spy: exit" "$R/profile_rt${n}_$r.log" | awk 'NR % 4 == 0' | cut -c1-100
-    python3 scripts/gpu_lab/pyspy_summary.py "$R/profile_rt${n}_$r.txt" --top 12 > "$R/profile_rt${n}_$r.summary.txt" 2>&1
+    python3 scripts/gpu_lab/profile_summary.py "$R/profile_rt${n}_$r.txt" --rate 200 --top 8 > "$R/profile_rt${n}_$r.summary.txt" 2>&1
     head -30 "$R/profile_rt${n}_$r.summary.txt"
   done ;;
 tests)

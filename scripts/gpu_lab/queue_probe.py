@@ -4,7 +4,7 @@ in a run that falls behind; --publish-batches sets how many detections batches m
 publisher (app/publish_queue.py; 256 is about the single 264-item queue before it); --profile records
 this process (the daemon's threads) with py-spy, only while a thread holds the interpreter lock, from
 --profile-after seconds after the daemon started for --profile-seconds (summarise it with
-scripts/gpu_lab/pyspy_summary.py).
+scripts/gpu_lab/profile_summary.py).
 
     python3 scripts/gpu_lab/queue_probe.py [--publish-batches N] [--profile OUT.txt] -- CONFIG --streams 135 --stages e2e-realtime ...
 """
