@@ -70,6 +70,7 @@ class DaemonOptions:
     # e.g. app/slow_inference.py); None: used as built
     wrap_backend: Callable[[Backend], Backend] | None = None
     wrap_preprocessor: Callable[[Preprocessor], Preprocessor] | None = None
+    wrap_postprocessor: Callable[[DetectionPostprocessor], Any] | None = None  # e.g. the bench's added detections
 
 
 def _one(step: Callable[[Any], Any]) -> Work:
@@ -239,6 +240,8 @@ class Daemon:
         postprocess = DetectionPostprocessor.for_model(spec, cfg.model.score_threshold, cfg.model.iou_threshold,
                                                        cfg.model.max_detections, on_truncated=self._candidates_truncated,
                                                        on_nan=self._nan_output)
+        if self.options.wrap_postprocessor is not None:
+            postprocess = self.options.wrap_postprocessor(postprocess)
         return preprocess, postprocess
 
     def _open_publisher(self) -> Publisher:

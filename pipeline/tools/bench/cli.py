@@ -32,4 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analytics stage: cameras tracked at once (default 100)")
     parser.add_argument("--analytics-shards", type=int, default=1, metavar="N",
                         help="analytics stage: processes the cameras are split over (default 1)")
+    parser.add_argument("--detections-per-frame", type=int, default=0, metavar="K",
+                        help="end-to-end stages: add K synthetic detections to every frame's (the per-detection "
+                             "costs of a real model, whose boxes a random-weight bench model does not find)")
     parser.add_argument("--verbose", action="store_true", help="keep the daemon's per-camera INFO log lines")

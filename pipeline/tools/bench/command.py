@@ -52,8 +52,11 @@ class BenchOptions:
     max_streams: int = 1024
     analytics_cameras: int = 100
     analytics_shards: int = 1
+    detections_per_frame: int = 0  # synthetic detections added to every frame end to end (added_detections.py)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.detections_per_frame <= 1000:
+            raise ValueError(f"--detections-per-frame {self.detections_per_frame}: must be 0..1000")
         if not (1 <= self.analytics_cameras <= 100_000 and 1 <= self.analytics_shards <= 256):
             raise ValueError("--analytics-cameras must be 1..100000 and --analytics-shards 1..256")
         if self.streams < 1:
@@ -195,7 +198,8 @@ class BenchRun:
                       f"{self.options.seconds:g} s ...")
         try:
             target = stream_target_fps(cameras)[0] if realtime else None
-            result = run_daemon(self.cfg, cameras, realtime, self.window, self.gpu, target, self.options.criteria)
+            result = run_daemon(self.cfg, cameras, realtime, self.window, self.gpu, target, self.options.criteria,
+                                self.options.detections_per_frame)
         except Exception as exc:  # noqa: BLE001
             result = failed(stage, _one_line(exc), len(cameras))
         self._said(result)
@@ -313,7 +317,7 @@ def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
         "options": {"streams": options.streams, "seconds": options.seconds, "warmup_s": options.warmup_s,
                     "media": str(options.media) if options.media else None, "stages": list(options.stages),
                     "find_max": options.find_max, "max_streams": options.max_streams,
-                    "criteria": asdict(options.criteria)},
+                    "criteria": asdict(options.criteria), "detections_per_frame": options.detections_per_frame},
         "machine": machine,
         "pipeline": pipeline_info(cfg, cameras),
         "streams": streams,
@@ -332,7 +336,9 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
           f"{' in %d worker processes' % p['decode_workers'] if p.get('decode_workers') else ''}, "
           f"preprocess {p['preprocess_device']}, {p['backend']} {p['precision']} {Path(p['model']).name} "
           f"@{p['input_size']}{' x%d instances' % p['model_instances'] if p.get('model_instances', 1) > 1 else ''}, "
-          f"batch {p['max_batch']}", file=out)
+          f"batch {p['max_batch']}"
+          f"{'; %d synthetic detections added a frame' % report['options']['detections_per_frame'] if report['options'].get('detections_per_frame') else ''}",
+          file=out)
     print(f"machine: {m['cpus_usable']} CPU(s), GPU {m['gpu'] or 'none'}, load average at start "
           f"{'/'.join(str(x) for x in m['load_avg_start'])}", file=out)
     print(format_table(stages, report["summary"]), file=out)
@@ -354,7 +360,8 @@ def bench_command(args: Any, cfg: PipelineConfig) -> int:
             stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
             criteria=HoldCriteria(args.max_drop, args.max_p99, args.min_rate),
             find_max=args.find_max, max_streams=args.max_streams,
-            analytics_cameras=args.analytics_cameras, analytics_shards=args.analytics_shards)
+            analytics_cameras=args.analytics_cameras, analytics_shards=args.analytics_shards,
+            detections_per_frame=args.detections_per_frame)
         if options.media is not None and not options.media.is_file():
             raise ValueError(f"--media {options.media}: no such file")
     except ValueError as exc:

@@ -40,6 +40,7 @@ class Received:
     seq: np.ndarray
     camera: np.ndarray  # index into names
     names: list[str]
+    detections: np.ndarray  # detections in each message
 
 
 class SubscriberProcess:
@@ -73,7 +74,8 @@ class SubscriberProcess:
         if code != 0:
             raise RuntimeError(f"bench subscriber exited with status {code}")
         with np.load(self._out) as data:
-            return Received(data["recv_t"], data["latency"], data["seq"], data["camera"], [str(n) for n in data["names"]])
+            return Received(data["recv_t"], data["latency"], data["seq"], data["camera"], [str(n) for n in data["names"]],
+                            data["detections"])
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -113,10 +115,15 @@ def _seq_gaps(received: Received, mask: np.ndarray) -> int:
 
 
 def run_daemon(cfg: PipelineConfig, cameras: list[CameraConfig], realtime: bool, window: Window,
-               gpu: GpuMemoryReader, target_fps: float | None, criteria: HoldCriteria) -> StageResult:
+               gpu: GpuMemoryReader, target_fps: float | None, criteria: HoldCriteria,
+               added_detections: int = 0) -> StageResult:
     """One end-to-end run of `cameras` (already set to realtime or not). The first `warmup_s` are not
-    measured (model warm-up, queues filling)."""
+    measured (model warm-up, queues filling). `added_detections` synthetic boxes join the model's on
+    every frame (added_detections.py)."""
     from pipeline.app.daemon import Daemon, DaemonOptions
+    from pipeline.tools.bench.added_detections import AddedDetections
+
+    wrap = (lambda post: AddedDetections(post, added_detections)) if added_detections else None
 
     stage = "e2e_realtime" if realtime else "e2e_fast"
     bind = free_tcp_endpoint()
@@ -129,7 +136,8 @@ def run_daemon(cfg: PipelineConfig, cameras: list[CameraConfig], realtime: bool,
     try:
         subscriber.wait_ready()
         daemon = Daemon(run_cfg, DaemonOptions(status_interval_s=0, wait_for_subscribers=1,
-                                               wait_for_subscribers_timeout_s=SUBSCRIBER_READY_S), metrics)
+                                               wait_for_subscribers_timeout_s=SUBSCRIBER_READY_S,
+                                               wrap_postprocessor=wrap), metrics)
         try:
             daemon.start()
         except Exception:
@@ -182,9 +190,11 @@ def _result(stage: str, cameras: list[CameraConfig], received: Received, t0: flo
     held = reason = None
     if realtime:
         held, reason = judge(fps, target_fps, drops, latency, criteria)
+    per_frame = round(float(received.detections[mask].mean()), 3) if frames else None
     return StageResult(stage, len(cameras), None, round(elapsed, 3), frames, round(fps, 3), Spread.of(per_camera),
                        None, latency, None if target_fps is None else round(target_fps, 3), drops, held, reason,
-                       resources, None if frames else "no detections messages received in the window")
+                       resources, None if frames else "no detections messages received in the window",
+                       detections_per_frame=per_frame)
 
 
 def judge(fps: float, target_fps: float | None, drops: Drops, latency: Percentiles | None,

@@ -92,6 +92,7 @@ class StageResult:
     # GPU time per frame as the stage itself measured it (the fused letterbox: CUDA events around
     # its kernel); None where the stage does not measure it
     gpu_us_per_frame: float | None = None
+    detections_per_frame: float | None = None  # end to end: mean detections in the messages received
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,14 +205,15 @@ def format_table(stages: dict[str, StageResult], summary: dict[str, Any]) -> str
         cells = [c.rjust(widths[i]) if i else c.ljust(widths[i]) for i, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "-" * len(lines[0]))
-    lines.extend(gc_lines(stages))
+    lines.extend(e2e_lines(stages))
     lines.append("")
     lines.append(summary_line(summary))
     return "\n".join(lines)
 
 
-def gc_lines(stages: dict[str, StageResult]) -> list[str]:
-    """The end-to-end runs' garbage-collector pauses (the daemon's process stops while one runs)."""
+def e2e_lines(stages: dict[str, StageResult]) -> list[str]:
+    """The end-to-end runs' garbage-collector pauses (the daemon's process stops while one runs) and
+    the detections a frame their messages carried."""
     out = []
     for name in ("e2e_fast", "e2e_realtime"):
         r = stages.get(name)
@@ -220,6 +222,10 @@ def gc_lines(stages: dict[str, StageResult]) -> list[str]:
             continue
         out.append(f"{name}: garbage collector ran {res.gc_collections} times, {res.gc_pause_ms:.0f} ms in all "
                    f"({res.gc_pause_ms / 10 / r.seconds:.1f}% of the window), longest {res.gc_pause_max_ms:.1f} ms")
+    for name in ("e2e_fast", "e2e_realtime"):
+        r = stages.get(name)
+        if r is not None and r.detections_per_frame is not None:
+            out.append(f"{name}: {r.detections_per_frame:.1f} detections a frame published")
     return out
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
                 break
         stop.set()
 
-    recv_t, latency, seq, camera = array("d"), array("d"), array("q"), array("q")
+    recv_t, latency, seq, camera, boxes = array("d"), array("d"), array("q"), array("q"), array("q")
     cameras: dict[str, int] = {}
     with Subscriber(url, kinds=("det",), rcvhwm=1_000_000) as sub:
         print("ready", flush=True)
@@ -58,8 +58,10 @@ def main(argv: list[str]) -> int:
             latency.append(msg["published_at"] - msg["captured_at"])
             seq.append(msg["seq"])
             camera.append(cameras.setdefault(msg["camera"], len(cameras)))
+            boxes.append(len(msg["detections"]))
     np.savez(out, recv_t=np.frombuffer(recv_t, np.float64), latency=np.frombuffer(latency, np.float64),
              seq=np.frombuffer(seq, np.int64), camera=np.frombuffer(camera, np.int64),
+             detections=np.frombuffer(boxes, np.int64),
              names=np.array(list(cameras), dtype=str))
     return 0
 

@@ -128,11 +128,32 @@ def test_find_max_reports_its_trials(bench_config: Path, tmp_path: Path) -> None
     assert report["stages"]["decode"] is None  # not asked for
 
 
+def test_synthetic_detections_are_added_to_every_frame_end_to_end(bench_config: Path, tmp_path: Path) -> None:
+    """--detections-per-frame K: the messages carry the model's detections and K more (the bench model's
+    random weights find almost none, so the publish and tracking costs of a real model's boxes would
+    otherwise be left out); the report says how many a frame went out."""
+    plain, added = tmp_path / "plain.json", tmp_path / "added.json"
+    for out, extra in ((plain, []), (added, ["--detections-per-frame", "7"])):
+        run = bench(bench_config, "--streams", "2", "--stages", "e2e-fast", "--seconds", "1", "--warmup", "0.3",
+                    "--json", str(out), *extra)
+        assert run.returncode == 0, run.stderr
+    without = json.loads(plain.read_text())
+    with_added = json.loads(added.read_text())
+    assert without["options"]["detections_per_frame"] == 0 and with_added["options"]["detections_per_frame"] == 7
+    base = without["stages"]["e2e_fast"]["detections_per_frame"]
+    more = with_added["stages"]["e2e_fast"]["detections_per_frame"]
+    # the same clip looped: the model's own count per frame averages the same in both windows
+    assert more - base == pytest.approx(7, abs=1.0), (base, more)
+    assert "synthetic detections added" in run.stdout and "detections a frame published" in run.stdout
+
+
 def test_bad_options_are_one_line_usage_errors(bench_config: Path) -> None:
     run = bench(bench_config, "--streams", "0")
     assert run.returncode == 2 and run.stderr.strip() == "pipeline bench: --streams 0: need at least 1 stream"
     run = bench(bench_config, "--media", "/nonexistent/clip.mp4")
     assert run.returncode == 2 and "--media /nonexistent/clip.mp4: no such file" in run.stderr
+    run = bench(bench_config, "--detections-per-frame", "-1")
+    assert run.returncode == 2 and run.stderr.strip() == "pipeline bench: --detections-per-frame -1: must be 0..1000"
 
 
 def test_decode_workers_are_measured_in_their_processes(bench_config: Path, tmp_path: Path) -> None:
