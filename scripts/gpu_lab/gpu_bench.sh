@@ -13,6 +13,7 @@
 # Each step's GPU utilisation (nvidia-smi dmon: SM %, NVDEC %, one line a second) goes to dmon_STEP.log.
 set -u
 OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
+DETS=${DETS:-0}  # DETS=10: the end-to-end runs add 10 synthetic detections a frame (pipeline bench --detections-per-frame)
 R=$OUT/bench; mkdir -p "$R"
 export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
 CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}  # CFG=configs/bench-cpu.yaml runs the A/B steps on a CPU box
@@ -40,7 +41,7 @@ ab_bench() {  # ab_bench NAME CFG [ENV=VALUE...]: one bench of the A/B steps -> 
   case $stages in *e2e-realtime*) hold=(--max-p99 0.25) ;; esac
   host_speed
   env "$@" timeout 240 python3 -m pipeline bench $cfg --streams ${AB_STREAMS:-${ABW_STREAMS:-16}} --seconds 8 --warmup 2 \
-    --stages $stages "${hold[@]}" --json "$R/ab$name.json" > "$R/ab$name.log" 2>&1
+    --stages $stages "${hold[@]}" --detections-per-frame $DETS --json "$R/ab$name.json" > "$R/ab$name.log" 2>&1
   echo "ab$name rc=$?"; grep -E "^(decode|inference|e2e_fast|e2e_realtime|end to end|shared)|garbage|Error|error|Traceback" \
     "$R/ab$name.log" | cut -c1-200 | head -12; }
 ab_runs() {  # ab_runs KEY MAKE_CFG VALUE...: a bench per value -> abKEY_VALUE.json
@@ -79,7 +80,7 @@ bench16)
 findmax|findmax_hevc)  # FINDMAX_START=N: the first N tried (then doubling up to FINDMAX_LIMIT, default 192, then bisecting); judged with the issue's p99 <= 250 ms
   name=h264_findmax; media=(); [ $step = findmax_hevc ] && { name=hevc_findmax; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
   timeout 560 python3 -m pipeline bench $CFG "${media[@]}" --find-max --streams ${FINDMAX_START:-32} --max-streams ${FINDMAX_LIMIT:-192} \
-    --seconds 6 --warmup 3 --max-p99 0.25 --json "$R/$name.json" > "$R/$name.log" 2>&1
+    --seconds 6 --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/$name.json" > "$R/$name.log" 2>&1
   echo "$step rc=$?"; grep -E "trial|held|max|^stage|^e2e|^decode|^infer|^pre|^post|ceiling" "$R/$name.log" | tail -30 ;;
 hevc)
   timeout 300 python3 -m pipeline bench $CFG --media .cache/bench-media/hevc_1080p30.mp4 --streams 32 --seconds 8 \
@@ -102,7 +103,7 @@ confirm|confirm_hevc)  # one real-time run at CONFIRM_STREAMS (default 135) with
   n=${CONFIRM_STREAMS:-135}; name=h264_confirm_$n; media=()
   [ $step = confirm_hevc ] && { name=hevc_confirm_$n; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
   timeout 240 python3 -m pipeline bench $CFG "${media[@]}" --streams $n --stages decode,inference,e2e-realtime --seconds 8 \
-    --warmup 3 --max-p99 0.25 --json "$R/$name.json" > "$R/$name.log" 2>&1
+    --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/$name.json" > "$R/$name.log" 2>&1
   echo "$step $n rc=$?"; grep -A14 "^stage " "$R/$name.log" ;;
 abs)  # scheduler batch: ABS='32x10 64x20' (max_batch x max_wait_ms; likewise)
   ab_runs s sched_cfg ${ABS:-32x10 64x20} ;;
@@ -126,7 +127,7 @@ profile_rt)  # RUNS (default 3) real-time runs at PROFILE_STREAMS (default 135) 
   n=${PROFILE_STREAMS:-135}
   for r in $(seq ${RUNS:-3}); do
     timeout 120 python3 scripts/gpu_lab/queue_probe.py --profile "$R/profile_rt${n}_$r.txt" --profile-after ${PROFILE_AFTER:-14} -- $CFG --streams $n \
-      --stages e2e-realtime --seconds 8 --warmup 3 --max-p99 0.25 --json "$R/profile_rt${n}_$r.json" > "$R/profile_rt${n}_$r.log" 2>&1
+      --stages e2e-realtime --seconds 8 --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/profile_rt${n}_$r.json" > "$R/profile_rt${n}_$r.log" 2>&1
     echo "profile_rt $n run $r rc=$?: $(grep -E '^e2e_realtime ' "$R/profile_rt${n}_$r.log" | tr -s ' ' | cut -c1-150)"
     grep -E "^queues|py-spy: exit" "$R/profile_rt${n}_$r.log" | awk 'NR % 4 == 0' | cut -c1-100
     python3 scripts/gpu_lab/profile_summary.py "$R/profile_rt${n}_$r.txt" --rate 200 --top 8 > "$R/profile_rt${n}_$r.summary.txt" 2>&1
