@@ -5,7 +5,8 @@ weights find almost none, which flatters those stages.
 
 The boxes are the analytics bench's moving objects (analytics.synthetic_frames: they move, leave and
 are replaced, so a tracker works as on real scenes), one sequence per camera, replayed, scaled to the
-frame's size.
+frame's size. Each frame's are made anew (one Detection each), as the postprocessor makes a real
+model's, so that cost is charged too.
 """
 from __future__ import annotations
 
