@@ -93,7 +93,11 @@ class ConnectionGate:
     ZAP requests libzmq makes at each handshake: a connection past `limit` gets ZAP status 300
     (temporary), so it never receives; it is dropped at the handshake timeout and the peer retries,
     getting in once a slot is free. Subscribers cannot pile up (each holds an fd and up to
-    high_water_mark queued messages).
+    high_water_mark queued messages). The limit counts the connections admitted, not the refused ones
+    still waiting for their timeout: counting those, refused peers that retried together each saw the
+    others and were all refused again, every handshake timeout, while a slot stood free (a CI run
+    waited over 40 s). ZAP requests do not name their connection, so each answer goes to the oldest
+    accepted connection not yet answered (libzmq asks in that order).
     With CURVE the ThreadAuthenticator answers ZAP (only listed clients get in) and this only counts.
     Runs its own thread: the monitor and the ZAP socket are used by it alone."""
 
@@ -102,6 +106,8 @@ class ConnectionGate:
         self.refused = 0
         self._monitor = monitor
         self._connections: set[int] = set()  # fds of accepted peer connections
+        self._unanswered: list[int] = []  # accepted, in order, not yet given a ZAP answer
+        self._admitted: set[int] = set()  # given ZAP "200" and still connected
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._zap: zmq.Socket | None = None
@@ -145,17 +151,31 @@ class ConnectionGate:
 
     def _on_event(self, event: dict) -> None:
         with self._changed:
+            fd = event["value"]
             if event["event"] == zmq.EVENT_ACCEPTED:
-                self._connections.add(event["value"])
+                self._connections.add(fd)
+                self._unanswered.append(fd)
             elif event["event"] == zmq.EVENT_DISCONNECTED:
-                self._connections.discard(event["value"])
+                self._connections.discard(fd)
+                self._admitted.discard(fd)
+                if fd in self._unanswered:
+                    self._unanswered.remove(fd)
             self._changed.notify_all()
+
+    def admit_next(self) -> bool:
+        """The answer for the next ZAP request: in while fewer than `limit` connections are admitted."""
+        with self._changed:
+            fd = self._unanswered.pop(0) if self._unanswered else None
+            admitted = len(self._admitted) < self.limit
+            if admitted and fd is not None:
+                self._admitted.add(fd)
+            return admitted
 
     def _answer(self, request: list[bytes]) -> None:
         """ZAP 1.0 (RFC 27): [version, request id, domain, address, identity, mechanism, ...]."""
         if len(request) < 6 or request[0] != b"1.0":
             return  # not ZAP: nothing sane to answer (REP still needs one)
-        admitted = self.connected <= self.limit  # the asking connection is counted already
+        admitted = self.admit_next()
         if not admitted:
             self.refused += 1
             if self.refused in (1, 10, 100) or self.refused % 1000 == 0:

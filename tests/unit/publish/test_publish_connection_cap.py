@@ -56,3 +56,35 @@ def test_subscribers_past_the_limit_are_refused_and_a_freed_slot_is_reused() -> 
             s.close()
         pub.close()
         context.term()
+
+
+def test_refused_peers_retrying_together_do_not_lock_each_other_out() -> None:
+    """The limit counts admitted connections, not refused ones waiting for their timeout: three refused
+    peers that come back at once get the one free slot between them (counting each other, they were
+    all refused again, every handshake timeout)."""
+    from pipeline.publish.publisher import ConnectionGate
+
+    context = zmq.Context()
+    monitor = context.socket(zmq.PAIR)
+    gate = ConnectionGate(context, monitor, limit=3, serve_zap=False)
+    try:
+        def accepted(*fds: int) -> None:
+            for fd in fds:
+                gate._on_event({"event": zmq.EVENT_ACCEPTED, "value": fd})
+
+        def gone(*fds: int) -> None:
+            for fd in fds:
+                gate._on_event({"event": zmq.EVENT_DISCONNECTED, "value": fd})
+
+        accepted(1, 2, 3)
+        assert [gate.admit_next() for _ in range(3)] == [True, True, True]
+        accepted(4, 5, 6)
+        assert [gate.admit_next() for _ in range(3)] == [False, False, False]
+        gone(1)  # a subscriber leaves ...
+        gone(4, 5, 6)  # ... and the refused ones are dropped at their handshake timeout
+        accepted(7, 8, 9)  # then all three retry at once
+        assert [gate.admit_next() for _ in range(3)] == [True, False, False]
+        assert gate.connected == 5  # the two refused still hold their connections until their timeout
+    finally:
+        gate.close()
+        context.term()
