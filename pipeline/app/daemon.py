@@ -169,11 +169,10 @@ class Daemon:
         self.backends: list[Backend] = []  # one per model instance, each run by its own infer thread
         self._lookahead: LookaheadInfer | None = None  # the infer work with one model copy
         self._shared = StageShared(self.metrics, abort=threading.Event())
-        self._infer_q = self._stage_queue("infer", 2)
-        self._postprocess_q = self._stage_queue("postprocess", 2)
+        self._infer_q = self._stage_queue("infer", queue.Queue(maxsize=2))
+        self._postprocess_q = self._stage_queue("postprocess", queue.Queue(maxsize=2))
         # detections batches (PUBLISH_BATCHES at most: app/publish_queue.py) and status and event messages
-        self._publish_q = PublishQueue(PUBLISH_BATCHES, PUBLISH_MESSAGES)
-        self.metrics.stage_queue_depth.labels("publish").set_function(self._publish_q.qsize)
+        self._publish_q = self._stage_queue("publish", PublishQueue(PUBLISH_BATCHES, PUBLISH_MESSAGES))
         self._stages: list[StageThread] = []  # the frames' stages before publish, in the order frames pass them
         self._publish_stage: StageThread | None = None
         self._workers: DecodeWorkerPool | None = None
@@ -188,8 +187,8 @@ class Daemon:
             from pipeline.analytics.stage import Analytics  # scipy.optimize: ~0.3 s to import, only when on
             self.analytics = Analytics(config.analytics, config.cameras, self.metrics)
 
-    def _stage_queue(self, name: str, maxsize: int) -> "queue.Queue[Any]":
-        q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    def _stage_queue(self, name: str, q: "queue.Queue[Any]") -> "queue.Queue[Any]":
+        """`q`, its depth exported as pipeline_stage_queue_depth{queue=name}."""
         self.metrics.stage_queue_depth.labels(name).set_function(q.qsize)
         return q
 
@@ -276,7 +275,7 @@ class Daemon:
                         timed_as="postprocess"),
         ]
         if self.analytics is not None:  # tracking, zones, lines: between postprocess and publish
-            analytics_q = self._stage_queue("analytics", 4)  # batches
+            analytics_q = self._stage_queue("analytics", queue.Queue(maxsize=4))  # batches
             self._stages[-1] = StageThread("postprocess", QueueInbox(self._postprocess_q), [_postprocess_work(postprocess)],
                                            shared, outbox=analytics_q, timed_as="postprocess")
             self._stages.append(StageThread("analytics", QueueInbox(analytics_q), [_analytics_work(self.analytics)],

@@ -19,7 +19,6 @@ from pipeline.frame import DetectionsBatch
 class PublishQueue(queue.Queue):  # type: ignore[type-arg]
     def __init__(self, max_batches: int, max_messages: int) -> None:
         super().__init__(maxsize=max_batches + max_messages)
-        self.max_batches = max_batches
         self._batch_slots = threading.Semaphore(max_batches)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:

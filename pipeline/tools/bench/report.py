@@ -217,14 +217,13 @@ def e2e_lines(stages: dict[str, StageResult]) -> list[str]:
     out = []
     for name in ("e2e_fast", "e2e_realtime"):
         r = stages.get(name)
-        res = r.resources if r is not None else None
-        if res is None or res.gc_collections is None or not r.seconds:
+        if r is None:
             continue
-        out.append(f"{name}: garbage collector ran {res.gc_collections} times, {res.gc_pause_ms:.0f} ms in all "
-                   f"({res.gc_pause_ms / 10 / r.seconds:.1f}% of the window), longest {res.gc_pause_max_ms:.1f} ms")
-    for name in ("e2e_fast", "e2e_realtime"):
-        r = stages.get(name)
-        if r is not None and r.detections_per_frame is not None:
+        res = r.resources
+        if res is not None and res.gc_collections is not None and r.seconds:
+            out.append(f"{name}: garbage collector ran {res.gc_collections} times, {res.gc_pause_ms:.0f} ms in all "
+                       f"({res.gc_pause_ms / 10 / r.seconds:.1f}% of the window), longest {res.gc_pause_max_ms:.1f} ms")
+        if r.detections_per_frame is not None:
             out.append(f"{name}: {r.detections_per_frame:.1f} detections a frame published")
     return out
 
