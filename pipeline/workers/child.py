@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 FORWARDED_COUNTERS = ("frames_decoded", "decode_errors", "reconnects", "frames_dropped")
 COUNTERS_INTERVAL_S = 1.0
 MAX_MESSAGES_PER_SEND = 256
+# A send waits this long for more messages after its first: the daemon's receiving thread then wakes
+# once for several frames (one read, workers/wire.py) instead of once for each, every wake-up a wait
+# for the interpreter lock that its inference thread also needs (scripts/receive_cost.py). A frame
+# is at most this much later; a 30 fps camera's frames are 33 ms apart.
+OUTBOX_GATHER_S = 0.002
 CREDIT_POLL_S = 0.2  # a camera out of credits re-checks its stop event this often
 # At Shutdown: wait this long for camera threads still running (the daemon asked each to stop and
 # waited for it already), then at most this long to send what is queued, then exit. Together well
@@ -99,6 +104,8 @@ class Outbox:
             batch: list[Any] = []
             try:
                 item = self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))
+                if item is not _CLOSE and OUTBOX_GATHER_S > 0:
+                    time.sleep(OUTBOX_GATHER_S)  # let the other cameras' frames join this send
                 while True:
                     if item is _CLOSE:
                         closing = True

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pipeline.config import CameraConfig, DecodeConfig
@@ -35,6 +35,7 @@ from pipeline.observe.metrics import Metrics
 from pipeline.workers.child import run_worker
 from pipeline.workers.messages import (BuffersFreed, CounterTotals, DeviceRef, FrameMessage, LogMessage,
                                        ReleaseFrames, Shutdown, StartCamera, StatusMessage, StopCamera)
+from pipeline.workers.wire import MessageReader
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +151,18 @@ class _WorkerLink:
         return True
 
     def _receive(self) -> None:
+        reader = MessageReader(self._conn)  # everything that has arrived, in one read (wire.py)
         while True:
             try:
-                messages = self._conn.recv()
+                sends = reader.read()
             except (EOFError, OSError):
                 break
-            for message in messages:
-                try:
-                    self._on_message(self, message)
-                except Exception:  # noqa: BLE001 - one bad message must not stop this worker's cameras
-                    log.exception("decode worker %d: message %s failed", self.index, type(message).__name__)
+            for messages in sends:  # each of the worker's sends is a list
+                for message in messages:
+                    try:
+                        self._on_message(self, message)
+                    except Exception:  # noqa: BLE001 - one bad message must not stop this worker's cameras
+                        log.exception("decode worker %d: message %s failed", self.index, type(message).__name__)
         self.process.join(WORKER_EXIT_S)
         unexpected = self._stop_threads()  # False: finish() stopped them first
         with self._send_lock:
@@ -299,7 +302,8 @@ class DecodeWorkerPool:
             image = pixels
             if release is not None:
                 weakref.finalize(image, release)
-        cam.sink(replace(message.frame, image=image))
+        f = message.frame  # a new Frame, not dataclasses.replace(): a third of the cost, 4000 times a second
+        cam.sink(Frame(f.camera_id, f.index, f.pts, f.captured_at, f.width, f.height, image))
 
     def _on_status(self, message: StatusMessage) -> None:
         cam = self._runs.get(message.run)
