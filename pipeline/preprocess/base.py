@@ -7,9 +7,10 @@ Backends only implement `_letterbox`.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -49,9 +50,13 @@ class InputConvention:
         return (batch, 3, size, size) if self.layout == "NCHW" else (batch, size, size, 3)
 
     def fit(self, width: int, height: int, size: int) -> LetterboxTransform:
-        if self.resize == "stretch":
-            return LetterboxTransform.stretch(width, height, size)
-        return LetterboxTransform.fit(width, height, size)
+        return _transform(self.resize == "stretch", width, height, size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _transform(stretch: bool, width: int, height: int, size: int) -> LetterboxTransform:
+    """A camera's frames all have one size: its transform is made once (it is frozen), not per frame."""
+    return LetterboxTransform.stretch(width, height, size) if stretch else LetterboxTransform.fit(width, height, size)
 
 
 YOLO_INPUT = InputConvention()
@@ -161,7 +166,7 @@ class Preprocessor(ABC):
         # The pixels are in the tensor now: the frames go on without them, so their buffers (pooled
         # NVDEC pictures, a decode worker's memory and its back-pressure credits) come back at once
         # instead of after inference and postprocessing.
-        frames_without_pixels = tuple(replace(f, image=None) for f in frames)
+        frames_without_pixels = tuple(f.with_image(None) for f in frames)
         return TensorBatch(frames=frames_without_pixels, transforms=transforms, tensor=tensor,
                            formed_at=batch.formed_at)
 
