@@ -28,10 +28,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 SETTINGS = ("before", "reader", "gathered")
 
 
+def sample_message(n: int):
+    """One 1080p NV12 NVDEC frame's message, as a worker sends it (no IPC handle: not its buffer's first)."""
+    from pipeline.frame import Frame
+    from pipeline.workers.messages import DeviceRef, FrameMessage
+
+    ref = DeviceRef(1000 + n % 8, None, (n % 8) * 3_133_440, (1080, 1920, 3), (2048, "bt709", False))
+    return FrameMessage(n % 34 + 1, Frame(f"cam-{n % 34:03d}", n // 34, n / 30.0, time.time(), 1920, 1080, ref), n)
+
+
+def message_bytes() -> tuple[int, int]:
+    """Pickled sizes of one frame's message, as Connection.send pickles it: the dataclasses' own way, flat."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from pipeline.workers.messages import DeviceRef, FrameMessage
+
+    message = sample_message(1)
+    flat = len(ForkingPickler.dumps(message))
+    saved = FrameMessage.__reduce__, DeviceRef.__reduce__
+    del FrameMessage.__reduce__, DeviceRef.__reduce__
+    try:
+        nested = len(ForkingPickler.dumps(message))
+    finally:
+        FrameMessage.__reduce__, DeviceRef.__reduce__ = saved
+    return nested, flat
+
+
 def worker_side(conn, rate: float, seconds: float, setting: str) -> None:
     """The worker: frames of 34 cameras round-robin into the real Outbox, at `rate` a second."""
     import pipeline.workers.child as child
-    from pipeline.frame import Frame
     from pipeline.workers.messages import DeviceRef, FrameMessage
 
     child.OUTBOX_GATHER_S = child.OUTBOX_GATHER_S if setting == "gathered" else 0.0
@@ -43,8 +68,7 @@ def worker_side(conn, rate: float, seconds: float, setting: str) -> None:
         due = start + n * period
         if due > now:
             time.sleep(due - now)
-        ref = DeviceRef(1000 + n % 8, None, (n % 8) * 3_133_440, (1080, 1920, 3), (2048, "bt709", False))
-        outbox.put(FrameMessage(n % 34 + 1, Frame(f"cam-{n % 34:03d}", n // 34, n / 30.0, time.time(), 1920, 1080, ref), n))
+        outbox.put(sample_message(n))
         n += 1
     outbox.close(5.0)
     conn.send(["end"])
@@ -90,6 +114,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    nested, flat = message_bytes()
+    print(f"one 1080p NV12 frame's message pickled: {nested} bytes as dataclasses, {flat} flat")
     for r in range(args.rounds):
         for setting in SETTINGS:
             frames, reads, cpu = one_run(args.rate, args.seconds, setting)

@@ -2,10 +2,10 @@
 
 `Connection.recv()` reads one message with two reads (its 4-byte length, then its body), and each read
 lets go of the interpreter lock and waits to get it back. At 135 cameras on the H200 the four
-receiving threads were 35-43 % of the time the lock was held (py-spy, docs/BENCHMARKS.md, issue 22
-session 7), about half of it in those reads. `MessageReader.read()` takes whatever the pipe holds
-in one read (BUFFER_BYTES) and unpickles each complete message in it: a daemon that is busy, and so
-late to read, pays one wake-up for all the messages that queued meanwhile.
+receiving threads held the lock in 35-43 % of py-spy's samples of it (docs/BENCHMARKS.md, issue 22
+session 7): unpickling 13-16 points, the reads 7-11. `MessageReader.read()` takes whatever the pipe
+holds in one read (BUFFER_BYTES) and unpickles each complete message in it: a daemon that is busy, and
+so late to read, pays one wake-up for all the messages that queued meanwhile.
 
 The framing is Connection's own (the worker still sends with `Connection.send`): a big-endian signed
 32-bit length, or -1 followed by an unsigned 64-bit length for messages over 2 GiB, then the pickle.
