@@ -124,9 +124,10 @@ timeline_sw)
 profile_rt)  # RUNS (default 3) real-time runs at PROFILE_STREAMS (default 135) cameras, each with the daemon's queues
   # once a second and py-spy (threads holding the interpreter lock) over 6 s of the measured window: a run that
   # keeps up and one that falls behind, side by side (issue 22 session 6: the same code does both)
-  n=${PROFILE_STREAMS:-135}
+  # PROFILE_MEDIA=.cache/bench-media/hevc_1080p30.mp4: another clip (HEVC)
+  n=${PROFILE_STREAMS:-135}; media=(); [ -n "${PROFILE_MEDIA:-}" ] && media=(--media "$PROFILE_MEDIA")
   for r in $(seq ${RUNS:-3}); do
-    timeout 120 python3 scripts/gpu_lab/queue_probe.py --profile "$R/profile_rt${n}_$r.txt" --profile-after ${PROFILE_AFTER:-14} -- $CFG --streams $n \
+    timeout 120 python3 scripts/gpu_lab/queue_probe.py --profile "$R/profile_rt${n}_$r.txt" --profile-after ${PROFILE_AFTER:-14} -- $CFG "${media[@]}" --streams $n \
       --stages e2e-realtime --seconds 8 --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/profile_rt${n}_$r.json" > "$R/profile_rt${n}_$r.log" 2>&1
     echo "profile_rt $n run $r rc=$?: $(grep -E '^e2e_realtime ' "$R/profile_rt${n}_$r.log" | tr -s ' ' | cut -c1-150)"
     grep -E "^queues|py-spy: exit" "$R/profile_rt${n}_$r.log" | awk 'NR % 4 == 0' | cut -c1-100
