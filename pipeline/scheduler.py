@@ -77,9 +77,10 @@ class BatchScheduler:
         with self._lock:
             if camera_id in self._queues:
                 raise ValueError(f"scheduler: camera {camera_id!r} is already added")
-            self._queues[camera_id] = _CameraQueue(OverflowPolicy(policy), capacity or self.queue_per_camera)
+            queue = self._queues[camera_id] = _CameraQueue(OverflowPolicy(policy), capacity or self.queue_per_camera)
             self._dropped.setdefault(camera_id, 0)
-            self._set_depth_metric(camera_id, 0)
+            if self._metrics is not None:  # read when scraped: not a gauge update (and its locks) per frame
+                self._metrics.queue_depth.labels(camera_id).set_function(lambda: len(queue.frames))
 
     def remove_camera(self, camera_id: str) -> list[Frame]:
         """Forget a camera; returns its still-queued frames so the caller can count them."""
@@ -96,7 +97,7 @@ class BatchScheduler:
             queue.frames.clear()
             self._queued -= len(leftovers)
             if self._metrics is not None:
-                self._metrics.queue_depth.labels(camera_id).set(0)
+                self._metrics.queue_depth.labels(camera_id).set_function(lambda: 0)
             self._space_free.notify_all()  # a put blocked on this camera returns False
             self._frames_ready.notify_all()  # closed and now empty: the consumer must see it
             return leftovers
@@ -145,7 +146,6 @@ class BatchScheduler:
             was_empty = self._queued == 0
             queue.frames.append((self._clock(), frame))
             self._queued += 1
-            self._set_depth_metric(camera_id, len(queue.frames))
             # Wake the consumer only when its wait target changes: a first frame sets a deadline,
             # a full batch is ready now.
             if was_empty or self._queued >= self.max_batch:
@@ -237,7 +237,6 @@ class BatchScheduler:
         start = ids.index(self._last_served) + 1 if self._last_served in self._queues else 0
         order = ids[start:] + ids[:start]
         taken: list[tuple[float, Frame]] = []
-        touched: list[str] = []
         while len(taken) < self.max_batch and len(taken) < self._queued:
             for camera_id in order:
                 queue = self._queues[camera_id]
@@ -245,12 +244,9 @@ class BatchScheduler:
                     continue
                 taken.append(queue.frames.popleft())
                 self._last_served = camera_id
-                touched.append(camera_id)
                 if len(taken) == self.max_batch:
                     break
         self._queued -= len(taken)
-        for camera_id in dict.fromkeys(touched):
-            self._set_depth_metric(camera_id, len(self._queues[camera_id].frames))
         oldest_wait_s = now - min(t for t, _ in taken)
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(taken))
@@ -264,6 +260,3 @@ class BatchScheduler:
             raise KeyError(f"scheduler: unknown camera {camera_id!r}")
         return queue
 
-    def _set_depth_metric(self, camera_id: str, depth: int) -> None:
-        if self._metrics is not None:
-            self._metrics.queue_depth.labels(camera_id).set(depth)
