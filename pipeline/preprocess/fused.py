@@ -270,7 +270,7 @@ class FusedLetterbox(Preprocessor):
         # host staging for the per-frame parameters (a few hundred bytes a batch)
         self._params_host = np.zeros(max_batch, FRAME_PARAMS)
         self.gpu_seconds = 0.0  # kernel time summed over every batch so far
-        self._current_on: int | None = None  # the thread this device was made current on
+        self._device_current = threading.local()  # .set: this device was made current on the thread
         self.gpu_frames = 0
 
     def _frame_problems(self, frames: Sequence[Frame]) -> list[str | None]:
@@ -282,9 +282,9 @@ class FusedLetterbox(Preprocessor):
         count, size = len(images), self.input_size
         # the batch thread, not the one that built us: make this device's primary context current,
         # once per thread (every CUDA call lets go of the interpreter lock and waits to get it back)
-        if self._current_on != threading.get_ident():
+        if not getattr(self._device_current, "set", False):  # thread-local: a new thread starts unset
             self._check(self._rt.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
-            self._current_on = threading.get_ident()
+            self._device_current.set = True
         uploads = []  # host frames copied to the GPU: kept alive until the kernel has run
         rows = []  # one FRAME_PARAMS record per frame, filled as tuples: one numpy call per batch
         for image, t in zip(images, transforms):
