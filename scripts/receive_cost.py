@@ -16,12 +16,14 @@ Three settings a round:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,32 +39,42 @@ def sample_message(n: int):
     return FrameMessage(n % 34 + 1, Frame(f"cam-{n % 34:03d}", n // 34, n / 30.0, time.time(), 1920, 1080, ref), n)
 
 
+@contextlib.contextmanager
+def dataclass_pickling() -> Iterator[None]:
+    """Frame messages pickled the dataclasses' own way (a class and a dict of fields each), as before."""
+    from pipeline.workers.messages import DeviceRef, FrameMessage
+
+    saved = FrameMessage.__reduce__, DeviceRef.__reduce__
+    del FrameMessage.__reduce__, DeviceRef.__reduce__
+    try:
+        yield
+    finally:
+        FrameMessage.__reduce__, DeviceRef.__reduce__ = saved
+
+
 def message_bytes() -> tuple[int, int]:
     """Pickled sizes of one frame's message, as Connection.send pickles it: the dataclasses' own way, flat."""
     from multiprocessing.reduction import ForkingPickler
 
-    from pipeline.workers.messages import DeviceRef, FrameMessage
-
     message = sample_message(1)
     flat = len(ForkingPickler.dumps(message))
-    saved = FrameMessage.__reduce__, DeviceRef.__reduce__
-    del FrameMessage.__reduce__, DeviceRef.__reduce__
-    try:
+    with dataclass_pickling():
         nested = len(ForkingPickler.dumps(message))
-    finally:
-        FrameMessage.__reduce__, DeviceRef.__reduce__ = saved
     return nested, flat
 
 
 def worker_side(conn, rate: float, seconds: float, setting: str) -> None:
     """The worker: frames of 34 cameras round-robin into the real Outbox, at `rate` a second."""
     import pipeline.workers.child as child
-    from pipeline.workers.messages import DeviceRef, FrameMessage
 
     child.OUTBOX_GATHER_S = child.OUTBOX_GATHER_S if setting == "gathered" else 0.0
-    if setting == "before":  # the dataclasses' own pickling: a class and a dict of fields each
-        del FrameMessage.__reduce__, DeviceRef.__reduce__
-    outbox = child.Outbox(conn, lambda: [], 1.0)
+    with dataclass_pickling() if setting == "before" else contextlib.nullcontext():
+        send_frames(child.Outbox(conn, lambda: [], 1.0), rate, seconds)
+    conn.send(["end"])
+
+
+def send_frames(outbox, rate: float, seconds: float) -> None:
+    """`rate` frames a second for `seconds`, evenly spread, then the outbox closed (what is queued sent)."""
     period, start, n = 1.0 / rate, time.monotonic(), 0
     while (now := time.monotonic()) < start + seconds:
         due = start + n * period
@@ -71,7 +83,6 @@ def worker_side(conn, rate: float, seconds: float, setting: str) -> None:
         outbox.put(sample_message(n))
         n += 1
     outbox.close(5.0)
-    conn.send(["end"])
 
 
 def daemon_side(conn, setting: str) -> tuple[int, int, float]:

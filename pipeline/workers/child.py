@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
@@ -245,7 +245,7 @@ class DecodeWorker:
             token = next(self._tokens)
             with self._lock:
                 self._unreleased[token] = (keep, on_release)
-        return FrameMessage(run_id, replace(frame, image=pixels), token)
+        return FrameMessage(run_id, frame.with_image(pixels), token)
 
     def _device_exporter(self) -> Any:
         with self._lock:
