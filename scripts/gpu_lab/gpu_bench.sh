@@ -2,7 +2,7 @@
 # The GPU benchmark runs of docs/BENCHMARKS.md and docs/gpu-validation.md, on the GPU machine from the repo root, after
 #   bash /tmp/gpu-parts/install.sh        (wheels from ../shared/gpu-host/stage.sh)
 # with .cache/bench-media and .cache/bench-model carried (make_bench_media.py, make_bench_model.py).
-#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm, confirm_hevc, profile_rt)   results (JSON + logs) in $OUT/bench.tar.gz
+#   STEPS="timeline bench16 findmax hevc tests" (also findmax_hevc, prep, confirm, confirm_hevc, profile_rt, decode_cost)   results (JSON + logs) in $OUT/bench.tar.gz
 # A/B steps: variants (scripts/gpu_lab/infer_variants.py, batch 32), ab (decode + inference + e2e-fast, 16
 # streams, per AB='name:{model.onnxruntime yaml};...'), timeline_sw (a 1 ms GIL switch interval),
 # abw (decode worker processes, ABW='0 4 8'), abi (model instances, ABI='1 2'), abk (preprocess kernel,
@@ -134,6 +134,26 @@ profile_rt)  # RUNS (default 3) real-time runs at PROFILE_STREAMS (default 135) 
     python3 scripts/gpu_lab/profile_summary.py "$R/profile_rt${n}_$r.txt" --rate 200 --top 8 > "$R/profile_rt${n}_$r.summary.txt" 2>&1
     head -30 "$R/profile_rt${n}_$r.summary.txt"
   done ;;
+decode_cost)  # what decoding costs inference (scripts/gpu_lab/decode_load.py): `pipeline bench --stages inference`
+  # alone, then while DC_STREAMS (default 135) real-time streams of H.264 / HEVC decode (the config's workers, under
+  # MPS when MPS=1), interleaved RUNS (default 2) times. The inference bench starts 8 s after NVDEC got busy.
+  n=${DC_STREAMS:-135}
+  for r in $(seq ${RUNS:-2}); do for clip in none h264 hevc; do
+    name=dc_${clip}_$r; lpid=""
+    if [ $clip != none ]; then
+      timeout 150 python3 scripts/gpu_lab/decode_load.py $CFG --media .cache/bench-media/${clip}_1080p30.mp4 --streams $n \
+        --seconds ${DC_SECONDS:-35} --json "$R/${name}_decode.json" > "$R/${name}_decode.log" 2>&1 & lpid=$!
+      busy=0; for i in $(seq 120); do
+        u=$(nvidia-smi --query-gpu=utilization.decoder --format=csv,noheader,nounits | head -1)
+        [ "${u:-0}" -ge 10 ] && busy=$((busy + 1)) || busy=0; [ $busy -ge 3 ] && break; sleep 1; done
+      sleep 8
+    fi
+    host_speed
+    timeout 120 python3 -m pipeline bench $CFG --stages inference --seconds 8 --warmup 2 --json "$R/${name}_infer.json" \
+      > "$R/${name}_infer.log" 2>&1
+    echo "$name inference rc=$?: $(grep -E '^inference ' "$R/${name}_infer.log" | tr -s ' ' | cut -c1-90)"
+    [ -n "$lpid" ] && { wait $lpid; echo "$name decode rc=$?: $(grep -E 'frames/s' "$R/${name}_decode.log" | tail -1)"; }
+  done; done ;;
 tests)
   timeout 400 python3 -m pytest tests/gpu -v -s -p no:cacheprovider --timeout 200 -rs > "$R/tests_gpu.log" 2>&1
   echo "pytest rc=$?"; grep -E "FAILED|ERROR|passed|failed|XFAIL|XPASS|max \|" "$R/tests_gpu.log" | cut -c1-220 | tail -25 ;;
