@@ -102,9 +102,10 @@ abw)  # decode workers: ABW='0 4 8' (decode and inference ceilings in every run,
 confirm|confirm_hevc)  # one real-time run at CONFIRM_STREAMS (default 135) with the criteria (p99 <= 250 ms)
   n=${CONFIRM_STREAMS:-135}; name=h264_confirm_$n; media=()
   [ $step = confirm_hevc ] && { name=hevc_confirm_$n; media=(--media .cache/bench-media/hevc_1080p30.mp4); }
-  timeout 240 python3 -m pipeline bench $CFG "${media[@]}" --streams $n --stages decode,inference,e2e-realtime --seconds 8 \
-    --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/$name.json" > "$R/$name.log" 2>&1
-  echo "$step $n rc=$?"; grep -A14 "^stage " "$R/$name.log" ;;
+  # CONFIRM_STAGES: default decode,inference,e2e-realtime; add inference-under-decode for what decoding leaves the model
+  timeout 300 python3 -m pipeline bench $CFG "${media[@]}" --streams $n --stages ${CONFIRM_STAGES:-decode,inference,e2e-realtime} \
+    --seconds 8 --warmup 3 --max-p99 0.25 --detections-per-frame $DETS --json "$R/$name.json" > "$R/$name.log" 2>&1
+  echo "$step $n rc=$?"; grep -A16 "^stage " "$R/$name.log" ;;
 abs)  # scheduler batch: ABS='32x10 64x20' (max_batch x max_wait_ms; likewise)
   ab_runs s sched_cfg ${ABS:-32x10 64x20} ;;
 abk)  # preprocess kernel: ABK='fused dali' (fused on NVDEC's NV12; dali on NVDEC's RGB), same-run ceilings

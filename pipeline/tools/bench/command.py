@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.tools.bench.cli import CLI_STAGES
+from pipeline.tools.bench.cli import CLI_STAGES, KNOWN_STAGES
 from pipeline.tools.bench.e2e import HoldCriteria, run_daemon
 from pipeline.tools.bench.probe import GpuMemoryReader
 from pipeline.tools.bench.report import REPORT_SCHEMA, STAGES, StageResult, failed, format_table, summarise
-from pipeline.tools.bench.stages import (Window, measure_decode, measure_inference, measure_postprocess,
-                                   measure_preprocess)
+from pipeline.tools.bench.stages import (Window, measure_decode, measure_inference, measure_inference_under_decode,
+                                   measure_postprocess, measure_preprocess)
 from pipeline.tools.bench.streams import bench_cameras, media_names, native_fps
 from pipeline.config import CameraConfig, PipelineConfig
 
@@ -63,9 +63,9 @@ class BenchOptions:
             raise ValueError(f"--streams {self.streams}: need at least 1 stream")
         if self.seconds <= 0 or self.warmup_s < 0:
             raise ValueError("--seconds must be > 0 and --warmup >= 0")
-        unknown = set(self.stages) - set(CLI_STAGES)
+        unknown = set(self.stages) - set(KNOWN_STAGES)
         if unknown:
-            raise ValueError(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(CLI_STAGES)})")
+            raise ValueError(f"--stages: unknown {', '.join(sorted(unknown))} (known: {', '.join(KNOWN_STAGES)})")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -112,7 +112,8 @@ class BenchRun:
             except Exception as exc:  # noqa: BLE001 - a failed stage is reported, the others still run
                 out["decode"] = failed("decode", _one_line(exc), streams)
             self._said(out["decode"])
-        if not frames and {"preprocess", "inference"} & set(opts.stages):
+        batch_stages = {"preprocess", "inference", "inference-under-decode"} & set(opts.stages)
+        if not frames and batch_stages:
             # decode not asked for, or run in workers (whose pictures go with them): a short run in
             # threads, only to get frames for the batch stages
             threads_cfg = cfg.model_copy(update={"decode": cfg.decode.model_copy(update={"workers": 0})})
@@ -121,8 +122,8 @@ class BenchRun:
                                         gpu=self.gpu)[1]
             except Exception as exc:  # noqa: BLE001 - the batch stages then report that they had no frames
                 self.progress(f"decode for the batch stages: FAILED: {_one_line(exc)}")
-        if {"preprocess", "inference"} & set(opts.stages):
-            out.update(self._batch_stages(frames, batch))
+        if batch_stages:
+            out.update(self._batch_stages(frames, batch, streams))
         if "analytics" in opts.stages:
             out.update(self._analytics())
         if "e2e-fast" in opts.stages:
@@ -132,7 +133,7 @@ class BenchRun:
                                             realtime=True)
         return out
 
-    def _batch_stages(self, frames: list, batch: int) -> dict[str, StageResult]:
+    def _batch_stages(self, frames: list, batch: int, streams: int) -> dict[str, StageResult]:
         from pipeline.app.gpu_assignment import device_path
         from pipeline.infer import create_backend
         from pipeline.infer.model_spec import resolve_model
@@ -140,6 +141,8 @@ class BenchRun:
         from pipeline.preprocess import preprocessor_from_config
 
         cfg, opts, out = self.cfg, self.options, {}
+        # inference-under-decode is judged against the model alone, so it brings the inference stage
+        with_model = bool({"inference", "inference-under-decode"} & set(opts.stages))
         if not frames:
             for name in ("preprocess", "inference", "postprocess"):
                 out[name] = failed(name, "no decoded frames to feed it (see decode)", batch_size=batch)
@@ -152,7 +155,7 @@ class BenchRun:
             preprocess = preprocessor_from_config(cfg, spec=spec)
             out["preprocess"], tensor = measure_preprocess(preprocess, frames, batch, opts.seconds, self.gpu)
             self._said(out["preprocess"])
-            if "inference" in opts.stages:
+            if with_model:
                 self.progress(f"inference: {cfg.model.backend} on {cfg.preprocess.device}, batch {batch} ...")
                 # the same arguments as the daemon: the model runs where preprocessing puts its tensor
                 for _ in range(cfg.model.instances):
@@ -163,9 +166,11 @@ class BenchRun:
                                                         cfg.model.max_detections)
                 out["postprocess"] = measure_postprocess(post, result, opts.seconds, self.gpu)
                 self._said(out["postprocess"])
+            if "inference-under-decode" in opts.stages:
+                out["inference_under_decode"] = self._inference_under_decode(backends, tensor, streams)
         except Exception as exc:  # noqa: BLE001
             for name in ("preprocess", "inference", "postprocess"):
-                if name not in out and (name == "preprocess" or "inference" in opts.stages):
+                if name not in out and (name == "preprocess" or with_model):
                     out[name] = failed(name, _one_line(exc), batch_size=batch)
         finally:
             tensor = result = None  # a GPU batch lives in the preprocessor's memory: release it first
@@ -175,6 +180,25 @@ class BenchRun:
         if "preprocess" not in opts.stages:
             out.pop("preprocess", None)
         return out
+
+    def _inference_under_decode(self, backends: list, tensor: Any, streams: int) -> StageResult:
+        cfg, opts, name = self.cfg, self.options, "inference_under_decode"
+        batch = cfg.scheduler.max_batch
+        if len(backends) != 1:
+            # a second copy would record its CUDA graphs on its own thread while the cameras decode,
+            # which ONNX Runtime cannot do (capture is process-wide)
+            result = failed(name, f"runs with model.instances 1 only (the config has {len(backends)})", streams, batch)
+        else:
+            cameras = bench_cameras(cfg, streams, realtime=True, media=opts.media)
+            self.progress(f"{name}: batch {batch} while {streams} stream(s) decode in real time, "
+                          f"{self.window.warmup_s:g} + {self.window.seconds:g} s ...")
+            try:
+                result = measure_inference_under_decode(backends[0], tensor, cameras, cfg, self.window,
+                                                        stream_target_fps(cameras)[0], self.gpu)
+            except Exception as exc:  # noqa: BLE001 - a failed stage is reported, the others still run
+                result = failed(name, _one_line(exc), streams, batch)
+        self._said(result)
+        return result
 
     def _analytics(self) -> dict[str, StageResult]:
         from pipeline.tools.bench.analytics import measure_analytics

@@ -11,9 +11,10 @@ from typing import Any, Sequence
 import numpy as np
 
 REPORT_SCHEMA = "pipeline.bench/1"
-# analytics_N: tracking + zones + lines alone at N detections per frame (pipeline/tools/bench/analytics.py)
-STAGES = ("decode", "preprocess", "inference", "postprocess", "e2e_fast", "e2e_realtime", "analytics_10",
-          "analytics_50")
+# analytics_N: tracking + zones + lines alone at N detections per frame (pipeline/tools/bench/analytics.py);
+# inference_under_decode: the model again while the N cameras decode in real time (asked for by name)
+STAGES = ("decode", "preprocess", "inference", "postprocess", "inference_under_decode", "e2e_fast", "e2e_realtime",
+          "analytics_10", "analytics_50")
 # The stages that can each be the pipeline's ceiling when measured alone.
 ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess")
 
@@ -157,7 +158,16 @@ def summarise(stages: dict[str, StageResult], native_fps: float | None, shared_g
         "realtime_streams_at_ceiling": _round(ceiling / native_fps if ceiling and native_fps else None, 2),
         "realtime_streams_e2e": _round(e2e / native_fps if e2e and native_fps else None, 2),
         "realtime_held": None if realtime is None or realtime.error else realtime.held,
+        "inference_under_decode": _under_decode(stages.get("inference_under_decode"), alone.get("inference")),
     }
+
+
+def _under_decode(r: StageResult | None, alone_fps: float | None) -> dict[str, Any] | None:
+    """The model's frames/s while the cameras decode, against the model alone and what the cameras send."""
+    if r is None or r.error is not None:
+        return None
+    return {"streams": r.streams, "fps": _round(r.fps), "target_fps": _round(r.target_fps),
+            "of_alone": _round(r.fps / alone_fps if alone_fps else None, 4)}
 
 
 def _round(v: float | None, digits: int = 3) -> float | None:
@@ -242,6 +252,13 @@ def summary_line(s: dict[str, Any]) -> str:
                 f" frames/s; per frame: {parts}")
         if s.get("e2e_ratio_shared_gpu") is not None:
             out += f"; end to end / shared-GPU ceiling = {s['e2e_ratio_shared_gpu']:.2f}"
+    loaded = s.get("inference_under_decode")
+    if loaded is not None:
+        out += f"\ninference while {loaded['streams']} cameras decode in real time: {loaded['fps']:.1f} frames/s"
+        if loaded["of_alone"] is not None:
+            out += f" ({loaded['of_alone']:.2f} of the model alone)"
+        if loaded["target_fps"] is not None:
+            out += f"; the cameras send {loaded['target_fps']:.1f}"
     if s["realtime_streams_at_ceiling"] is not None:
         out += (f"\nat {s['native_fps_per_stream']:g} fps per camera: ceiling = "
                 f"{s['realtime_streams_at_ceiling']:.1f} real-time streams, end to end = "

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class FrameKeeper:
         self._lock = threading.Lock()
         self.frames: list[Frame] = []
         self.counts: dict[str, list[int]] = {}  # camera -> [frames]; each list is bumped by one thread only
+        self.failures: dict[str, str] = {}  # camera -> why it went down or ended
 
     def sink_for(self, camera_id: str) -> Callable[[Frame], None]:
         tally = self.counts.setdefault(camera_id, [0])
@@ -81,12 +83,11 @@ class FrameKeeper:
         return {camera: tally[0] for camera, tally in self.counts.items()}
 
 
-def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Window, keep: int,
-                   gpu: GpuMemoryReader) -> tuple[StageResult, list[Frame]]:
-    """The cameras decoding as fast as they can (the sink never waits), as the daemon runs them:
-    each in its own thread, or with `decode.workers` in that many worker processes, counted as the
-    frames reach this process. Returns the result and the first `keep` decoded frames (none from
-    workers: their pictures live in the workers' memory, which goes when they stop)."""
+@contextmanager
+def _decoding(cameras: list[CameraConfig], cfg: PipelineConfig, keep: int) -> Iterator[FrameKeeper]:
+    """The cameras decoding as the daemon runs them (each in its own thread, or with `decode.workers`
+    in that many worker processes) into a FrameKeeper, from when every camera has a frame (or
+    FIRST_FRAMES_S passed) until the block ends; then they stop."""
     from pipeline.app.gpu_assignment import device_path
     from pipeline.sources import create_source
     from pipeline.workers import DecodeWorkerPool
@@ -94,11 +95,10 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
     metrics = Metrics()
     keeper = FrameKeeper(0 if cfg.decode.workers else keep)
     stop = threading.Event()
-    failures: dict[str, str] = {}
 
     def on_status(event: StatusEvent) -> None:
         if event.state in (CameraState.DOWN, CameraState.EOF):
-            failures[event.camera_id] = f"{event.state.value}: {event.reason}"
+            keeper.failures[event.camera_id] = f"{event.state.value}: {event.reason}"
 
     threads = []
     decode = device_path(cfg).decode  # decode.gpu_id: the GPU the daemon would use
@@ -112,7 +112,33 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
             threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
         for t in threads:
             t.start()
-        wait_until(lambda: keeper.every_camera_has_a_frame(failures), FIRST_FRAMES_S)
+        wait_until(lambda: keeper.every_camera_has_a_frame(keeper.failures), FIRST_FRAMES_S)
+        yield keeper
+    finally:
+        stop.set()
+        deadline = time.monotonic() + SOURCE_JOIN_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if pool is not None:
+            pool.close()
+
+
+def _per_camera_fps(cameras: list[CameraConfig], before: dict[str, int], after: dict[str, int],
+                    elapsed: float) -> list[float]:
+    return [(after.get(c.id, 0) - before.get(c.id, 0)) / elapsed for c in cameras]
+
+
+def _no_frames(keeper: FrameKeeper) -> str:
+    failures = keeper.failures
+    return "no frames decoded" + (f" ({next(iter(failures))}: {next(iter(failures.values()))})" if failures else "")
+
+
+def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Window, keep: int,
+                   gpu: GpuMemoryReader) -> tuple[StageResult, list[Frame]]:
+    """The cameras decoding as fast as they can (the sink never waits), as the daemon runs them,
+    counted as the frames reach this process. Returns the result and the first `keep` decoded frames
+    (none from workers: their pictures live in the workers' memory, which goes when they stop)."""
+    with _decoding(cameras, cfg, keep) as keeper:
         time.sleep(window.warmup_s)
         before = keeper.snapshot()
         probe = ResourceProbe(gpu).start()
@@ -121,22 +147,37 @@ def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Win
         elapsed = time.monotonic() - t0
         after = keeper.snapshot()
         resources = probe.stop()
-    finally:
-        stop.set()
-        deadline = time.monotonic() + SOURCE_JOIN_S
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if pool is not None:
-            pool.close()
-    per_camera = [(after.get(c.id, 0) - before.get(c.id, 0)) / elapsed for c in cameras]
     frames = int(sum(after.values()) - sum(before.values()))
-    error = None
-    if frames == 0:
-        error = "no frames decoded" + (f" ({next(iter(failures.items()))[0]}: {next(iter(failures.values()))})"
-                                       if failures else "")
+    error = None if frames else _no_frames(keeper)
     result = StageResult("decode", len(cameras), None, round(elapsed, 3), frames, round(frames / elapsed, 3),
-                         Spread.of(per_camera), None, None, None, None, None, None, resources, error)
+                         Spread.of(_per_camera_fps(cameras, before, after, elapsed)), None, None, None, None, None,
+                         None, resources, error)
     return result, keeper.frames
+
+
+def measure_inference_under_decode(backend: Any, tensor: TensorBatch, cameras: list[CameraConfig],
+                                   cfg: PipelineConfig, window: Window, target_fps: float | None,
+                                   gpu: GpuMemoryReader) -> StageResult:
+    """One model instance timed as `measure_inference` times it, while `cameras` (real-time ones)
+    decode as the daemon decodes them: what decoding leaves the model when both share the GPU (NVDEC's
+    surface handling runs on the SMs) or the CPU. per_camera_fps is the decoders' rate meanwhile (did
+    they keep real time); target_fps what the cameras send, so `held` says whether the model alone
+    still keeps up with them (frame preparation, measured apart, comes on top)."""
+    with _decoding(cameras, cfg, keep=0) as keeper:
+        time.sleep(window.warmup_s)
+        before = keeper.snapshot()
+        t0 = time.monotonic()
+        alone, _ = measure_inference([backend], tensor, window.seconds, gpu)
+        elapsed = time.monotonic() - t0
+        after = keeper.snapshot()
+    decoded = int(sum(after.values()) - sum(before.values()))
+    if not decoded:
+        return replace(alone, stage="inference_under_decode", streams=len(cameras), error=_no_frames(keeper))
+    held = None if target_fps is None else alone.fps >= target_fps
+    reason = (f"inference {alone.fps:.1f} < {target_fps:.1f} frames/s the cameras send" if held is False else None)
+    return replace(alone, stage="inference_under_decode", streams=len(cameras),
+                   per_camera_fps=Spread.of(_per_camera_fps(cameras, before, after, elapsed)),
+                   target_fps=None if target_fps is None else round(target_fps, 3), held=held, held_reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------- batch stages

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.tools.bench.cli import KNOWN_STAGES
 from pipeline.tools.bench.report import STAGES, Drops, Percentiles, Resources, Spread, StageResult
 from tests.support.media import make_clip
 from tests.support.tiny_model import build_tiny_yolo_onnx
@@ -25,7 +26,7 @@ TOP_KEYS = {"schema", "config", "started_at", "wall_s", "options", "machine", "p
             "summary", "find_max"}
 SUMMARY_KEYS = {"ceiling_fps", "ceiling_stage", "e2e_fps", "e2e_ratio", "bottleneck", "bottleneck_fps", "serial_fps",
                 "native_fps_per_stream", "realtime_streams_at_ceiling", "realtime_streams_e2e", "realtime_held",
-                "stage_us_per_frame", "shared_gpu_ceiling_fps", "e2e_ratio_shared_gpu"}
+                "stage_us_per_frame", "shared_gpu_ceiling_fps", "e2e_ratio_shared_gpu", "inference_under_decode"}
 
 
 def names(cls: type) -> set[str]:
@@ -56,7 +57,7 @@ def bench(config: Path, *args: str, timeout: float = 60) -> subprocess.Completed
 def test_every_stage_runs_and_the_json_has_every_field(bench_config: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     run = bench(bench_config, "--streams", "2", "--seconds", "1", "--warmup", "0.3", "--analytics-cameras", "4",
-                "--json", str(out))
+                "--stages", ",".join(KNOWN_STAGES), "--json", str(out))
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
 
@@ -87,6 +88,13 @@ def test_every_stage_runs_and_the_json_has_every_field(bench_config: Path, tmp_p
         lat = e2e["latency_ms"]
         assert set(lat) == names(Percentiles) and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert set(e2e["drops"]) == names(Drops) and e2e["drops"]["frames_decoded"] > 0
+    # the model timed again while both streams decode in real time
+    loaded = stages["inference_under_decode"]
+    assert loaded["streams"] == 2 and loaded["batch_size"] == 4 and loaded["target_fps"] == pytest.approx(2 * FPS)
+    assert 0 < loaded["per_camera_fps"]["min"] and loaded["per_camera_fps"]["max"] <= FPS * 1.15, loaded
+    assert isinstance(loaded["held"], bool)
+    assert report["summary"]["inference_under_decode"]["of_alone"] == pytest.approx(
+        loaded["fps"] / stages["inference"]["fps"], rel=1e-3)
     assert stages["e2e_fast"]["held"] is None and stages["e2e_fast"]["target_fps"] is None
     realtime = stages["e2e_realtime"]
     assert realtime["target_fps"] == pytest.approx(2 * FPS)

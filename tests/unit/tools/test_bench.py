@@ -105,6 +105,23 @@ def test_shared_gpu_ceiling_adds_the_sm_time_of_preprocess_and_inference() -> No
     assert summarise(stages, 30.0)["shared_gpu_ceiling_fps"] is None  # cpu preprocess: no shared GPU
 
 
+def test_inference_under_decode_is_set_against_the_model_alone_and_the_cameras_rate() -> None:
+    """What decoding N real-time cameras leaves the model: its frames/s, that over the model alone, and
+    what the cameras send; a failed or absent stage gives None, not a made-up figure."""
+    from dataclasses import replace
+
+    loaded = replace(stage("inference_under_decode", 4100.0), streams=135, target_fps=4050.0, held=True)
+    stages = {"inference": stage("inference", 4400.0), "inference_under_decode": loaded}
+    s = summarise(stages, 30.0)
+    assert s["inference_under_decode"] == {"streams": 135, "fps": 4100.0, "target_fps": 4050.0,
+                                           "of_alone": pytest.approx(4100.0 / 4400.0, abs=1e-4)}
+    assert ("inference while 135 cameras decode in real time: 4100.0 frames/s (0.93 of the model alone); "
+            "the cameras send 4050.0") in format_table(stages, s)
+    stages["inference_under_decode"] = failed("inference_under_decode", "no frames decoded", 135, 32)
+    assert summarise(stages, 30.0)["inference_under_decode"] is None
+    assert summarise({"inference": stage("inference", 4400.0)}, 30.0)["inference_under_decode"] is None
+
+
 def test_the_table_names_the_end_to_end_runs_garbage_collector_pauses() -> None:
     from dataclasses import replace
 
@@ -145,3 +162,20 @@ def test_streams_cycle_the_cameras_and_loop_files(tmp_path: Path) -> None:
     assert [(c.id, c.type, Path(c.url).name) for c in media] == [("media-0", "file", "a.mp4"), ("media-1", "file", "a.mp4")]
     with pytest.raises(ValueError, match="--streams 0"):
         bench_cameras(cfg, 0, realtime=True)
+
+
+def test_inference_under_decode_refuses_two_model_copies(tmp_path: Path) -> None:
+    """A second copy would record its CUDA graphs on its own thread while the cameras decode, which
+    ONNX Runtime cannot do; the stage says so instead of running."""
+    from pipeline.tools.bench.command import BenchOptions, BenchRun
+
+    cfg = parse_config("cameras:\n  - {id: s, url: 'synthetic:64x48@12'}\nmodel: {path: m.onnx, labels: [x]}\n",
+                       base=tmp_path, check_files=False)
+    said: list[str] = []
+    run = BenchRun(cfg, BenchOptions(streams=3, stages=("inference-under-decode",)), said.append)
+    result = run._inference_under_decode([object(), object()], None, 3)
+    assert result.stage == "inference_under_decode" and result.streams == 3
+    assert result.error == "runs with model.instances 1 only (the config has 2)"
+    assert said == ["  inference_under_decode: FAILED: runs with model.instances 1 only (the config has 2)"]
+    with pytest.raises(ValueError, match="unknown inference-under-decod"):
+        BenchOptions(streams=1, stages=("inference-under-decod",))
