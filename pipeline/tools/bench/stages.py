@@ -75,9 +75,9 @@ class FrameKeeper:
                         self.frames.append(frame)
         return sink
 
-    def every_camera_has_a_frame(self, failed: dict[str, str]) -> bool:
-        """Every camera has a frame, or has failed (`failed` names it)."""
-        return all(tally[0] or camera in failed for camera, tally in self.counts.items())
+    def every_camera_has_a_frame(self) -> bool:
+        """Every camera has a frame, or has failed (`failures` names it)."""
+        return all(tally[0] or camera in self.failures for camera, tally in self.counts.items())
 
     def snapshot(self) -> dict[str, int]:
         return {camera: tally[0] for camera, tally in self.counts.items()}
@@ -112,7 +112,7 @@ def _decoding(cameras: list[CameraConfig], cfg: PipelineConfig, keep: int) -> It
             threads.append(threading.Thread(target=source.run, name=f"bench-decode-{cam.id}", daemon=True))
         for t in threads:
             t.start()
-        wait_until(lambda: keeper.every_camera_has_a_frame(keeper.failures), FIRST_FRAMES_S)
+        wait_until(keeper.every_camera_has_a_frame, FIRST_FRAMES_S)
         yield keeper
     finally:
         stop.set()
