@@ -59,3 +59,22 @@ def test_a_frame_message_pickles_flat_and_comes_back_equal() -> None:
     assert (back.run, back.token, back.frame.image) == (3, 11, ref)
     assert (back.frame.camera_id, back.frame.index, back.frame.pts, back.frame.captured_at,
             back.frame.width, back.frame.height) == ("cam", 9, 0.3, 1700000000.5, 1920, 1080)
+
+
+def test_every_frame_field_survives_the_flat_pickle_and_with_image() -> None:
+    """Frame.with_image and the flat pickle (_frame_message) copy Frame's fields by position, for speed.
+    A field added to Frame would be dropped by both without a word (one with a default silently):
+    this fails first, naming the two places to change."""
+    from dataclasses import fields
+
+    assert [f.name for f in fields(Frame)] == ["camera_id", "index", "pts", "captured_at", "width", "height",
+                                               "image"], \
+        "Frame changed: update Frame.with_image and workers/messages.py (FrameMessage.__reduce__, _frame_message)"
+    frame = Frame("cam", 9, 0.3, 1700000000.5, 1920, 1080, "pixels")
+    moved = frame.with_image("other")
+    back = pickle.loads(pickle.dumps(FrameMessage(1, frame, None))).frame
+    for f in fields(Frame):
+        assert getattr(back, f.name) == getattr(frame, f.name), f.name
+        if f.name != "image":
+            assert getattr(moved, f.name) == getattr(frame, f.name), f.name
+    assert moved.image == "other"
