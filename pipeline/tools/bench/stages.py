@@ -129,8 +129,9 @@ def _per_camera_fps(cameras: list[CameraConfig], before: dict[str, int], after: 
 
 
 def _no_frames(keeper: FrameKeeper) -> str:
-    failures = keeper.failures
-    return "no frames decoded" + (f" ({next(iter(failures))}: {next(iter(failures.values()))})" if failures else "")
+    """The error of a window without frames, naming the first camera that failed, if one did."""
+    first = next(iter(keeper.failures.items()), None)
+    return "no frames decoded" + (f" ({first[0]}: {first[1]})" if first else "")
 
 
 def measure_decode(cameras: list[CameraConfig], cfg: PipelineConfig, window: Window, keep: int,
