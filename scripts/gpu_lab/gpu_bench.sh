@@ -15,6 +15,8 @@ set -u
 OUT=${OUT:-out-gpu}; STEPS=${STEPS:-"timeline bench16 findmax hevc tests"}
 DETS=${DETS:-0}  # DETS=10: the end-to-end runs add 10 synthetic detections a frame (pipeline bench --detections-per-frame)
 R=$OUT/bench; mkdir -p "$R"
+# a second run in the same call adds to the first's results instead of replacing its bench.tar.gz
+[ -f "$OUT/bench.tar.gz" ] && tar xzf "$OUT/bench.tar.gz" -C "$OUT"
 export PYTHONPATH=/tmp/gpu-site:$PWD PYTHONUNBUFFERED=1 XDG_CACHE_HOME=/tmp/gpu-cache
 CFG=${CFG:-configs/bench-gpu-yolov8n.yaml}  # CFG=configs/bench-cpu.yaml runs the A/B steps on a CPU box
 variant_cfg() {  # variant_cfg NAME 'yaml for model.onnxruntime' -> configs/_ab_NAME.yaml

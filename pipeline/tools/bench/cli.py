@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--find-max", action="store_true",
                         help="search the largest N that holds real time, then run every stage at it")
     parser.add_argument("--max-streams", type=int, default=1024, metavar="N", help="--find-max upper bound")
+    parser.add_argument("--confirm-steps", type=int, default=3, metavar="K",
+                        help="--find-max: when the full run at N does not hold, run N-1 .. N-K again and "
+                             "report the first that holds (default 3; 0: none)")
     parser.add_argument("--max-drop", type=float, default=0.01, metavar="FRACTION",
                         help="real time holds while dropped/decoded frames stay at or below this")
     parser.add_argument("--max-p99", type=float, default=1.0, metavar="S",

@@ -12,7 +12,9 @@ Stages, in this order, each with the config's own classes and settings:
   e2e_realtime  the same with the streams paced at their native frame rate
 
 `--find-max` first searches the largest N whose real-time run holds (doubling, then bisecting), then
-runs every stage at that N. Modules: bench_streams (the N streams), bench_stages (stages alone),
+runs every stage at that N. Near the limit a short trial can hold where a second run does not, so when the
+full run's e2e_realtime does not hold at N, N-1, N-2, ... are run again (up to --confirm-steps) and the
+first that holds is reported as the confirmed count. Modules: bench_streams (the N streams), bench_stages (stages alone),
 bench_e2e (the daemon runs), bench_probe (CPU/RSS/GPU memory), bench_report (results and table).
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ class BenchOptions:
     criteria: HoldCriteria = field(default_factory=HoldCriteria)
     find_max: bool = False
     max_streams: int = 1024
+    confirm_steps: int = 3  # --find-max: counts below N tried when the full run at N does not hold
     analytics_cameras: int = 100
     analytics_shards: int = 1
     detections_per_frame: int = 0  # synthetic detections added to every frame end to end (added_detections.py)
@@ -61,6 +64,8 @@ class BenchOptions:
             raise ValueError("--analytics-cameras must be 1..100000 and --analytics-shards 1..256")
         if self.streams < 1:
             raise ValueError(f"--streams {self.streams}: need at least 1 stream")
+        if not 0 <= self.confirm_steps <= 64:
+            raise ValueError(f"--confirm-steps {self.confirm_steps}: must be 0..64")
         if self.seconds <= 0 or self.warmup_s < 0:
             raise ValueError("--seconds must be > 0 and --warmup >= 0")
         unknown = set(self.stages) - set(KNOWN_STAGES)
@@ -255,11 +260,41 @@ class BenchRun:
                 "criteria": asdict(self.options.criteria),
                 "trials": [_trial_json(trials[n]) for n in trials]}
 
+    def confirm(self, search: dict[str, Any], full_run: StageResult | None) -> None:
+        """Add to `search` the count a second real-time run held: N when the full run at N held, else the
+        first of N-1, N-2, ... (at most --confirm-steps) that holds; None when none did or the full run
+        had no e2e_realtime stage."""
+        found = search["max_streams"]
+        runs: list[StageResult] = []
+
+        def holds(n: int) -> bool:
+            runs.append(self._e2e(bench_cameras(self.cfg, n, realtime=True, media=self.options.media),
+                                  realtime=True))
+            return bool(runs[-1].held)
+
+        confirmed = None
+        if full_run is not None and found >= 1:
+            if full_run.held:
+                confirmed = found
+            else:
+                self.progress(f"find-max: the full run at N={found} did not hold; confirming below it ...")
+                confirmed = confirm_below(holds, found, self.options.confirm_steps)
+        search["confirmed_streams"] = confirmed
+        search["confirm_runs"] = [_trial_json(r) for r in runs]
+
 
 def _trial_json(r: StageResult) -> dict[str, Any]:
     return {"streams": r.streams, "held": r.held, "reason": r.held_reason or r.error, "fps": r.fps,
             "target_fps": r.target_fps, "p99_ms": r.latency_ms.p99 if r.latency_ms else None,
             "drop_fraction": r.drops.drop_fraction if r.drops else None}
+
+
+def confirm_below(holds: Callable[[int], bool], found: int, steps: int) -> int | None:
+    """The first of found-1, found-2, ... (at most `steps` of them, none below 1) for which holds(n)."""
+    for n in range(found - 1, max(0, found - 1 - steps), -1):
+        if holds(n):
+            return n
+    return None
 
 
 def find_max_streams(holds: Callable[[int], bool], start: int, limit: int) -> int:
@@ -326,6 +361,8 @@ def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
         streams = max(1, search["max_streams"])
         progress(f"find-max: largest N that held real time: {search['max_streams']}; full run at N={streams}")
     stages = run.stages(streams)
+    if search is not None:
+        run.confirm(search, stages.get("e2e_realtime"))
     cameras = bench_cameras(cfg, streams, realtime=True, media=options.media)
     try:
         per_stream = stream_target_fps(cameras)[1]
@@ -341,6 +378,7 @@ def run_bench(cfg: PipelineConfig, options: BenchOptions, config_path: str = "",
         "options": {"streams": options.streams, "seconds": options.seconds, "warmup_s": options.warmup_s,
                     "media": str(options.media) if options.media else None, "stages": list(options.stages),
                     "find_max": options.find_max, "max_streams": options.max_streams,
+                    "confirm_steps": options.confirm_steps,
                     "criteria": asdict(options.criteria), "detections_per_frame": options.detections_per_frame},
         "machine": machine,
         "pipeline": pipeline_info(cfg, cameras),
@@ -371,6 +409,22 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
         tried = ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in search["trials"])
         print(f"find-max: largest N that held real time = {search['max_streams']}"
               f"{' (the --max-streams limit)' if search['limit_reached'] else ''}; tried {tried}", file=out)
+        if "confirmed_streams" in search:  # reports from before the confirmation step have no such key
+            print(f"find-max: {confirmation_line(search, report['stages'].get('e2e_realtime'))}", file=out)
+
+
+def confirmation_line(search: dict[str, Any], full_run: dict[str, Any] | None) -> str:
+    """What a second run made of the search's N, in words."""
+    found, confirmed = search["max_streams"], search["confirmed_streams"]
+    if full_run is None or found < 1:
+        return "not confirmed (no real-time run at the N found: add e2e-realtime to --stages)"
+    if confirmed == found:
+        return f"confirmed: the full run at {found} held too"
+    tried = ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in search["confirm_runs"])
+    said = f"the full run at {found} did not hold ({full_run['held_reason'] or full_run['error']})"
+    if confirmed is None:
+        return f"{said}; nothing below it held either ({tried or 'none tried: --confirm-steps 0'})"
+    return f"{said}; confirmed: {confirmed} held ({tried})"
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -383,7 +437,7 @@ def bench_command(args: Any, cfg: PipelineConfig) -> int:
             media=Path(args.media) if args.media else None,
             stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
             criteria=HoldCriteria(args.max_drop, args.max_p99, args.min_rate),
-            find_max=args.find_max, max_streams=args.max_streams,
+            find_max=args.find_max, max_streams=args.max_streams, confirm_steps=args.confirm_steps,
             analytics_cameras=args.analytics_cameras, analytics_shards=args.analytics_shards,
             detections_per_frame=args.detections_per_frame)
         if options.media is not None and not options.media.is_file():

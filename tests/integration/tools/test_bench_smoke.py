@@ -120,7 +120,8 @@ def test_find_max_reports_its_trials(bench_config: Path, tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     search = report["find_max"]
-    assert set(search) == {"max_streams", "limit_reached", "criteria", "trials"}
+    assert set(search) == {"max_streams", "limit_reached", "criteria", "trials", "confirmed_streams",
+                           "confirm_runs"}
     tried = [t["streams"] for t in search["trials"]]
     # doubling from 1 up to the limit of 2, stopping at the first failure
     assert tried in ([1], [1, 2]), tried
@@ -134,6 +135,15 @@ def test_find_max_reports_its_trials(bench_config: Path, tmp_path: Path) -> None
     assert report["streams"] == max(1, search["max_streams"])
     assert report["stages"]["e2e_realtime"]["streams"] == report["streams"]
     assert report["stages"]["decode"] is None  # not asked for
+    # a second run judges the N found: it, or (the full run not holding) the first count below it that held
+    full, confirmed = report["stages"]["e2e_realtime"], search["confirmed_streams"]
+    if search["max_streams"] >= 1 and full["held"]:
+        assert confirmed == search["max_streams"] and search["confirm_runs"] == []
+        assert "find-max: confirmed: the full run at" in run.stdout
+    else:
+        runs = search["confirm_runs"]
+        assert [t["streams"] for t in runs] == list(range(search["max_streams"] - 1, 0, -1))[:len(runs)]
+        assert confirmed == next((t["streams"] for t in runs if t["held"]), None)
 
 
 def test_synthetic_detections_are_added_to_every_frame_end_to_end(bench_config: Path, tmp_path: Path) -> None:

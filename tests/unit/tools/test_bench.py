@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tools.bench.command import find_max_streams
+from pipeline.tools.bench.command import confirm_below, confirmation_line, find_max_streams
 from pipeline.tools.bench.e2e import HoldCriteria, judge
 from pipeline.tools.bench.report import (Drops, Percentiles, Resources, Spread, StageResult, failed, format_table,
                                    stage_from_json, summarise)
@@ -45,6 +45,38 @@ def test_find_max_bisects_below_a_start_that_fails() -> None:
 def test_find_max_stops_at_the_limit() -> None:
     best, tried = search(10_000, start=3, limit=20)
     assert best == 20 and tried == [3, 6, 12, 20]
+
+
+def test_confirm_below_steps_down_to_the_first_count_that_holds() -> None:
+    tried: list[int] = []
+
+    def holds(n: int) -> bool:
+        tried.append(n)
+        return n <= 135
+
+    assert confirm_below(holds, 138, steps=3) == 135 and tried == [137, 136, 135]
+    tried.clear()
+    assert confirm_below(holds, 140, steps=3) is None and tried == [139, 138, 137]
+    tried.clear()
+    assert confirm_below(holds, 138, steps=0) is None and tried == []
+    assert confirm_below(lambda n: False, 2, steps=5) is None  # never below 1
+
+
+def full_run(held: bool, reason: str = "dropped 1.0% > 1.0%") -> dict:
+    return {"held": held, "held_reason": "ok" if held else reason, "error": None}
+
+
+def test_the_confirmation_line_says_what_a_second_run_made_of_n() -> None:
+    search = {"max_streams": 138, "confirmed_streams": 138, "confirm_runs": []}
+    assert confirmation_line(search, full_run(True)) == "confirmed: the full run at 138 held too"
+    search = {"max_streams": 138, "confirmed_streams": 137,
+              "confirm_runs": [{"streams": 137, "held": True}]}
+    assert confirmation_line(search, full_run(False)) == (
+        "the full run at 138 did not hold (dropped 1.0% > 1.0%); confirmed: 137 held (137:held)")
+    search = {"max_streams": 138, "confirmed_streams": None,
+              "confirm_runs": [{"streams": 137, "held": False}, {"streams": 136, "held": False}]}
+    assert confirmation_line(search, full_run(False)).endswith("nothing below it held either (137:no, 136:no)")
+    assert "add e2e-realtime" in confirmation_line({"max_streams": 5, "confirmed_streams": None}, None)
 
 
 def drops(dropped: int = 0, lost: int = 0, decoded: int = 1000) -> Drops:
