@@ -20,6 +20,10 @@ from pipeline.observe.metrics import Metrics
 MIN_CALLS = 3  # a batch stage runs at least this often in its window, however slow
 WARMUP_CALLS = 2  # first calls build kernels, caches and pools: not measured
 SOURCE_JOIN_S = 2.0
+# A decode worker tearing down dozens of busy NVDEC decoders takes longer than the pool's default 2 s
+# (2.2-2.5 s with 34-35 cameras a worker on the H200, issue 22 sessions 8-9); like the daemon's stop
+# budget (app/daemon.py STOP_BUDGET_S), give them time to leave on their own before being killed.
+WORKER_EXIT_BUDGET_S = 5.0
 # Decode and end to end start their warm-up once every camera has a frame (many cameras, and decode
 # worker processes above all, take seconds to open), but never later than this.
 FIRST_FRAMES_S = 60.0
@@ -120,7 +124,7 @@ def _decoding(cameras: list[CameraConfig], cfg: PipelineConfig, keep: int) -> It
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
         if pool is not None:
-            pool.close()
+            pool.close(deadline=time.monotonic() + WORKER_EXIT_BUDGET_S)
 
 
 def _per_camera_fps(cameras: list[CameraConfig], before: dict[str, int], after: dict[str, int],
