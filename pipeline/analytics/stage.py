@@ -41,6 +41,23 @@ def camera_rules(cfg: "CameraAnalyticsConfig") -> tuple[tuple[Zone, ...], tuple[
     return zones, tuple(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class RuleCount:
+    """One running count: `rule` (a zone or line name), the object's label, and what it did (enter,
+    exit, forward, backward, loiter...)."""
+    rule: str
+    label: str
+    what: str
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraAnalytics:
+    """A camera's analytics at one moment: live tracks and its running counts, sorted by rule."""
+    tracks: int
+    counts: tuple[RuleCount, ...]
+
+
 @dataclasses.dataclass
 class _CameraState:
     tracker: ByteTracker
@@ -100,16 +117,25 @@ class Analytics:
                 continue
         return {}
 
-    def status_line(self, camera_id: str) -> str | None:
-        """`tracks 4; door: person enter 3 exit 2; kerb: car forward 1` for the status lines, or None."""
+    def snapshot(self, camera_id: str) -> CameraAnalytics | None:
+        """Live tracks and running counts (for the status lines and the preview's /api/cameras); None
+        before the camera's first frame. Safe from another thread."""
         state = self._cameras.get(camera_id)
         if state is None:
             return None
+        counts = tuple(RuleCount(rule, label, what, n) for (rule, label, what), n in sorted(self.counts(camera_id).items()))
+        return CameraAnalytics(len(state.tracker), counts)
+
+    def status_line(self, camera_id: str) -> str | None:
+        """`tracks 4; door: person enter 3 exit 2; kerb: car forward 1` for the status lines, or None."""
+        snap = self.snapshot(camera_id)
+        if snap is None:
+            return None
         per_rule: dict[str, list[str]] = {}
-        for (rule, label, what), n in sorted(self.counts(camera_id).items()):
-            per_rule.setdefault(rule, []).append(f"{label} {what} {n}")
+        for c in snap.counts:
+            per_rule.setdefault(c.rule, []).append(f"{c.label} {c.what} {c.count}")
         rules = "; ".join(f"{rule}: {', '.join(parts)}" for rule, parts in per_rule.items())
-        return f"tracks {len(state.tracker)}" + (f"; {rules}" if rules else "")
+        return f"tracks {snap.tracks}" + (f"; {rules}" if rules else "")
 
     def __call__(self, fd: FrameDetections) -> tuple[FrameDetections, FrameEvents | None]:
         state = self._cameras.get(fd.camera_id)

@@ -206,7 +206,8 @@ class Daemon:
         preprocess, postprocess = self._build_steps()
         if cfg.preview is not None:  # preview (issue 19): its own HTTP server and threads, off the detection path
             from pipeline.preview import PreviewService
-            self._preview = PreviewService(cfg.preview, self.metrics, self.board, lambda: self.config.cameras)
+            self._preview = PreviewService(cfg.preview, self.metrics, self.board, lambda: self.config.cameras,
+                                           self.analytics.snapshot if self.analytics is not None else None)
             self._preview.start()
         self._wire_stages(preprocess, postprocess, self._open_publisher())
         if cfg.decode.workers:

@@ -6,8 +6,9 @@ Routes (GET only):
   /                                 the grid (static/index.html)
   /camera/<id>                      one camera at full size (static/camera.html)
   /static/<file>                    the page's JS and CSS, from the package (no CDN)
-  /api/cameras?watch=a,b&full=c     every camera's state, counters and latest frame; marks a,b watched
-                                    (tile_width) and c watched at max_width (its own page)
+  /api/cameras?watch=a,b&full=c     every camera's state, counters, analytics (live tracks and zone/line
+                                    counts, or null) and latest frame; marks a,b watched (tile_width)
+                                    and c watched at max_width (its own page)
   /api/cameras/<id>/frames/<n>.jpg  an encoded frame (the last few per camera are kept)
   /api/snapshots                    the most recent snapshots; /snapshots/<name> one of them
 Camera URLs never leave the daemon: the JSON is built from ids, states and counters only.
@@ -31,6 +32,7 @@ from pipeline.config.camera import CAMERA_ID
 from pipeline.observe.redaction import redact_url
 
 if TYPE_CHECKING:
+    from pipeline.analytics.stage import CameraAnalytics
     from pipeline.preview.service import PreviewService
 
 log = logging.getLogger("pipeline.preview.http")
@@ -212,6 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "decoded": status.decoded if status else 0,
                 "published": status.published if status else 0,
                 "dropped": status.dropped if status else 0,
+                "analytics": _analytics_json(preview.camera_analytics(cid)),
                 "frame": None if latest is None else {
                     "index": latest.index, "seq": latest.seq, "captured_at": latest.captured_at,
                     "width": latest.width, "height": latest.height,
@@ -268,3 +271,11 @@ def page_reason(reason: str, url: str) -> str:
         if hidden:
             reason = reason.replace(hidden, "<camera url>")
     return ANY_URL.sub("<url>", reason)
+
+
+def _analytics_json(snap: CameraAnalytics | None) -> dict[str, Any] | None:
+    """null when tracking is off or the camera has had no frame yet."""
+    if snap is None:
+        return None
+    return {"tracks": snap.tracks,
+            "counts": [{"rule": c.rule, "label": c.label, "what": c.what, "count": c.count} for c in snap.counts]}

@@ -8,7 +8,7 @@ import resource
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from prometheus_client import Counter
 
@@ -18,6 +18,9 @@ from pipeline.observe.metrics import Metrics
 from pipeline.preview.drawing import draw_detections, draw_regions, encode_jpeg, scaled_to
 from pipeline.preview.snapshots import ClassAppearsTrigger, SnapshotNamer, SnapshotWriter
 from pipeline.preview.tap import Pair, PreviewTap
+
+if TYPE_CHECKING:  # the analytics package imports scipy: only when tracking is on
+    from pipeline.analytics.stage import CameraAnalytics
 
 log = logging.getLogger("pipeline.preview")
 
@@ -67,11 +70,14 @@ class FrameStore:
 
 class PreviewService:
     def __init__(self, config: PreviewConfig, metrics: Metrics, board: Any,
-                 cameras: Callable[[], list[Any]]) -> None:
+                 cameras: Callable[[], list[Any]],
+                 analytics: Callable[[str], CameraAnalytics | None] | None = None) -> None:
         """board: the daemon's CameraStatusBoard (state, counters); cameras: the running camera
-        configs (read again on every page load, so a reload shows; zones/lines are drawn from them)."""
+        configs (read again on every page load, so a reload shows; zones/lines are drawn from them);
+        analytics: a camera's live tracks and zone/line counts (Analytics.snapshot), when tracking is on."""
         self.config = config
         self._cameras = cameras
+        self._analytics = analytics
         registry = metrics.registry
         self.frames_encoded = Counter("pipeline_preview_frames_encoded", "Preview frames drawn and encoded",
                                       ["camera"], registry=registry)
@@ -99,6 +105,9 @@ class PreviewService:
 
     def camera_configs(self) -> list[Any]:
         return list(self._cameras())
+
+    def camera_analytics(self, camera_id: str) -> CameraAnalytics | None:
+        return self._analytics(camera_id) if self._analytics is not None else None
 
     # ---------------------------------------------------------------- lifecycle
 

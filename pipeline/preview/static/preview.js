@@ -32,10 +32,11 @@ function tileFor(cam) {
   link.appendChild(img);
   const caption = el("figcaption");
   const name = el("span", "name", cam.id), state = el("span", "state"), stats = el("span", "muted");
-  caption.append(name, state, stats);
+  const counts = el("span", "analytics");  // live tracks and zone/line counts, when tracking is on
+  caption.append(name, state, stats, counts);
   figure.append(page === "grid" ? link : img, caption);
   grid.appendChild(figure);
-  t = {figure, img, state, stats, loading: null};
+  t = {figure, img, state, stats, counts, loading: null};
   tiles.set(cam.id, t);
   if (observer && !single) observer.observe(figure); else onScreen.add(cam.id);
   return t;
@@ -48,6 +49,8 @@ function show(cam) {
   t.state.title = cam.reason || "";
   const lat = cam.latency_ms === null ? "-" : cam.latency_ms.toFixed(0) + " ms";
   t.stats.textContent = `${cam.fps.toFixed(1)} fps · ${lat} · ${cam.dropped} dropped`;
+  t.counts.textContent = analyticsText(cam.analytics);
+  if (single) showCounts(cam.analytics);
   const f = cam.frame;
   if (f && t.img.dataset.frame !== String(f.index) && t.loading !== f.url) {
     // load off screen, then swap: data-frame always names the frame the <img> shows
@@ -64,6 +67,31 @@ function show(cam) {
     next.onerror = () => { t.loading = null; };
     next.src = f.url;
   }
+}
+
+// "3 tracks · shed: person enter 8, person exit 7 · path: car forward 3"; "" when tracking is off
+function analyticsText(a) {
+  if (!a) return "";
+  const rules = new Map();
+  for (const c of a.counts) {
+    if (!rules.has(c.rule)) rules.set(c.rule, []);
+    rules.get(c.rule).push(`${c.label} ${c.what} ${c.count}`);
+  }
+  const parts = [`${a.tracks} track${a.tracks === 1 ? "" : "s"}`];
+  for (const [rule, list] of rules) parts.push(`${rule}: ${list.join(", ")}`);
+  return parts.join(" · ");
+}
+
+function showCounts(a) {
+  const section = document.getElementById("counts");
+  section.hidden = !a;
+  if (!a) return;
+  document.getElementById("tracks").textContent = `${a.tracks} live track${a.tracks === 1 ? "" : "s"}`;
+  document.querySelector("#counts tbody").replaceChildren(...a.counts.map((c) => {
+    const tr = el("tr");
+    tr.append(el("td", "", c.rule), el("td", "", c.label), el("td", "", c.what), el("td", "", String(c.count)));
+    return tr;
+  }));
 }
 
 function showDetections(dets) {

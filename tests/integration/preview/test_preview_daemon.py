@@ -26,6 +26,9 @@ CAMERAS = {"street": "street_1280x720.mp4", "plaza": "plaza_768x576.mp4", "yard"
 MAX_CLIENTS = 40
 CLIENT_TIMEOUT_S = 3.0
 SCREENSHOT_ENV = "PIPELINE_PREVIEW_SCREENSHOT"  # write the grid's screenshot here (docs/preview-grid.png)
+# the yard's zone and line of configs/demo.yaml (pixels of 640x480); the other cameras have no rules
+YARD_RULES = {"frame_size": [640, 480], "zones": [{"name": "shed", "points": [[40, 220], [300, 220], [300, 480], [40, 480]]}],
+              "lines": [{"name": "path", "start": [400, 150], "end": [400, 480]}]}
 
 
 def _free_port() -> int:
@@ -52,11 +55,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
     port, metrics_port = _free_port(), _free_port()
     cfg = write_config(
         tmp / "preview.yaml",
-        [{"id": cid, "url": str(DEMO / clip), "loop": True} for cid, clip in CAMERAS.items()],
+        [{"id": cid, "url": str(DEMO / clip), "loop": True, **({"analytics": YARD_RULES} if cid == "yard" else {})}
+         for cid, clip in CAMERAS.items()],
         {"path": str(DEMO / "detector.onnx"), "labels": str(DEMO / "labels.txt"), "input_size": 320,
          "score_threshold": 0.4, "iou_threshold": 0.5},
         scheduler={"max_batch": 8, "max_wait_ms": 30, "queue_per_camera": 4},
         metrics={"bind": f"127.0.0.1:{metrics_port}"},
+        analytics={"tracking": True, "high_score": 0.7, "new_track_score": 0.9},  # configs/demo.yaml's
         preview={"bind": f"127.0.0.1:{port}", "fps": 4, "max_clients": MAX_CLIENTS,
                  "client_timeout_s": CLIENT_TIMEOUT_S,
                  "snapshots": {"dir": str(snapshots), "classes": ["person", "car"], "cooldown_s": 0}})
@@ -204,6 +209,52 @@ def test_grid_in_a_real_browser_shows_every_camera_and_draws_the_published_boxes
     assert "assets/demo" not in body and ".mp4" not in body, "camera URLs must not reach the page"
     daemon.pump(0.5)
     _assert_no_seq_gap(daemon.messages)
+
+
+def _api_cameras(daemon) -> dict[str, dict]:
+    doc = json.loads(urllib.request.urlopen(daemon.base + "/api/cameras", timeout=5).read())
+    return {c["id"]: c for c in doc["cameras"]}
+
+
+def _published_counts(daemon, cid: str) -> dict[tuple[str, str, str], int]:
+    """The running counts of the camera's last event message (pipeline.events/1) on ZeroMQ."""
+    events = [m for t, m in daemon.messages if t.startswith("evt/") and m["camera"] == cid]
+    if not events:
+        return {}
+    return {(rule, label, what): n for rule, labels in events[-1]["counts"].items()
+            for label, whats in labels.items() for what, n in whats.items()}
+
+
+def test_zone_and_line_counts_reach_the_api_and_the_page_as_published(daemon, browser):
+    # the API: live tracks and running counts per camera; null where the camera has no rules yet
+    cams = _wait(lambda: (c := _api_cameras(daemon)) and c["yard"]["analytics"]
+                 and c["yard"]["analytics"]["counts"] and c, 30, "the yard's first zone/line count", daemon)
+    yard = cams["yard"]["analytics"]
+    assert set(yard) == {"tracks", "counts"} and yard["tracks"] >= 0
+    for c in yard["counts"]:
+        assert set(c) == {"rule", "label", "what", "count"} and c["rule"] in ("shed", "path") and c["count"] >= 1
+    # every camera is tracked (tracking is global); only the yard has rules, so only it counts
+    assert cams["street"]["analytics"] is not None and cams["street"]["analytics"]["counts"] == []
+    # what the API said is what the daemon publishes: each count reaches the event stream (events are
+    # published after the analytics stage counted them, so the subscriber catches up, never goes past)
+    api = {(c["rule"], c["label"], c["what"]): c["count"] for c in yard["counts"]}
+    assert daemon.pump_until(lambda msgs: all(_published_counts(daemon, "yard").get(k, 0) >= n for k, n in api.items()),
+                             15), (api, _published_counts(daemon, "yard"))
+
+    # the grid: the yard's tile names its rules; the yard's own page lists its counts in a table
+    browser.get(daemon.base + "/")
+    text = _wait(lambda: (e := browser.find_elements("css selector", "figure[data-camera='yard'] .analytics"))
+                 and e[0].text, 20, "the yard tile's counts", daemon)
+    assert "track" in text and ("shed:" in text or "path:" in text), text
+    browser.get(daemon.base + "/camera/yard")
+    # read in one script: the page replaces the rows on every poll
+    rows = _wait(lambda: browser.execute_script(
+        "return Array.from(document.querySelectorAll('#counts tbody tr'), (r) => Array.from(r.cells, (c) => c.textContent));"),
+        20, "the counts table", daemon)
+    shown = {tuple(r[:3]): int(r[3]) for r in rows}
+    for key, n in api.items():  # counts only grow: the page, read later, shows at least what the API said
+        assert shown.get(key, 0) >= n, (key, n, shown)
+    assert browser.find_element("css selector", "#tracks").text.endswith(("live track", "live tracks"))
 
 
 def test_bad_clients_are_refused_counted_and_logged_once_while_publishing_goes_on(daemon):

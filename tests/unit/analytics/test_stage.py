@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.analytics.stage import Analytics
+from pipeline.analytics.stage import Analytics, CameraAnalytics, RuleCount
 from pipeline.config import AnalyticsConfig, CameraConfig
 from pipeline.frame import Detection, FrameDetections
 from pipeline.observe.metrics import Metrics
@@ -36,6 +36,9 @@ def test_ids_events_rule_changes_and_restarts() -> None:
     out, _ = stage(frame(2, [(14, 10, 24, 40)]))
     assert out.detections[0].track_id == 2  # the old track ended; its id is not reused
     assert "tracks 1; all: person enter 2" == stage.status_line("cam")
+    # the same, typed, for the preview's /api/cameras (the dropped rule's count went with it)
+    assert stage.snapshot("cam") == CameraAnalytics(1, (RuleCount("all", "person", "enter", 2),))
+    assert stage.snapshot("no-such-camera") is None and stage.status_line("no-such-camera") is None
     assert metrics.value("pipeline_analytics_events_total", camera="cam", rule="all", label="person", event="enter") == 2
     assert metrics.value("pipeline_analytics_events_total", camera="cam", rule="left", label="person", event="enter") == 1
 

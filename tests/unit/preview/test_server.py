@@ -34,6 +34,23 @@ def preview(request: pytest.FixtureRequest):
     service.close()
 
 
+def test_api_carries_each_cameras_tracks_and_counts_or_null(preview: PreviewService) -> None:
+    from pipeline.analytics.stage import CameraAnalytics, RuleCount
+
+    assert json.loads(get(preview, "/api/cameras").body)["cameras"][0]["analytics"] is None  # tracking off
+    snap = CameraAnalytics(3, (RuleCount("door", "person", "enter", 5), RuleCount("door", "person", "exit", 4)))
+    service = PreviewService(PreviewConfig(bind="127.0.0.1:0"), Metrics(), preview.board, lambda: CAMERAS,
+                             {"lobby": snap}.get)
+    service.start()
+    try:
+        doc = json.loads(get(service, "/api/cameras").body)
+    finally:
+        service.close()
+    assert doc["cameras"][0]["analytics"] == {"tracks": 3, "counts": [
+        {"rule": "door", "label": "person", "what": "enter", "count": 5},
+        {"rule": "door", "label": "person", "what": "exit", "count": 4}]}
+
+
 def get(service: PreviewService, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
     conn.request("GET", path, headers=headers or {})
