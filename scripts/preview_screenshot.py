@@ -1,6 +1,6 @@
-"""The preview screenshot in docs/: the real daemon on the demo clips (looped) with class-appears
-snapshots, Debian chromium headless through Selenium, the grid once every tile has a frame and a few
-snapshots are listed.
+"""The preview screenshot in docs/: the real daemon on the demo clips (looped) with configs/demo.yaml's
+zones, lines and tracking, and class-appears snapshots; Debian chromium headless through Selenium; the
+grid once every tile has a frame and counts, and a few snapshots are listed.
 
     python scripts/preview_screenshot.py [docs/preview-grid.png]
 """
@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's pipeline and tests.support
@@ -26,12 +28,16 @@ def main() -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    rules = {cam["id"]: cam.get("analytics", {}) for cam in demo["cameras"]}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = write_config(
             Path(tmp) / "preview.yaml",
-            [{"id": cid, "url": str(DEMO / clip), "loop": True} for cid, clip in CAMERAS.items()],
+            [{"id": cid, "url": str(DEMO / clip), "loop": True, "analytics": rules.get(cid, {})}
+             for cid, clip in CAMERAS.items()],
             {"path": str(DEMO / "detector.onnx"), "labels": str(DEMO / "labels.txt"), "input_size": 320,
              "score_threshold": 0.4, "iou_threshold": 0.5},
+            analytics=demo["analytics"],
             preview={"bind": "127.0.0.1:18089", "fps": 2,
                      "snapshots": {"dir": str(Path(tmp) / "snapshots"), "classes": ["person", "car", "bicycle"],
                                    "cooldown_s": 2}})
@@ -51,6 +57,8 @@ def main() -> None:
                         "return [...document.querySelectorAll('figure.tile img')].filter(i => i.dataset.frame).length"
                         " === 3 && document.querySelectorAll('#event-list img').length >= 6"
                         " && [...document.querySelectorAll('#event-list img')].every(i => i.complete)"
+                        " && [...document.querySelectorAll('figure.tile .analytics')].filter(e => e.textContent.includes(':'))"
+                        ".length === 3"
                         " && document.getElementById('summary').textContent.includes('CPU');")
                     if ready:
                         break

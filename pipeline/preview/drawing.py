@@ -1,10 +1,13 @@
 """Annotation of preview frames: boxes, labels, scores, track ids, zones and lines (OpenCV, BGR)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from pipeline.config.analytics import CameraAnalyticsConfig
 
 # One colour per class id (BGR), saturated so a box stands out from the picture and survives JPEG.
 PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
@@ -54,43 +57,25 @@ def draw_detections(bgr: np.ndarray, detections: Iterable[Any], scale: float) ->
         cv2.putText(bgr, text, (x1 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def draw_regions(bgr: np.ndarray, camera: Any, src_width: int, src_height: int, scale: float) -> None:
-    """The camera's zones (polygons) and lines, when its config has them (issue 17)."""
-    for zone in getattr(camera, "zones", None) or ():
-        pts = _points(zone, src_width, src_height, scale)
-        if len(pts) >= 3:
-            cv2.polylines(bgr, [np.array(pts, np.int32)], True, ZONE_BGR, 2, cv2.LINE_AA)
-            _name(bgr, zone, pts[0], ZONE_BGR)
-    for line in getattr(camera, "lines", None) or ():
-        pts = _points(line, src_width, src_height, scale)
-        if len(pts) >= 2:
-            cv2.polylines(bgr, [np.array(pts, np.int32)], False, LINE_BGR, 2, cv2.LINE_AA)
-            _name(bgr, line, pts[0], LINE_BGR)
+def draw_regions(bgr: np.ndarray, rules: CameraAnalyticsConfig, src_width: int, src_height: int,
+                 scale: float) -> None:
+    """A camera's zones (closed polygons) and lines (cameras[i].analytics), named, over a frame of
+    src_width x src_height drawn at `scale`. The rules' points are fractions of the frame, or pixels of
+    their frame_size: through fractions() they land where the analytics stage counts them."""
+    size = np.array([src_width * scale, src_height * scale], np.float64)
+    for zone in rules.zones:
+        pts = np.rint(rules.fractions(zone.points) * size).astype(np.int32)
+        cv2.polylines(bgr, [pts], True, ZONE_BGR, 2, cv2.LINE_AA)
+        _name(bgr, zone.name, pts[0], ZONE_BGR)
+    for line in rules.lines:
+        pts = np.rint(rules.fractions([line.start, line.end]) * size).astype(np.int32)
+        cv2.polylines(bgr, [pts], False, LINE_BGR, 2, cv2.LINE_AA)
+        _name(bgr, line.name, pts[0], LINE_BGR)
 
 
-def _points(region: Any, src_width: int, src_height: int, scale: float) -> list[tuple[int, int]]:
-    """Vertices from `points`/`polygon`, or `start`/`end`, or `a`/`b`; coordinates all within 0..1
-    are taken as fractions of the frame, others as source pixels."""
-    raw: Sequence[Any] | None = getattr(region, "points", None) or getattr(region, "polygon", None)
-    if raw is None:
-        for first, second in (("start", "end"), ("a", "b")):
-            if getattr(region, first, None) is not None and getattr(region, second, None) is not None:
-                raw = (getattr(region, first), getattr(region, second))
-                break
-    try:
-        xy = [(float(p[0]), float(p[1])) for p in raw or ()]
-    except (TypeError, ValueError, IndexError):
-        return []
-    if xy and all(0 <= x <= 1 and 0 <= y <= 1 for x, y in xy):
-        xy = [(x * src_width, y * src_height) for x, y in xy]
-    return [(int(round(x * scale)), int(round(y * scale))) for x, y in xy]
-
-
-def _name(bgr: np.ndarray, region: Any, at: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    name = getattr(region, "name", None) or getattr(region, "id", None)
-    if name:
-        cv2.putText(bgr, str(name), (at[0] + 3, max(12, at[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
-                    cv2.LINE_AA)
+def _name(bgr: np.ndarray, name: str, at: np.ndarray, colour: tuple[int, int, int]) -> None:
+    cv2.putText(bgr, name, (int(at[0]) + 3, max(12, int(at[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1,
+                cv2.LINE_AA)
 
 
 def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:

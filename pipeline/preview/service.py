@@ -216,7 +216,7 @@ class PreviewService:
         bgr, scale = scaled_to(pair.image, width)
         camera = next((c for c in self._cameras() if c.id == fd.camera_id), None)
         if camera is not None:
-            draw_regions(bgr, camera, fd.width, fd.height, scale)
+            draw_regions(bgr, camera.analytics, fd.width, fd.height, scale)
         draw_detections(bgr, fd.detections, scale)
         jpeg = encode_jpeg(bgr, self.config.jpeg_quality)
         self.store.put(EncodedFrame(fd.camera_id, fd.index, pair.seq, fd.captured_at, fd.width, fd.height, jpeg,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.preview.drawing import class_colour_rgb
+from pipeline.preview.drawing import LINE_BGR, ZONE_BGR, class_colour_rgb
 from tests.support.daemon_harness import REPO, DaemonProcess, write_config
 
 DEMO = REPO / "assets" / "demo"
@@ -211,6 +211,17 @@ def test_grid_in_a_real_browser_shows_every_camera_and_draws_the_published_boxes
     _assert_no_seq_gap(daemon.messages)
 
 
+def _coloured(browser, points: list[tuple[float, float]], across: tuple[int, int], bgr: tuple[int, int, int]) -> int:
+    """How many of these points of the frozen image have the colour within a pixel across the drawn
+    line (it is 2 px wide, and JPEG blurs it)."""
+    rgb, (dx, dy) = bgr[::-1], across
+    hits = 0
+    for x, y in points:
+        near = _sample(browser, [(x + d * dx, y + d * dy) for d in (-1, 0, 1)])
+        hits += min(sum(abs(a - b) for a, b in zip(p, rgb)) for p in near) < 150
+    return hits
+
+
 def _api_cameras(daemon) -> dict[str, dict]:
     doc = json.loads(urllib.request.urlopen(daemon.base + "/api/cameras", timeout=5).read())
     return {c["id"]: c for c in doc["cameras"]}
@@ -246,6 +257,15 @@ def test_zone_and_line_counts_reach_the_api_and_the_page_as_published(daemon, br
     text = _wait(lambda: (e := browser.find_elements("css selector", "figure[data-camera='yard'] .analytics"))
                  and e[0].text, 20, "the yard tile's counts", daemon)
     assert "track" in text and ("shed:" in text or "path:" in text), text
+    # the rules are drawn where they count: the path line (x = 400 of 640) and the shed's top edge
+    # (y = 220, x 40..300) in their colours (the yard's tile is its source size, 640)
+    _wait(lambda: (s := _tile_state(browser, "yard")) and s["frame"] and s["complete"], 20, "a yard frame", daemon)
+    frozen = _freeze(browser, "yard")
+    assert frozen["width"] == 640
+
+    on_line = _coloured(browser, [(400, 170 + 30 * k) for k in range(10)], (1, 0), LINE_BGR)
+    on_zone = _coloured(browser, [(60 + 22 * k, 220) for k in range(10)], (0, 1), ZONE_BGR)
+    assert on_line >= 7 and on_zone >= 7, (on_line, on_zone)  # objects' boxes and labels may cover a few
     browser.get(daemon.base + "/camera/yard")
     # read in one script: the page replaces the rows on every poll
     rows = _wait(lambda: browser.execute_script(
