@@ -1,13 +1,14 @@
 """Annotation of preview frames: boxes, labels, scores, track ids, zones and lines (OpenCV, BGR)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import cv2
 import numpy as np
 
 if TYPE_CHECKING:
     from pipeline.config.analytics import CameraAnalyticsConfig
+    from pipeline.frame import Detection
 
 # One colour per class id (BGR), saturated so a box stands out from the picture and survives JPEG.
 PALETTE_BGR: tuple[tuple[int, int, int], ...] = (
@@ -42,15 +43,14 @@ def scaled_to(image_rgb: np.ndarray, max_width: int) -> tuple[np.ndarray, float]
     return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), scale
 
 
-def draw_detections(bgr: np.ndarray, detections: Iterable[Any], scale: float) -> None:
-    """Boxes in source pixels (scaled by `scale`), with "label score" and "#track" when a
-    detection has a track_id (issue 17; read with getattr so plain detections work too)."""
+def draw_detections(bgr: np.ndarray, detections: Iterable[Detection], scale: float) -> None:
+    """Boxes in source pixels (scaled by `scale`), with "label score" and "#track" when the
+    detection has a track id (analytics.tracking on)."""
     for det in detections:
         colour = class_colour_bgr(det.class_id)
         x1, y1, x2, y2 = (int(round(v * scale)) for v in det.box)
         cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, BOX_THICKNESS)
-        track_id = getattr(det, "track_id", None)
-        text = f"{det.label} {det.score:.2f}" + (f" #{track_id}" if track_id is not None else "")
+        text = f"{det.label} {det.score:.2f}" + (f" #{det.track_id}" if det.track_id is not None else "")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4  # above the box, inside at the top edge
         cv2.rectangle(bgr, (x1, ty - th - 2), (x1 + tw + 4, ty + base - 1), colour, cv2.FILLED)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from prometheus_client import Counter
 
 from pipeline.config.preview import PreviewConfig
-from pipeline.frame import Frame, FrameDetections
+from pipeline.frame import Detection, Frame, FrameDetections
 from pipeline.observe.metrics import Metrics
 from pipeline.preview.drawing import draw_detections, draw_regions, encode_jpeg, scaled_to
 from pipeline.preview.snapshots import ClassAppearsTrigger, SnapshotNamer, SnapshotWriter
@@ -248,10 +248,9 @@ def _thread_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _detection_json(det: Any) -> dict:
+def _detection_json(det: Detection) -> dict:
     out = {"label": det.label, "class_id": det.class_id, "score": round(det.score, 4),
            "box": [round(v, 1) for v in det.box]}
-    track_id = getattr(det, "track_id", None)
-    if track_id is not None:
-        out["track_id"] = track_id
+    if det.track_id is not None:
+        out["track_id"] = det.track_id
     return out

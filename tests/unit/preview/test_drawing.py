@@ -2,8 +2,6 @@
 zones and lines from its real config (fractions, or pixels of frame_size), scaled with the frame."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from pipeline.config.analytics import CameraAnalyticsConfig
@@ -12,16 +10,11 @@ from pipeline.preview.drawing import LINE_BGR, ZONE_BGR, class_colour_bgr, draw_
 from pipeline.preview.service import _detection_json
 
 
-@dataclass(frozen=True)
-class TrackedDetection(Detection):  # what issue 17 adds: an optional track id
-    track_id: int | None = None
-
-
 def test_boxes_scale_with_the_frame_and_carry_track_ids() -> None:
     image = np.zeros((400, 2000, 3), np.uint8)
     bgr, scale = scaled_to(image, max_width=1000)
     assert bgr.shape == (200, 1000, 3) and scale == 0.5  # an exact 2:1, INTER_AREA
-    det = TrackedDetection("car", 1, 0.8, (200.0, 100.0, 600.0, 380.0), track_id=42)
+    det = Detection("car", 1, 0.8, (200.0, 100.0, 600.0, 380.0), track_id=42)
     draw_detections(bgr, [det], scale)
     assert tuple(bgr[120, 100]) == class_colour_bgr(1)  # left edge x=100 in the scaled frame
     assert tuple(bgr[120, 150]) == (0, 0, 0)
