@@ -134,8 +134,7 @@ class BenchRun:
         if "e2e-fast" in opts.stages:
             out["e2e_fast"] = self._e2e(fast, realtime=False)
         if "e2e-realtime" in opts.stages:
-            out["e2e_realtime"] = self._e2e(bench_cameras(cfg, streams, realtime=True, media=opts.media),
-                                            realtime=True)
+            out["e2e_realtime"] = self._e2e_realtime(streams)
         return out
 
     def _batch_stages(self, frames: list, batch: int, streams: int) -> dict[str, StageResult]:
@@ -234,6 +233,10 @@ class BenchRun:
         self._said(result)
         return result
 
+    def _e2e_realtime(self, streams: int) -> StageResult:
+        """The daemon with `streams` real-time streams: the e2e_realtime stage, a find-max trial, a confirmation."""
+        return self._e2e(bench_cameras(self.cfg, streams, realtime=True, media=self.options.media), realtime=True)
+
     def _said(self, r: StageResult) -> None:
         if r.error:
             self.progress(f"  {r.stage}: FAILED: {r.error}")
@@ -251,8 +254,7 @@ class BenchRun:
         trials: dict[int, StageResult] = {}
 
         def holds(n: int) -> bool:
-            cams = bench_cameras(self.cfg, n, realtime=True, media=self.options.media)
-            trials[n] = self._e2e(cams, realtime=True)
+            trials[n] = self._e2e_realtime(n)
             return bool(trials[n].held)
 
         best = find_max_streams(holds, self.options.streams, self.options.max_streams)
@@ -268,8 +270,7 @@ class BenchRun:
         runs: list[StageResult] = []
 
         def holds(n: int) -> bool:
-            runs.append(self._e2e(bench_cameras(self.cfg, n, realtime=True, media=self.options.media),
-                                  realtime=True))
+            runs.append(self._e2e_realtime(n))
             return bool(runs[-1].held)
 
         confirmed = None
@@ -406,11 +407,16 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
     print(format_table(stages, report["summary"]), file=out)
     search = report["find_max"]
     if search:
-        tried = ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in search["trials"])
+        tried = _tried(search["trials"])
         print(f"find-max: largest N that held real time = {search['max_streams']}"
               f"{' (the --max-streams limit)' if search['limit_reached'] else ''}; tried {tried}", file=out)
         if "confirmed_streams" in search:  # reports from before the confirmation step have no such key
             print(f"find-max: {confirmation_line(search, report['stages'].get('e2e_realtime'))}", file=out)
+
+
+def _tried(trials: list[dict[str, Any]]) -> str:
+    """'132:held, 160:no, ...' of a search's or a confirmation's runs."""
+    return ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in trials)
 
 
 def confirmation_line(search: dict[str, Any], full_run: dict[str, Any] | None) -> str:
@@ -420,7 +426,7 @@ def confirmation_line(search: dict[str, Any], full_run: dict[str, Any] | None) -
         return "not confirmed (no real-time run at the N found: add e2e-realtime to --stages)"
     if confirmed == found:
         return f"confirmed: the full run at {found} held too"
-    tried = ", ".join(f"{t['streams']}:{'held' if t['held'] else 'no'}" for t in search["confirm_runs"])
+    tried = _tried(search["confirm_runs"])
     said = f"the full run at {found} did not hold ({full_run['held_reason'] or full_run['error']})"
     if confirmed is None:
         return f"{said}; nothing below it held either ({tried or 'none tried: --confirm-steps 0'})"
