@@ -388,18 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.observe.logs import configure_logging
+    from pipeline.sources.readers import exit_now_if_readers_blocked
 
     args = build_parser().parse_args(argv)
     repeats = configure_logging(args.log_level, args.log_format)
     try:
-        return args.func(args)
+        code = args.func(args)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
+        code = EXIT_CONFIG
     except KeyboardInterrupt:
-        return 130
+        code = 130
     finally:
         repeats.flush()  # counts of suppressed repeats still pending are reported before exit
+    exit_now_if_readers_blocked(code)  # a camera reader still inside FFmpeg would crash finalization
+    return code
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ socket. That timeout is also the stall detector: a connection that delivers noth
 Stop must be honoured within a second even while FFmpeg is blocked (connecting, stalled), but
 PyAV offers no way to interrupt a read from outside. So the connect/decode loop runs in a reader
 thread; `run()` supervises it and returns promptly on stop. A reader still blocked then exits by
-itself within `timeout_s`, delivering nothing more (see Source._deliver / _transition).
+itself within `timeout_s`, delivering nothing more (see Source._deliver / _transition); the
+process does not finalize while one is (readers.py).
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import av.error
@@ -24,6 +24,7 @@ from pipeline.sources.base import Ending, Source, register_source
 from pipeline.sources.hls_loops import is_hls_url, playlist_loop
 from pipeline.sources.decoding import OpenFailed, ffmpeg_message, open_video
 from pipeline.sources.nvdec import PictureDecoder, picture_decoder
+from pipeline.sources.readers import FfmpegReader
 from pipeline.sources.reachability import (PortState, endpoint_of, foreign_answer, port_state, redirect_loop,
                                            resolve_failure)
 
@@ -74,8 +75,7 @@ class NetworkSource(Source):
 
     def _stream(self) -> Ending:
         outcome: list[Ending] = []  # set by the reader only if it fails unexpectedly
-        reader = threading.Thread(target=self._read_guarded, args=(outcome,), daemon=True,
-                                  name=f"source-reader-{self.camera.id}")
+        reader = FfmpegReader(self.camera.id, self._read_guarded, (outcome,))
         reader.start()
         while reader.is_alive() and not self._stop.wait(STOP_POLL_S):
             pass
