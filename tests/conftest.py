@@ -58,3 +58,14 @@ def _restore_logging_handlers() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """In-process tests leave network readers that leave FFmpeg by themselves within their camera's
+    timeout_s; the test process must not finalize while one is inside (pipeline/sources/readers.py)."""
+    from pipeline.sources.readers import readers_alive
+
+    readers_alive(wait_s=READERS_AT_EXIT_S)
+
+
+READERS_AT_EXIT_S = 10.0  # longer than any test camera's timeout_s
