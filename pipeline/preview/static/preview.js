@@ -69,6 +69,8 @@ function show(cam) {
   }
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 // "3 tracks · shed: person enter 8, person exit 7 · path: car forward 3"; "" when tracking is off
 function analyticsText(a) {
   if (!a) return "";
@@ -77,7 +79,7 @@ function analyticsText(a) {
     if (!rules.has(c.rule)) rules.set(c.rule, []);
     rules.get(c.rule).push(`${c.label} ${c.what} ${c.count}`);
   }
-  const parts = [`${a.tracks} track${a.tracks === 1 ? "" : "s"}`];
+  const parts = [plural(a.tracks, "track")];
   for (const [rule, list] of rules) parts.push(`${rule}: ${list.join(", ")}`);
   return parts.join(" · ");
 }
@@ -86,7 +88,7 @@ function showCounts(a) {
   const section = document.getElementById("counts");
   section.hidden = !a;
   if (!a) return;
-  document.getElementById("tracks").textContent = `${a.tracks} live track${a.tracks === 1 ? "" : "s"}`;
+  document.getElementById("tracks").textContent = plural(a.tracks, "live track");
   document.querySelector("#counts tbody").replaceChildren(...a.counts.map((c) => {
     const tr = el("tr");
     tr.append(el("td", "", c.rule), el("td", "", c.label), el("td", "", c.what), el("td", "", String(c.count)));

@@ -172,6 +172,8 @@ def test_bad_options_are_one_line_usage_errors(bench_config: Path) -> None:
     assert run.returncode == 2 and "--media /nonexistent/clip.mp4: no such file" in run.stderr
     run = bench(bench_config, "--detections-per-frame", "-1")
     assert run.returncode == 2 and run.stderr.strip() == "pipeline bench: --detections-per-frame -1: must be 0..1000"
+    run = bench(bench_config, "--find-max", "--confirm-steps", "65")
+    assert run.returncode == 2 and run.stderr.strip() == "pipeline bench: --confirm-steps 65: must be 0..64"
 
 
 def test_decode_workers_are_measured_in_their_processes(bench_config: Path, tmp_path: Path) -> None:
