@@ -15,6 +15,7 @@ Camera URLs never leave the daemon: the JSON is built from ids, states and count
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -275,7 +276,4 @@ def page_reason(reason: str, url: str) -> str:
 
 def _analytics_json(snap: CameraAnalytics | None) -> dict[str, Any] | None:
     """null when tracking is off or the camera has had no frame yet."""
-    if snap is None:
-        return None
-    return {"tracks": snap.tracks,
-            "counts": [{"rule": c.rule, "label": c.label, "what": c.what, "count": c.count} for c in snap.counts]}
+    return None if snap is None else dataclasses.asdict(snap)  # {tracks, counts: [{rule, label, what, count}]}
